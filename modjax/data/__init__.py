@@ -1,0 +1,3 @@
+"""modjax.data."""
+
+__all__: list[str] = []

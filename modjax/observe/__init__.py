@@ -1,0 +1,3 @@
+"""modjax.observe."""
+
+__all__: list[str] = []

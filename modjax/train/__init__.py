@@ -1,0 +1,3 @@
+"""modjax.train."""
+
+__all__: list[str] = []

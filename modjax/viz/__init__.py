@@ -1,0 +1,3 @@
+"""modjax.viz."""
+
+__all__: list[str] = []
