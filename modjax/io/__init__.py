@@ -1,5 +1,14 @@
 """Persistence: config registry, Orbax checkpoints, save/load."""
 
+from modjax.io.atomic import is_artifact
+from modjax.io.checkpoints import (
+    CHECKPOINT_FORMAT_VERSION,
+    checkpoint_kind,
+    checkpoint_version,
+    load_pytree,
+    save_pytree,
+)
+from modjax.io.migrate import migrate_checkpoint
 from modjax.io.registry import (
     CONFIG_FORMAT_VERSION,
     deserialize,
@@ -8,12 +17,23 @@ from modjax.io.registry import (
     registered_name,
     serialize,
 )
+from modjax.io.reports import LoadReport
+from modjax.io.subtree import load_subtree
 
 __all__ = [
+    "CHECKPOINT_FORMAT_VERSION",
     "CONFIG_FORMAT_VERSION",
+    "LoadReport",
+    "checkpoint_kind",
+    "checkpoint_version",
     "deserialize",
     "get_registered",
+    "is_artifact",
+    "load_pytree",
+    "load_subtree",
+    "migrate_checkpoint",
     "register",
     "registered_name",
+    "save_pytree",
     "serialize",
 ]

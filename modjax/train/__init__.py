@@ -1,3 +1,5 @@
 """modjax.train."""
 
-__all__: list[str] = []
+from modjax.train.checkpointing import EXPERIMENT_HOOKS, PHASE_HOOKS, Checkpointing
+
+__all__: list[str] = ["Checkpointing", "EXPERIMENT_HOOKS", "PHASE_HOOKS"]

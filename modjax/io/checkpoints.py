@@ -1,0 +1,239 @@
+"""Checkpoint and artifact files: Orbax pytrees + a JSON manifest, written atomically.
+
+An artifact generation directory (see :mod:`modjax.io.atomic`) holds::
+
+    manifest.json        checkpoint_version, kind, created, meta, structural_hash,
+                         items (one pytree spec each), files (relative path -> bytes)
+    arrays/<item>/       Orbax data of each pytree item ("variables", "opt_state", ...)
+    *.json, *.parquet    whatever the writer adds (configs, FeatureSet tables)
+
+The manifest is written last and lists every file with its size, so a truncated or
+partially copied checkpoint is reported by name instead of loading garbage.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from modjax.errors import CheckpointError, ConfigError
+from modjax.io.atomic import MANIFEST_FILE, atomic_artifact, read_pointer, resolve_artifact
+from modjax.io.pytree_store import TreeSpec, restore_tree, save_tree
+
+__all__ = [
+    "CHECKPOINT_FORMAT_VERSION",
+    "Artifact",
+    "write_artifact",
+    "open_artifact",
+    "save_pytree",
+    "load_pytree",
+    "checkpoint_version",
+    "checkpoint_kind",
+]
+
+#: Version of the manifest layout written by this modjax.
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+def _check_json(value: Any, what: str) -> Any:
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what} must be JSON-serialisable (no arrays or objects): {e}") from e
+    return value
+
+
+def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | None = None,
+                   json_files: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
+                   extra: Mapping[str, Any] | None = None, hash_item: str | None = None,
+                   structural_hash: str | None = None,
+                   writer: Callable[[Path], None] | None = None,
+                   overwrite: bool = False) -> Path:
+    """Write an artifact atomically.
+
+    Args:
+        path: the artifact directory.
+        kind: artifact kind (``"graph_checkpoint"``, ``"graph"``, ``"featureset"``, ...).
+        items: named pytrees written with Orbax.
+        json_files: ``{file name: JSON data}`` written beside the arrays.
+        meta: user metadata (JSON-serialisable) stored in the manifest.
+        extra: more JSON data for the manifest (e.g. frozen paths).
+        hash_item: item whose structural hash is the artifact's ``structural_hash``.
+        structural_hash: explicit hash (``migrate_checkpoint`` writes a zeroed one).
+        writer: called with the generation directory to add other files (Parquet).
+        overwrite: replace an existing artifact at ``path``.
+
+    Returns:
+        ``path`` as a Path.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "ckpt"
+        >>> _ = write_artifact(p, "demo", items={"tree": {"w": np.arange(3.0)}}, meta={"step": 3})
+        >>> a = open_artifact(p)
+        >>> a.meta, a.restore("tree")["w"].tolist()
+        ({'step': 3}, [0.0, 1.0, 2.0])
+    """
+    path = Path(path)
+    items = dict(items or {})
+    meta = _check_json(dict(meta or {}), f"meta of {str(path)!r}")
+    extra = _check_json(dict(extra or {}), f"manifest data of {str(path)!r}")
+    json_files = dict(json_files or {})
+    for name, data in json_files.items():
+        _check_json(data, f"{name} of {str(path)!r}")
+    with atomic_artifact(path, kind, overwrite=overwrite) as gen:
+        specs: dict[str, TreeSpec] = {}
+        for name, tree in items.items():
+            specs[name] = save_tree(gen / "arrays" / name, tree)
+        for name, data in json_files.items():
+            (gen / name).write_text(json.dumps(data, indent=1, sort_keys=True))
+        if writer is not None:
+            writer(gen)
+        files = {}
+        for dirpath, _dirs, fnames in os.walk(gen):
+            for f in fnames:
+                p = Path(dirpath) / f
+                files[str(p.relative_to(gen))] = p.stat().st_size
+        if structural_hash is None and hash_item is not None:
+            structural_hash = specs[hash_item]["hash"]
+        manifest = {
+            "checkpoint_version": CHECKPOINT_FORMAT_VERSION,
+            "kind": kind,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(),
+            "meta": meta,
+            "structural_hash": structural_hash,
+            "items": specs,
+            "files": files,
+            "extra": extra,
+        }
+        (gen / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return path
+
+
+class Artifact:
+    """A complete artifact opened for reading (manifest checked, file sizes verified).
+
+    Attributes:
+        path: the artifact directory.
+        directory: its current generation directory.
+        manifest: the parsed manifest.
+    """
+
+    def __init__(self, path: Path, directory: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.directory = directory
+        self.manifest = manifest
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.manifest.get("meta", {})
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return self.manifest.get("extra", {})
+
+    @property
+    def structural_hash(self) -> str | None:
+        return self.manifest.get("structural_hash")
+
+    @property
+    def items(self) -> dict[str, TreeSpec]:
+        return self.manifest.get("items", {})
+
+    def spec(self, item: str) -> TreeSpec:
+        if item not in self.items:
+            raise CheckpointError(
+                f"checkpoint {str(self.path)!r} has no {item!r} entry; it holds {sorted(self.items)}")
+        return self.items[item]
+
+    def restore(self, item: str, target: Any = None) -> Any:
+        """Restore pytree ``item`` (onto ``target``'s structure and shardings if given)."""
+        return restore_tree(self.directory / "arrays" / item, self.spec(item), target,
+                            where=f"checkpoint {str(self.path)!r} item {item!r}")
+
+    def read_json(self, name: str) -> Any:
+        f = self.directory / name
+        try:
+            return json.loads(f.read_text())
+        except FileNotFoundError:
+            raise CheckpointError(f"artifact {str(self.path)!r} is missing {name!r}") from None
+        except ValueError as e:
+            raise CheckpointError(f"{str(f)!r} is not valid JSON: {e}") from e
+
+    def file(self, name: str) -> Path:
+        return self.directory / name
+
+
+def open_artifact(path: str | Path, *, kind: str | tuple[str, ...] | None = None) -> Artifact:
+    """Open a complete artifact for reading.
+
+    Raises:
+        CheckpointError: missing, not an artifact, of another kind, a future version,
+            or truncated (a file is missing or has a different size than recorded).
+    """
+    path = Path(path)
+    gen = resolve_artifact(path, kind=kind)
+    try:
+        manifest = json.loads((gen / MANIFEST_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read the manifest of {str(path)!r}: {e}") from e
+    version = manifest.get("checkpoint_version")
+    if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} has checkpoint format version {version!r}; this modjax reads up to "
+            f"{CHECKPOINT_FORMAT_VERSION}: upgrade modjax to load it")
+    for rel, size in manifest.get("files", {}).items():
+        f = gen / rel
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint {str(path)!r} is truncated: file {rel!r} is missing")
+        actual = f.stat().st_size
+        if actual != size:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is truncated or corrupt: file {rel!r} has {actual} "
+                f"bytes, the manifest recorded {size}")
+    return Artifact(path, gen, manifest)
+
+
+def save_pytree(path: str | Path, tree: Any, *, meta: Mapping[str, Any] | None = None,
+                overwrite: bool = False) -> Path:
+    """Checkpoint one pytree (variables, optimizer state, anything with array leaves).
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "t"
+        >>> _ = save_pytree(p, {"a": np.ones(2), "b": [1, None]})
+        >>> load_pytree(p)["b"]
+        [1, None]
+    """
+    return write_artifact(path, "pytree", items={"tree": tree}, meta=meta, hash_item="tree",
+                          overwrite=overwrite)
+
+
+def load_pytree(path: str | Path, target: Any = None) -> Any:
+    """Read a tree written by :func:`save_pytree` (see :func:`restore_tree` for ``target``)."""
+    return open_artifact(path, kind="pytree").restore("tree", target)
+
+
+def checkpoint_version(path: str | Path) -> int:
+    """The manifest format version of a checkpoint (to decide whether to migrate).
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> p = save_pytree(pathlib.Path(tempfile.mkdtemp()) / "t", {"w": np.ones(1)})
+        >>> checkpoint_version(p)
+        1
+    """
+    return int(open_artifact(path).manifest["checkpoint_version"])
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """The kind recorded in an artifact's pointer (``"graph_checkpoint"``, ...)."""
+    return str(read_pointer(path)["kind"])
