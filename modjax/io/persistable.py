@@ -4,10 +4,15 @@
 these so that file formats live in ``modjax.io`` while the methods (``save``,
 ``load``, ``save_checkpoint``, ``restore_checkpoint``, ``load_subgraph_checkpoint``)
 appear on the objects users hold. See docs/architecture.md "Persistence seam" for
-what each host class must expose.
+what each host class must expose, and docs/persistence.md for the formats.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modjax.io.reports import LoadReport
 
 __all__ = ["FeatureSetPersistence", "GraphPersistence", "ExperimentPersistence"]
 
@@ -15,10 +20,173 @@ __all__ = ["FeatureSetPersistence", "GraphPersistence", "ExperimentPersistence"]
 class FeatureSetPersistence:
     """Parquet/JSON ``save``/``load`` for FeatureSet."""
 
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the table (Parquet) and schema/records/splits (JSON) atomically.
+
+        Args:
+            path: artifact directory to create.
+            overwrite: replace an existing FeatureSet artifact at ``path``.
+
+        Returns:
+            ``path`` as a Path.
+        """
+        from modjax.io.featureset_io import save_featureset
+
+        return save_featureset(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, *, overwrite: bool = False,
+             allow_packaged_code: bool = False) -> Any:
+        """Read a FeatureSet written by :meth:`save` (same uuids, splits and records).
+
+        Args:
+            path: the artifact directory.
+            overwrite: replace colliding labels/ids in the active ExperimentContext.
+            allow_packaged_code: import user classes (scalers) named in the config.
+        """
+        from modjax.io.featureset_io import load_featureset
+
+        return load_featureset(cls, path, overwrite=overwrite,
+                               allow_packaged_code=allow_packaged_code)
+
 
 class GraphPersistence:
     """Config + Orbax ``save``/``load`` and checkpoints for ModelGraph and flow Graphs."""
 
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save config, variables, optimizer state and frozen paths to ``path``.
+
+        Returns:
+            ``path`` as a Path.
+        """
+        from modjax.io.graph_io import save_graph
+
+        return save_graph(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, *, overwrite: bool = False,
+             allow_packaged_code: bool = False) -> Any:
+        """Rebuild a graph saved with :meth:`save` as a new object.
+
+        Args:
+            path: the artifact directory.
+            overwrite: replace colliding node labels/ids in the active ExperimentContext.
+            allow_packaged_code: import unregistered model classes from their module.
+        """
+        from modjax.io.graph_io import load_graph
+
+        return load_graph(cls, path, overwrite=overwrite,
+                          allow_packaged_code=allow_packaged_code)
+
+    def save_checkpoint(self, path: str | Path, *, overwrite: bool = False,
+                        meta: dict[str, Any] | None = None, at: str | None = None) -> Path:
+        """Atomically checkpoint variables, optimizer state and frozen set.
+
+        Args:
+            path: checkpoint directory.
+            overwrite: replace an existing checkpoint.
+            meta: JSON-serialisable metadata stored in the manifest.
+            at: label path of a subtree to save standalone, in its own namespace.
+
+        Returns:
+            ``path`` as a Path.
+        """
+        from modjax.io.graph_io import save_graph_checkpoint
+
+        return save_graph_checkpoint(self, path, overwrite=overwrite, meta=meta, at=at)
+
+    def restore_checkpoint(self, path: str | Path) -> Any:
+        """Restore a checkpoint into this graph (strict: same structure). Returns self."""
+        from modjax.io.graph_io import restore_graph_checkpoint
+
+        return restore_graph_checkpoint(self, path)
+
+    def load_subgraph_checkpoint(self, path_in_graph: str, checkpoint: str | Path, *,
+                                 strict: bool = True) -> LoadReport:
+        """Load a standalone (sub)graph checkpoint into the subtree at ``path_in_graph``.
+
+        Args:
+            path_in_graph: label path of the receiving subtree (``"encoder"``).
+            checkpoint: a graph checkpoint or saved graph directory.
+            strict: refuse any missing/extra/mismatched leaf (default); with False the
+                matching leaves are loaded and the rest reported.
+
+        Returns:
+            The :class:`LoadReport`, names in the subtree's own namespace.
+        """
+        from modjax.io.graph_io import load_graph_subtree
+
+        return load_graph_subtree(self, path_in_graph, checkpoint, strict=strict)
+
 
 class ExperimentPersistence:
     """Experiment ``save``/``load`` and named checkpoints."""
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save config, state, FeatureSets, history and checkpoints to ``path``."""
+        from modjax.io.experiment_io import save_experiment
+
+        return save_experiment(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, *, checkpoint_dir: str | Path | None = None,
+             allow_packaged_code: bool = False, overwrite: bool = False) -> Any:
+        """Rebuild an Experiment saved with :meth:`save`.
+
+        Args:
+            path: the artifact directory.
+            checkpoint_dir: where to copy the saved checkpoints (skipped with a warning
+                when None and the artifact has some).
+            allow_packaged_code: import unregistered user classes from their module.
+            overwrite: replace colliding labels/ids in the active ExperimentContext.
+        """
+        from modjax.io.experiment_io import load_experiment
+
+        return load_experiment(cls, path, checkpoint_dir=checkpoint_dir,
+                               allow_packaged_code=allow_packaged_code, overwrite=overwrite)
+
+    def set_checkpoint_dir(self, path: str | Path, *, create: bool = True) -> None:
+        """Directory for named experiment checkpoints (and phase checkpoints without one)."""
+        from modjax.io.experiment_io import set_checkpoint_dir
+
+        set_checkpoint_dir(self, path, create=create)
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        """The experiment checkpoint directory, or None."""
+        return getattr(self, "_mj_checkpoint_dir", None)
+
+    @property
+    def checkpointing_enabled(self) -> bool:
+        """False inside :meth:`disable_checkpointing`; phases and the experiment check it."""
+        return getattr(self, "_mj_checkpointing_disabled", 0) == 0
+
+    def disable_checkpointing(self) -> Any:
+        """Context manager suppressing experiment- and phase-level checkpointing."""
+        from modjax.io.experiment_io import disable_checkpointing
+
+        return disable_checkpointing(self)
+
+    def save_checkpoint(self, name: str | Path, *, overwrite: bool = False,
+                        meta: dict[str, Any] | None = None) -> Path:
+        """Save the full experiment state as checkpoint ``name`` (in the checkpoint dir).
+
+        Returns:
+            The checkpoint path.
+        """
+        from modjax.io.experiment_io import save_experiment_checkpoint
+
+        return save_experiment_checkpoint(self, name, overwrite=overwrite, meta=meta)
+
+    def restore_checkpoint(self, name_or_path: str | Path) -> None:
+        """Restore an experiment checkpoint, or a graph checkpoint into the model graph."""
+        from modjax.io.experiment_io import restore_experiment_checkpoint
+
+        restore_experiment_checkpoint(self, name_or_path)
+
+    @property
+    def available_checkpoints(self) -> dict[str, Path]:
+        """Disk checkpoints by name: the experiment's and its phases' Checkpointing ones."""
+        from modjax.io.experiment_io import available_checkpoints
+
+        return available_checkpoints(self)

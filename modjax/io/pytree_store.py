@@ -31,6 +31,9 @@ ZERO_HASH = "0" * 64
 
 TreeSpec = dict[str, Any]
 
+# Leaf kinds whose value is fully described by the spec (Orbax stores nothing for them).
+_NO_DATA = ("empty", "str")
+
 
 def _is_prng_key(x: Any) -> bool:
     return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
@@ -39,6 +42,9 @@ def _is_prng_key(x: Any) -> bool:
 def _leaf_record(path: str, x: Any) -> dict[str, Any]:
     if x is None:
         raise AssertionError("None is structure, not a leaf")
+    if isinstance(x, str):
+        # Strings (phase labels, split names in a state) live in the JSON spec itself.
+        return {"path": path, "kind": "str", "shape": [], "dtype": "str", "value": x}
     if isinstance(x, bool | np.bool_) and not isinstance(x, np.ndarray):
         return {"path": path, "kind": "bool", "shape": [], "dtype": "bool"}
     if isinstance(x, int) and not isinstance(x, np.ndarray):
@@ -137,7 +143,7 @@ def save_tree(directory: Path, tree: Any) -> TreeSpec:
     """Write ``tree``'s arrays with Orbax into ``directory`` and return its spec."""
     spec, leaves = describe_tree(tree)
     payload = {f"l{r['i']:06d}": _to_storable(r, x)
-               for r, x in zip(spec["leaves"], leaves) if r["kind"] != "empty"}
+               for r, x in zip(spec["leaves"], leaves) if r["kind"] not in _NO_DATA}
     spec["orbax"] = bool(payload)
     if payload:
         ocp.PyTreeCheckpointer().save(Path(directory).absolute(), payload)
@@ -148,6 +154,8 @@ def _from_stored(rec: dict[str, Any], x: Any) -> Any:
     kind = rec["kind"]
     if kind == "empty":
         return np.zeros(rec["shape"], dtype=rec["dtype"])
+    if kind == "str":
+        return rec["value"]
     if kind == "int":
         return int(x)
     if kind == "float":
@@ -225,7 +233,7 @@ def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *,
                 shardings[r["i"]] = sh
     stored: dict[str, Any] = {}
     if spec.get("orbax"):
-        names = {f"l{r['i']:06d}": r for r in records if r["kind"] != "empty"}
+        names = {f"l{r['i']:06d}": r for r in records if r["kind"] not in _NO_DATA}
         args = {}
         for name, r in names.items():
             sh = shardings.get(r["i"])
@@ -241,7 +249,7 @@ def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *,
     values = []
     for r in records:
         x = stored.get(f"l{r['i']:06d}")
-        if x is None and r["kind"] != "empty":
+        if x is None and r["kind"] not in _NO_DATA:
             raise CheckpointError(f"{where}: array data for leaf {r['path']!r} is missing")
         values.append(_from_stored(r, x))
     if treedef is not None:

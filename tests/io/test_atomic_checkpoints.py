@@ -38,7 +38,7 @@ def _tree():
                    "relu": {}},
         "state": {"enc": {"count": jnp.asarray(3, jnp.int32)}, "relu": {}},
         "empty": np.zeros((0, 5), np.float32),
-        "misc": [1, 2.5, True, None, (np.int64(7),)],
+        "misc": [1, 2.5, True, None, (np.int64(7),), "phase-a"],
     }
 
 
@@ -47,7 +47,7 @@ def test_pytree_roundtrip_is_bit_exact_and_keeps_structure(tmp_path):
     save_pytree(tmp_path / "c", tree, meta={"epoch": 2})
     out = load_pytree(tmp_path / "c")
     assert out["params"]["relu"] == {} and out["state"]["relu"] == {}
-    assert out["misc"][:4] == [1, 2.5, True, None] and isinstance(out["misc"][4], tuple)
+    assert out["misc"][:4] == [1, 2.5, True, None] and out["misc"][5] == "phase-a" and isinstance(out["misc"][4], tuple)
     assert out["empty"].shape == (0, 5) and out["empty"].dtype == np.float32
     assert out["params"]["enc"]["b"].dtype == jnp.bfloat16
     np.testing.assert_array_equal(out["params"]["enc"]["w"], np.arange(12.0).reshape(3, 4))

@@ -1,0 +1,138 @@
+"""Save/load and checkpoints of ModelGraph and flow Graphs (the GraphPersistence seam).
+
+A saved graph (kind ``"graph"``) and a graph checkpoint (kind ``"graph_checkpoint"``)
+are both artifact directories with a ``variables`` item (``{"params", "state"}``), an
+``opt_state`` item when an optimizer state exists, and the frozen label paths in the
+manifest; the saved graph also has ``config.json``. A checkpoint taken ``at`` a label
+path holds that subtree in its own namespace (and no optimizer state).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modjax.errors import CheckpointError
+from modjax.graph.paths import join_path, split_path
+from modjax.io.checkpoints import Artifact, open_artifact, write_artifact
+from modjax.io.objects import CONFIG_FILE, config_envelope, object_from_artifact
+from modjax.io.reports import LoadReport
+from modjax.io.subtree import extract_subtree, load_subtree
+
+__all__ = ["save_graph", "load_graph", "save_graph_checkpoint", "restore_graph_checkpoint",
+           "load_graph_subtree", "GRAPH_KINDS"]
+
+GRAPH_KINDS = ("graph", "graph_checkpoint")
+
+
+def _variables(graph: Any, what: str) -> Any:
+    v = getattr(graph, "variables", None)
+    if v is None:
+        raise CheckpointError(
+            f"graph {getattr(graph, 'label', '?')!r} is not built (no variables) so it cannot "
+            f"{what}; call build() first")
+    return v
+
+
+def _opt_state(graph: Any) -> Any:
+    try:
+        return getattr(graph, "opt_state", None)
+    except Exception:  # a host may raise when no optimizer is attached
+        return None
+
+
+def _frozen(graph: Any) -> list[str]:
+    return sorted(join_path(split_path(p)) for p in (getattr(graph, "frozen_paths", None) or ()))
+
+
+def _items(graph: Any, at: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    variables = _variables(graph, "be saved")
+    parts = split_path(at or ())
+    items = {"variables": extract_subtree(variables, parts)}
+    frozen = _frozen(graph)
+    if parts:
+        n = len(parts)
+        frozen = [join_path(split_path(f)[n:]) for f in frozen
+                  if split_path(f)[:n] == parts and len(split_path(f)) > n]
+    else:
+        opt = _opt_state(graph)
+        if opt is not None:
+            items["opt_state"] = opt
+    extra = {"frozen_paths": frozen, "at": join_path(parts) or None,
+             "graph_label": getattr(graph, "label", None)}
+    return items, extra
+
+
+def save_graph(graph: Any, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write config + variables + optimizer state + frozen set (kind ``"graph"``)."""
+    items, extra = _items(graph, None) if getattr(graph, "variables", None) is not None else (
+        {}, {"frozen_paths": _frozen(graph), "at": None})
+    extra["built"] = "variables" in items
+    return write_artifact(path, "graph", items=items, extra=extra, hash_item=(
+        "variables" if items else None), json_files={CONFIG_FILE: config_envelope(graph)},
+        overwrite=overwrite)
+
+
+def load_graph(cls: type, path: str | Path, *, overwrite: bool = False,
+               allow_packaged_code: bool = False) -> Any:
+    """Rebuild a graph saved with :func:`save_graph` (new object, state restored)."""
+    art = open_artifact(path, kind="graph")
+    graph = object_from_artifact(art, cls, overwrite=overwrite,
+                                 allow_packaged_code=allow_packaged_code)
+    if art.extra.get("built") and "variables" in art.items:
+        if getattr(graph, "variables", None) is None and hasattr(graph, "build"):
+            graph.build()
+        _apply_checkpoint(graph, art)
+    return graph
+
+
+def save_graph_checkpoint(graph: Any, path: str | Path, *, overwrite: bool = False,
+                          meta: dict[str, Any] | None = None, at: str | None = None) -> Path:
+    """Checkpoint the graph's learned values (or the subtree ``at``) atomically."""
+    items, extra = _items(graph, at)
+    return write_artifact(path, "graph_checkpoint", items=items, extra=extra, meta=meta,
+                          hash_item="variables", overwrite=overwrite)
+
+
+def _apply_checkpoint(graph: Any, art: Artifact) -> None:
+    """Restore variables, optimizer state and frozen set; all or nothing."""
+    where = f"graph {getattr(graph, 'label', '?')!r}"
+    old_vars = _variables(graph, "restore a checkpoint")
+    new_vars, _ = load_subtree(old_vars, None, art, strict=True, where=where)
+    new_opt = None
+    old_opt = _opt_state(graph)
+    if "opt_state" in art.items and old_opt is not None:
+        new_opt = art.restore("opt_state", old_opt)
+    old_frozen = set(_frozen(graph))
+    new_frozen = set(art.extra.get("frozen_paths", []))
+    graph.set_variables(new_vars)
+    try:
+        if new_opt is not None:
+            graph.set_opt_state(new_opt)
+        if old_frozen - new_frozen:
+            graph.unfreeze(sorted(old_frozen - new_frozen))
+        if new_frozen - old_frozen:
+            graph.freeze(sorted(new_frozen - old_frozen))
+    except BaseException:
+        graph.set_variables(old_vars)
+        if new_opt is not None and old_opt is not None:
+            graph.set_opt_state(old_opt)
+        raise
+
+
+def restore_graph_checkpoint(graph: Any, path: str | Path) -> Any:
+    """Restore a checkpoint into ``graph`` in place (strict); returns the graph."""
+    art = open_artifact(path, kind=GRAPH_KINDS)
+    _apply_checkpoint(graph, art)
+    return graph
+
+
+def load_graph_subtree(graph: Any, path_in_graph: str, checkpoint: str | Path, *,
+                       strict: bool = True) -> LoadReport:
+    """Load a (sub)graph checkpoint or saved graph into the subtree ``path_in_graph``."""
+    art = open_artifact(checkpoint, kind=GRAPH_KINDS)
+    new_vars, report = load_subtree(_variables(graph, "load a subgraph checkpoint"),
+                                    path_in_graph, art, strict=strict,
+                                    where=f"graph {getattr(graph, 'label', '?')!r}")
+    graph.set_variables(new_vars)
+    return report

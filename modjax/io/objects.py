@@ -1,0 +1,70 @@
+"""Shared pieces of object save/load: the config envelope and registration scope."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from modjax.context import ExperimentContext, RegistrationPolicy
+from modjax.errors import ConfigError
+from modjax.io.checkpoints import Artifact
+from modjax.io.registry import CONFIG_FORMAT_VERSION, deserialize, serialize
+
+__all__ = ["CONFIG_FILE", "config_envelope", "object_from_artifact", "registration_scope"]
+
+CONFIG_FILE = "config.json"
+
+
+def config_envelope(obj: Any) -> dict[str, Any]:
+    """``{"format_version", "object": serialize(obj)}``: what ``config.json`` holds."""
+    return {"format_version": CONFIG_FORMAT_VERSION, "object": serialize(obj)}
+
+
+def read_envelope(art: Artifact, name: str = CONFIG_FILE) -> dict[str, Any]:
+    """The serialized object of a config file, after checking its format version."""
+    env = art.read_json(name)
+    version = env.get("format_version") if isinstance(env, dict) else None
+    if not isinstance(version, int):
+        raise ConfigError(f"{str(art.path)!r}: {name} has no integer format_version")
+    if version > CONFIG_FORMAT_VERSION:
+        raise ConfigError(
+            f"{str(art.path)!r}: {name} has config format version {version}; this modjax reads "
+            f"up to {CONFIG_FORMAT_VERSION}: upgrade modjax to load it")
+    if not isinstance(env.get("object"), dict):
+        raise ConfigError(f"{str(art.path)!r}: {name} has no serialized object")
+    return env["object"]
+
+
+@contextlib.contextmanager
+def registration_scope(overwrite: bool) -> Iterator[ExperimentContext]:
+    """Registration policy while loaded objects are rebuilt.
+
+    ``overwrite=True`` replaces colliding labels/ids in the active context silently;
+    otherwise the context's own policy applies (error, warn, rename, ...).
+    """
+    ctx = ExperimentContext.get_active()
+    prev = ctx.registration_policy
+    if overwrite:
+        ctx.set_registration_policy(RegistrationPolicy.OVERWRITE)
+    try:
+        yield ctx
+    finally:
+        ctx.set_registration_policy(prev)
+
+
+def object_from_artifact(art: Artifact, expected: type, *, overwrite: bool,
+                         allow_packaged_code: bool, name: str = CONFIG_FILE) -> Any:
+    """Rebuild the object in ``config.json`` and check it is an ``expected``.
+
+    Raises:
+        ConfigError: unknown class (named), future format, or a different type.
+    """
+    cfg = read_envelope(art, name)
+    with registration_scope(overwrite):
+        obj = deserialize(cfg, allow_packaged_code=allow_packaged_code)
+    if not isinstance(obj, expected):
+        raise ConfigError(
+            f"{str(art.path)!r} holds a {type(obj).__name__} ({cfg.get('class')!r}), "
+            f"not a {expected.__name__}")
+    return obj
