@@ -1,0 +1,230 @@
+"""Shared read accessors of FeatureSet and FeatureSetView.
+
+Both classes expose the same ``get_features``/``get_targets``/``get_tags`` surface; a
+FeatureSet reads all rows, a view reads its index array. Domain arrays stack keys on
+axis 1: keys of per-sample shape ``s`` give ``(n, n_keys, *s)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modjax.data.schema import (
+    DOMAIN_FEATURES,
+    DOMAIN_TAGS,
+    DOMAIN_TARGETS,
+    REP_RAW,
+    REP_TRANSFORMED,
+    SAMPLE_UUIDS,
+    check_domain,
+    check_rep,
+    column_name,
+)
+from modjax.errors import ShapeMismatchError, closest_names
+
+if TYPE_CHECKING:
+    from modjax.data.featureset import FeatureSet
+
+__all__ = ["DataAccessMixin", "FORMATS"]
+
+FORMATS = ("numpy", "jax", "dict")
+
+
+def as_key_list(keys: str | Sequence[str] | None) -> list[str] | None:
+    if keys is None:
+        return None
+    if isinstance(keys, str):
+        return [keys]
+    return list(keys)
+
+
+class DataAccessMixin:
+    """Accessors over ``self._fs`` restricted to ``self._rows`` and ``self._allowed``.
+
+    Hosts define ``_fs`` (the source FeatureSet), ``_rows`` (int64 indices or None for
+    all rows) and ``_allowed`` (set of column names or None for all).
+    """
+
+    _fs: FeatureSet
+    _rows: np.ndarray | None
+    _allowed: frozenset[str] | None
+
+    # ------------------------------------------------------------------ columns
+    @property
+    def columns(self) -> list[str]:
+        """Column names visible here (``domain.key.rep``), without ``sample_uuids``."""
+        cols = [c for c in self._fs._table.column_names if c != SAMPLE_UUIDS]
+        if self._allowed is not None:
+            cols = [c for c in cols if c in self._allowed]
+        return cols
+
+    def _keys(self, domain: str) -> list[str]:
+        seen: dict[str, None] = {}
+        prefix = domain + "."
+        for c in self.columns:
+            if c.startswith(prefix):
+                seen[c.split(".")[1]] = None
+        return list(seen)
+
+    @property
+    def feature_keys(self) -> list[str]:
+        """Feature keys, in table order."""
+        return self._keys(DOMAIN_FEATURES)
+
+    @property
+    def target_keys(self) -> list[str]:
+        """Target keys, in table order."""
+        return self._keys(DOMAIN_TARGETS)
+
+    @property
+    def tag_keys(self) -> list[str]:
+        """Tag keys, in table order."""
+        return self._keys(DOMAIN_TAGS)
+
+    def keys_of(self, domain: str) -> list[str]:
+        """Keys of ``domain`` (``"features"``, ``"targets"`` or ``"tags"``)."""
+        return self._keys(check_domain(domain))
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples (rows)."""
+        return self._fs._table.num_rows if self._rows is None else int(self._rows.shape[0])
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    # ------------------------------------------------------------------ resolution
+    def _where(self) -> str:
+        return f"FeatureSet {self._fs.label!r}"
+
+    def resolve_keys(self, domain: str, keys: str | Sequence[str] | None) -> list[str]:
+        """Validate ``keys`` of ``domain`` (all keys when None); KeyError names the culprit."""
+        avail = self._keys(check_domain(domain))
+        wanted = as_key_list(keys)
+        if wanted is None:
+            return avail
+        for k in wanted:
+            if k not in avail:
+                raise KeyError(
+                    f"{self._where()} has no {domain} key {k!r}; available {domain} keys: "
+                    f"{avail} (did you mean {closest_names(str(k), avail)}?)")
+        return wanted
+
+    def resolve_rep(self, domain: str, key: str, rep: str | None) -> str:
+        """``rep=None`` -> ``transformed`` if that column exists here, else ``raw``."""
+        if rep is None:
+            tcol = column_name(domain, key, REP_TRANSFORMED)
+            visible = self._fs._table.schema.get_field_index(tcol) >= 0 and (
+                self._allowed is None or tcol in self._allowed)
+            return REP_TRANSFORMED if visible else REP_RAW
+        check_rep(rep)
+        col = column_name(domain, key, rep)
+        if col not in self.columns:
+            raise KeyError(f"{self._where()} has no column {col!r} (key {key!r} has reps "
+                           f"{[r for r in (REP_RAW, REP_TRANSFORMED) if column_name(domain, key, r) in self.columns]})")
+        return rep
+
+    def get_shape(self, domain: str, key: str) -> tuple[int, ...]:
+        """Per-sample shape of one key (``()`` for scalars)."""
+        self.resolve_keys(domain, [key])
+        return self._fs._column_shape(column_name(domain, key, REP_RAW))
+
+    def shapes(self, domain: str = DOMAIN_FEATURES) -> dict[str, tuple[int, ...]]:
+        """Per-sample shape of every key of ``domain``."""
+        return {k: self.get_shape(domain, k) for k in self._keys(check_domain(domain))}
+
+    @property
+    def feature_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{key: per-sample shape}`` of the features."""
+        return self.shapes(DOMAIN_FEATURES)
+
+    @property
+    def target_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{key: per-sample shape}`` of the targets."""
+        return self.shapes(DOMAIN_TARGETS)
+
+    @property
+    def tag_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{key: per-sample shape}`` of the tags."""
+        return self.shapes(DOMAIN_TAGS)
+
+    def stacked_shape(self, domain: str, keys: str | Sequence[str] | None = None) -> tuple[int, ...]:
+        """Per-sample shape of the stacked domain array: ``(n_keys, *s)``."""
+        ks = self.resolve_keys(domain, keys)
+        shapes = {k: self.get_shape(domain, k) for k in ks}
+        distinct = set(shapes.values())
+        if len(distinct) > 1:
+            raise ShapeMismatchError(
+                f"{self._where()}: cannot stack {domain} keys of different per-sample shapes "
+                f"{shapes}; select keys of one shape")
+        return (len(ks), *(distinct.pop() if distinct else ()))
+
+    # ------------------------------------------------------------------ data
+    def _column(self, domain: str, key: str, rep: str | None) -> np.ndarray:
+        col = column_name(domain, key, self.resolve_rep(domain, key, rep))
+        arr = self._fs._numpy_column(col)
+        return arr if self._rows is None else arr[self._rows]
+
+    def get_domain(self, domain: str, keys: str | Sequence[str] | None = None, *,
+                   rep: str | None = None, fmt: str = "numpy") -> Any:
+        """Data of one domain.
+
+        Args:
+            domain: ``"features"``, ``"targets"`` or ``"tags"``.
+            keys: key or keys (default: all keys of the domain, in table order).
+            rep: ``"raw"``, ``"transformed"`` or None (transformed when present).
+            fmt: ``"numpy"`` / ``"jax"`` (stacked ``(n, n_keys, *s)``) or ``"dict"``
+                (``{key: (n, *s)}`` numpy arrays).
+
+        Returns:
+            The stacked array or the dict.
+        """
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown fmt {fmt!r}; expected one of {list(FORMATS)}")
+        ks = self.resolve_keys(domain, keys)
+        if fmt == "dict":
+            return {k: self._column(domain, k, rep) for k in ks}
+        self.stacked_shape(domain, ks)
+        if not ks:
+            out = np.zeros((self.n_samples, 0), dtype=np.float32)
+        else:
+            out = np.stack([self._column(domain, k, rep) for k in ks], axis=1)
+        if fmt == "jax":
+            if out.dtype == object:
+                raise TypeError(f"{self._where()}: {domain} {ks} hold strings; they stay on the "
+                                "host (use fmt='numpy')")
+            import jax.numpy as jnp
+            return jnp.asarray(out)
+        return out
+
+    def get_features(self, keys: str | Sequence[str] | None = None, *, rep: str | None = None,
+                     fmt: str = "numpy") -> Any:
+        """Feature array ``(n, n_keys, *s)`` (see :meth:`get_domain`)."""
+        return self.get_domain(DOMAIN_FEATURES, keys, rep=rep, fmt=fmt)
+
+    def get_targets(self, keys: str | Sequence[str] | None = None, *, rep: str | None = None,
+                    fmt: str = "numpy") -> Any:
+        """Target array ``(n, n_keys, *s)`` (see :meth:`get_domain`)."""
+        return self.get_domain(DOMAIN_TARGETS, keys, rep=rep, fmt=fmt)
+
+    def get_tags(self, keys: str | Sequence[str] | None = None, *, rep: str | None = None,
+                 fmt: str = "numpy") -> Any:
+        """Tag array ``(n, n_keys, *s)`` (see :meth:`get_domain`); strings give object arrays."""
+        return self.get_domain(DOMAIN_TAGS, keys, rep=rep, fmt=fmt)
+
+    @property
+    def sample_uuids(self) -> np.ndarray:
+        """Sample uuids (host-side object array of str)."""
+        arr = self._fs._numpy_column(SAMPLE_UUIDS)
+        return arr if self._rows is None else arr[self._rows]
+
+    def get_column(self, column: str) -> np.ndarray:
+        """One column by full name (``features.voltage.raw`` or ``sample_uuids``)."""
+        if column != SAMPLE_UUIDS and column not in self.columns:
+            raise KeyError(f"{self._where()} has no column {column!r}; columns like it: "
+                           f"{closest_names(column, self.columns)}")
+        arr = self._fs._numpy_column(column)
+        return arr if self._rows is None else arr[self._rows]

@@ -1,0 +1,216 @@
+"""Column naming and Arrow <-> numpy conversion for FeatureSets.
+
+A FeatureSet column is named ``domain.key.rep`` (``features.voltage.raw``). Per-sample
+arrays are stored as (nested) fixed-size list columns, so a column of ``n`` samples of
+shape ``(1, 16)`` converts to a numpy array ``(n, 1, 16)`` by reading the flat child
+buffer and reshaping: no per-row Python loop and, for primitive types without nulls,
+no copy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = [
+    "DOMAINS",
+    "REPS",
+    "REP_RAW",
+    "REP_TRANSFORMED",
+    "SAMPLE_UUIDS",
+    "column_name",
+    "parse_column",
+    "to_arrow_array",
+    "column_to_numpy",
+    "sample_shape_of_type",
+]
+
+DOMAIN_FEATURES, DOMAIN_TARGETS, DOMAIN_TAGS = "features", "targets", "tags"
+DOMAINS: tuple[str, ...] = (DOMAIN_FEATURES, DOMAIN_TARGETS, DOMAIN_TAGS)
+REP_RAW, REP_TRANSFORMED = "raw", "transformed"
+REPS: tuple[str, ...] = (REP_RAW, REP_TRANSFORMED)
+SAMPLE_UUIDS = "sample_uuids"
+
+_KEY_RE = re.compile(r"^[^.\s][^.]*$")
+
+
+def check_key(key: Any, *, what: str = "key") -> str:
+    """Validate a column key (no dots: dots separate domain, key and rep)."""
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise ValueError(
+            f"{what} {key!r} is not a valid column key: expected a non-empty string without "
+            "dots or leading whitespace (dots separate domain.key.rep)")
+    return key
+
+
+def check_domain(domain: Any) -> str:
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; expected one of {list(DOMAINS)}")
+    return domain
+
+
+def check_rep(rep: Any) -> str:
+    if rep not in REPS:
+        raise ValueError(f"unknown representation {rep!r}; expected one of {list(REPS)}")
+    return rep
+
+
+def column_name(domain: str, key: str, rep: str = REP_RAW) -> str:
+    """The full column name ``domain.key.rep``.
+
+    Example:
+        >>> column_name("features", "voltage")
+        'features.voltage.raw'
+    """
+    return f"{check_domain(domain)}.{check_key(key)}.{check_rep(rep)}"
+
+
+def parse_column(name: str) -> tuple[str, str, str]:
+    """Split ``domain.key.rep`` into its three parts.
+
+    Raises:
+        ValueError: ``name`` does not follow the convention.
+
+    Example:
+        >>> parse_column("targets.soh.transformed")
+        ('targets', 'soh', 'transformed')
+    """
+    parts = name.split(".")
+    if len(parts) != 3 or parts[0] not in DOMAINS or parts[2] not in REPS or not parts[1]:
+        raise ValueError(
+            f"column {name!r} does not follow 'domain.key.rep' with domain in {list(DOMAINS)} "
+            f"and rep in {list(REPS)}")
+    return parts[0], parts[1], parts[2]
+
+
+# ---------------------------------------------------------------------------- arrow <-> numpy
+def sample_shape_of_type(typ: pa.DataType) -> tuple[int, ...]:
+    """Per-sample shape encoded by (nested) fixed-size list types; ``()`` for scalars."""
+    shape: list[int] = []
+    while pa.types.is_fixed_size_list(typ):
+        shape.append(typ.list_size)
+        typ = typ.value_type
+    return tuple(shape)
+
+
+def _leaf_type(typ: pa.DataType) -> pa.DataType:
+    while pa.types.is_fixed_size_list(typ) or pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        typ = typ.value_type
+    return typ
+
+
+def _numpy_to_arrow(arr: np.ndarray) -> pa.Array:
+    """(n, *shape) numeric array -> nested FixedSizeListArray without row loops."""
+    n, shape = arr.shape[0], arr.shape[1:]
+    flat = pa.array(np.ascontiguousarray(arr).reshape(-1))
+    for size in reversed(shape):
+        flat = pa.FixedSizeListArray.from_arrays(flat, size)
+    if len(flat) != n:  # zero-sized trailing dims
+        raise ValueError(f"cannot store samples of shape {shape}")
+    return flat
+
+
+def to_arrow_array(values: Any, *, name: str) -> pa.Array:
+    """Convert one column of sample values to an Arrow array.
+
+    Numeric values (a numpy array, or a list of scalars / equally shaped lists) become a
+    primitive or nested fixed-size list array; strings become a string array.
+
+    Args:
+        values: ``n`` samples: numpy array, list, pyarrow array.
+        name: the column name (for error messages).
+
+    Returns:
+        A ``pa.Array`` of length ``n``.
+
+    Raises:
+        ValueError: samples of different shapes (ragged), or an unsupported value type.
+
+    Example:
+        >>> to_arrow_array([[1.0, 2.0], [3.0, 4.0]], name="x").type
+        FixedSizeListType(fixed_size_list<item: double>[2])
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            return to_arrow_array(values.to_numpy(zero_copy_only=False), name=name)
+        return values
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        if values.ndim == 0:
+            raise ValueError(f"column {name!r}: expected one value per sample, got a scalar")
+        if values.dtype.kind in "US":
+            return pa.array(values.astype(str).tolist(), type=pa.string())
+        return _numpy_to_arrow(values)
+    if isinstance(values, str) or not isinstance(values, Sequence | np.ndarray):
+        try:
+            values = list(values)
+        except TypeError:
+            raise ValueError(
+                f"column {name!r}: expected a sequence of per-sample values, got "
+                f"{type(values).__name__}") from None
+    seq = list(values)
+    if not seq:
+        return pa.array([], type=pa.float64())
+    if all(isinstance(v, str) for v in seq):
+        return pa.array(seq, type=pa.string())
+    if any(isinstance(v, str) for v in seq):
+        raise ValueError(f"column {name!r} mixes strings and non-strings")
+    shapes = {np.shape(v) for v in seq}
+    if len(shapes) > 1:
+        first = np.shape(seq[0])
+        bad = next(i for i, v in enumerate(seq) if np.shape(v) != first)
+        raise ValueError(
+            f"column {name!r} is ragged: sample 0 has shape {first} but sample {bad} has shape "
+            f"{np.shape(seq[bad])}; every sample of a column must have the same shape")
+    try:
+        arr = np.asarray(seq)
+    except ValueError as e:  # nested raggedness numpy detects
+        raise ValueError(f"column {name!r} is ragged: {e}") from None
+    if arr.dtype == object:
+        raise ValueError(
+            f"column {name!r}: cannot convert values of type {type(seq[0]).__name__} "
+            "to a numeric or string column")
+    return to_arrow_array(arr, name=name)
+
+
+def column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Arrow column -> numpy ``(n, *sample_shape)`` (strings -> object array).
+
+    Fixed-size lists are unwrapped through their flat child buffer (``flatten`` honours
+    slicing offsets), so there is no per-row loop.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> a = to_arrow_array(np.arange(6.0).reshape(3, 2), name="x")
+        >>> column_to_numpy(pa.chunked_array([a])).shape
+        (3, 2)
+    """
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    n = len(col)
+    shape = sample_shape_of_type(col.type)
+    leaf = col
+    for _ in shape:
+        leaf = leaf.flatten()
+    if pa.types.is_string(leaf.type) or pa.types.is_large_string(leaf.type):
+        out = np.asarray(leaf.to_pylist(), dtype=object)
+    elif pa.types.is_list(leaf.type) or pa.types.is_large_list(leaf.type):
+        raise ValueError("variable-length list columns are not supported; use fixed-size lists")
+    else:
+        if leaf.null_count:
+            raise ValueError(f"column has {leaf.null_count} null values; fill them first")
+        out = leaf.to_numpy(zero_copy_only=False)
+    return out.reshape((n, *shape))
+
+
+def leaf_dtype(typ: pa.DataType) -> np.dtype | None:
+    """numpy dtype of a column's scalar values (None for strings)."""
+    leaf = _leaf_type(typ)
+    if pa.types.is_string(leaf) or pa.types.is_large_string(leaf):
+        return None
+    return np.dtype(leaf.to_pandas_dtype())

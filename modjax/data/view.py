@@ -1,0 +1,180 @@
+"""FeatureSetView: a no-copy row and column projection of a FeatureSet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modjax.data.access import DataAccessMixin
+from modjax.data.schema import SAMPLE_UUIDS
+from modjax.io.registry import register
+
+if TYPE_CHECKING:
+    from modjax.data.featureset import FeatureSet
+
+__all__ = ["FeatureSetView"]
+
+
+def as_index_array(rows: Any, n: int, *, where: str) -> np.ndarray:
+    """Validate row positions into a read-only int64 array (bool masks allowed)."""
+    arr = np.asarray(rows)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise ValueError(f"{where}: boolean row mask has shape {arr.shape}, expected ({n},)")
+        arr = np.flatnonzero(arr)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise TypeError(f"{where}: rows must be a 1-D integer array, got dtype {arr.dtype} "
+                        f"shape {arr.shape}")
+    if arr.dtype != np.int64 or arr.flags.writeable:
+        # own a private read-only copy so later edits of the caller's array cannot move rows
+        arr = np.array(arr, dtype=np.int64, copy=True)
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        bad = int(arr[(arr < 0) | (arr >= n)][0])
+        raise IndexError(f"{where}: row {bad} is out of range for {n} rows")
+    arr.flags.writeable = False
+    return arr
+
+
+@register("FeatureSetView")
+class FeatureSetView(DataAccessMixin):
+    """Immutable row and column projection of a :class:`FeatureSet`.
+
+    A view holds only the source, an int64 index array and (optionally) a column
+    filter: making one copies no feature data. Splits are views. A view of a view
+    composes indices, so ``view.indices`` always index the source FeatureSet.
+
+    Args:
+        source: the FeatureSet (or a view, whose indices are composed).
+        indices: row positions in ``source``; a boolean mask is accepted.
+        columns: column names to expose (``domain.key.rep``); None exposes all, including
+            columns (e.g. transformed reps) added to the source later.
+        label: optional name (a split's name).
+
+    Example:
+        >>> from modjax.data import FeatureSet
+        >>> fs = FeatureSet.from_dict("v", {"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]}, "x", "y")
+        >>> v = fs.to_view().take([2, 0])
+        >>> v.get_features()[:, 0].tolist(), v.indices.tolist()
+        ([3.0, 1.0], [2, 0])
+    """
+
+    def __init__(self, source: FeatureSet | FeatureSetView, indices: Any,
+                 columns: Sequence[str] | None = None, label: str | None = None) -> None:
+        if isinstance(source, FeatureSetView):
+            rows = as_index_array(indices, source.n_samples, where=f"view {source.label!r}")
+            indices = source.indices[rows]
+            if columns is None and source._allowed is not None:
+                columns = sorted(source._allowed)
+            source = source.source
+        self._fs = source
+        self._rows = as_index_array(indices, source.n_samples,
+                                    where=f"FeatureSet {source.label!r}")
+        if columns is not None:
+            columns = list(columns)
+            unknown = [c for c in columns if c not in source.columns and c != SAMPLE_UUIDS]
+            if unknown:
+                raise KeyError(f"FeatureSet {source.label!r} has no columns {unknown}")
+            self._allowed: frozenset[str] | None = frozenset(columns)
+        else:
+            self._allowed = None
+        self.label = label
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def source(self) -> FeatureSet:
+        """The FeatureSet this view projects."""
+        return self._fs
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Read-only int64 row indices into the source."""
+        return self._rows  # type: ignore[return-value]
+
+    @property
+    def valid_indices(self) -> np.ndarray:
+        """Indices >= 0 (all of them: views never hold padding)."""
+        return self._rows[self._rows >= 0]  # type: ignore[index]
+
+    def _where(self) -> str:
+        name = f" {self.label!r}" if self.label else ""
+        return f"view{name} of FeatureSet {self._fs.label!r}"
+
+    @classmethod
+    def from_featureset(cls, fs: FeatureSet | FeatureSetView, *, rows: Any = None,
+                        columns: Sequence[str] | None = None,
+                        label: str | None = None) -> FeatureSetView:
+        """A view of ``fs`` (all rows when ``rows`` is None).
+
+        Args:
+            fs: FeatureSet or view (indices compose).
+            rows: positions within ``fs``.
+            columns: column filter (None: all).
+            label: optional name.
+
+        Returns:
+            The view.
+        """
+        if rows is None:
+            rows = np.arange(fs.n_samples, dtype=np.int64)
+        return cls(fs, rows, columns=columns, label=label)
+
+    def take(self, rows: Any, *, label: str | None = None) -> FeatureSetView:
+        """Sub-view by positions within this view (indices compose)."""
+        return FeatureSetView(self, rows, label=label)
+
+    def select(self, columns: Sequence[str], *, label: str | None = None) -> FeatureSetView:
+        """Same rows, only ``columns`` (full ``domain.key.rep`` names)."""
+        return FeatureSetView(self._fs, self._rows, columns=columns, label=label or self.label)
+
+    def expand_columns(self, label: str | None = None) -> FeatureSetView:
+        """Same rows, every column of the source."""
+        return FeatureSetView(self._fs, self._rows, columns=None,
+                              label=label or (f"{self.label}_expanded" if self.label else None))
+
+    # ------------------------------------------------------------------ overlap
+    def _same_source(self, other: FeatureSetView) -> bool:
+        return other.source is self._fs
+
+    def is_disjoint_with(self, other: FeatureSetView) -> bool:
+        """True when no sample is in both views (uuids when the sources differ)."""
+        if self._same_source(other):
+            return np.intersect1d(self._rows, other.indices).size == 0
+        return not set(self.sample_uuids.tolist()) & set(other.sample_uuids.tolist())
+
+    def get_overlap_with(self, other: FeatureSetView) -> list[str]:
+        """Sample uuids present in both views (sorted)."""
+        if self._same_source(other):
+            common = np.intersect1d(self._rows, other.indices)
+            return sorted(self._fs._numpy_column(SAMPLE_UUIDS)[common].tolist())
+        return sorted(set(self.sample_uuids.tolist()) & set(other.sample_uuids.tolist()))
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        """JSON config: source label/id, column filter, label (indices are state)."""
+        return {"source_label": self._fs.label, "source_id": self._fs.node_id,
+                "columns": None if self._allowed is None else sorted(self._allowed),
+                "label": self.label}
+
+    def get_state(self) -> dict[str, Any]:
+        """``{"indices": int64 array}``."""
+        return {"indices": np.array(self._rows)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, state: dict[str, Any] | None = None,
+                    source: FeatureSet | None = None) -> FeatureSetView:
+        """Rebuild a view; the source is looked up in the active context unless given."""
+        if source is None:
+            from modjax.context import ExperimentContext
+            ctx = ExperimentContext.get_active()
+            sid = config.get("source_id")
+            source = ctx.get_node(node_id=sid) if sid and ctx.has_node(node_id=sid) else \
+                ctx.get_node(label=config["source_label"], enforce_type="FeatureSet")
+        rows = state["indices"] if state is not None else np.arange(source.n_samples)
+        return cls(source, rows, columns=config.get("columns"), label=config.get("label"))
+
+    def __repr__(self) -> str:
+        return (f"FeatureSetView(label={self.label!r}, source={self._fs.label!r}, "
+                f"n_samples={self.n_samples}, features={self.feature_keys}, "
+                f"targets={self.target_keys}, tags={self.tag_keys})")

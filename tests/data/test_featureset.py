@@ -1,0 +1,172 @@
+"""FeatureSet construction, accessors, views and references."""
+
+from __future__ import annotations
+
+import chex
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from modjax.context import ExperimentContext
+from modjax.data import FeatureSet, FeatureSetReference, FeatureSetView
+from modjax.errors import ShapeMismatchError
+
+
+@pytest.fixture
+def fs():
+    rng = np.random.default_rng(0)
+    return FeatureSet.from_dict(
+        "cells",
+        {"voltage": rng.normal(size=(10, 8)).astype(np.float32),
+         "current": rng.normal(size=(10, 8)).astype(np.float32),
+         "temp": np.arange(10, dtype=np.float64),
+         "soh": np.linspace(0.8, 1.0, 10),
+         "cell_id": [f"c{i % 3}" for i in range(10)],
+         "cycle": np.arange(10)},
+        feature_keys=["voltage", "current", "temp"], target_keys="soh",
+        tag_keys=["cell_id", "cycle"])
+
+
+def test_columns_and_naming(fs):
+    assert fs.columns == ["features.voltage.raw", "features.current.raw", "features.temp.raw",
+                          "targets.soh.raw", "tags.cell_id.raw", "tags.cycle.raw"]
+    assert fs.table.column_names[-1] == "sample_uuids"
+    assert fs.feature_keys == ["voltage", "current", "temp"]
+    assert fs.target_keys == ["soh"] and fs.tag_keys == ["cell_id", "cycle"]
+    assert fs.n_samples == 10 and len(fs) == 10
+    assert fs.feature_shapes == {"voltage": (8,), "current": (8,), "temp": ()}
+    assert len(set(fs.sample_uuids.tolist())) == 10
+
+
+def test_array_columns_are_fixed_size_lists_and_zero_copy(fs):
+    typ = fs.table.schema.field("features.voltage.raw").type
+    assert pa.types.is_fixed_size_list(typ) and typ.list_size == 8
+    a = fs.get_features(["voltage", "current"], fmt="dict")["voltage"]
+    b = fs.get_features(["voltage"], fmt="dict")["voltage"]
+    assert a.shape == (10, 8)
+    # the cached numpy column is a view of the Arrow buffer, shared between calls
+    assert np.shares_memory(a, b)
+    nested = FeatureSet.from_dict("n", {"x": np.arange(48.0).reshape(3, 1, 16), "y": [1, 2, 3]},
+                                  "x", "y")
+    chex.assert_trees_all_equal(nested.get_features()[:, 0], np.arange(48.0).reshape(3, 1, 16))
+
+
+def test_stacking_rule(fs):
+    x = fs.get_features(["voltage", "current"])
+    assert x.shape == (10, 2, 8)
+    np.testing.assert_array_equal(x[:, 1], fs.get_features("current")[:, 0])
+    assert fs.get_targets().shape == (10, 1)
+    j = fs.get_targets(fmt="jax")
+    assert isinstance(j, jnp.ndarray) and j.shape == (10, 1)
+    with pytest.raises(ShapeMismatchError, match=r"voltage.*temp|temp.*voltage"):
+        fs.get_features()
+    tags = fs.get_tags("cell_id")
+    assert tags.dtype == object and tags[:3, 0].tolist() == ["c0", "c1", "c2"]
+    with pytest.raises(TypeError, match="cell_id"):
+        fs.get_tags("cell_id", fmt="jax")
+
+
+def test_unknown_key_and_rep(fs):
+    with pytest.raises(KeyError, match="voltag'.*voltage|'voltag'"):
+        fs.get_features("voltag")
+    with pytest.raises(KeyError, match="features.voltage.transformed"):
+        fs.get_features("voltage", rep="transformed")
+
+
+def test_from_dict_bad_input():
+    with pytest.raises(ValueError, match=r"unequal lengths.*'x': 3.*'y': 2"):
+        FeatureSet.from_dict("bad", {"x": [1, 2, 3], "y": [1, 2]}, "x", "y")
+    with pytest.raises(ValueError, match="'x' is listed as both features and targets"):
+        FeatureSet.from_dict("bad", {"x": [1, 2]}, "x", "x")
+    with pytest.raises(KeyError, match="'z'"):
+        FeatureSet.from_dict("bad", {"x": [1, 2]}, "x", "z")
+    with pytest.raises(ValueError, match=r"'features.x.raw' is ragged.*sample 1"):
+        FeatureSet.from_dict("bad", {"x": [[1, 2], [1, 2, 3]], "y": [1, 2]}, "x", "y")
+    assert not ExperimentContext.get_active().has_node(label="bad")
+
+
+def test_from_pandas_grouped():
+    df = pd.DataFrame({
+        "cell": ["a"] * 3 + ["b"] * 3, "cycle": [1, 1, 1, 2, 2, 2],
+        "t": [2, 0, 1, 1, 2, 0], "v": [3.2, 3.0, 3.1, 4.1, 4.2, 4.0],
+        "soh": [0.9] * 3 + [0.8] * 3})
+    fs = FeatureSet.from_pandas("pulse", df, feature_cols="v", target_cols="soh",
+                                group_by=["cell", "cycle"], tag_cols=["cell"], sort_by="t")
+    np.testing.assert_allclose(fs.get_features()[:, 0], [[3.0, 3.1, 3.2], [4.0, 4.1, 4.2]])
+    np.testing.assert_allclose(fs.get_targets()[:, 0], [0.9, 0.8])
+    assert fs.get_tags()[:, 0].tolist() == ["a", "b"]
+    flat = FeatureSet.from_df("flat", df, ["v", "t"], "soh")
+    assert flat.n_samples == 6 and flat.get_features().shape == (6, 2)
+    with pytest.raises(ValueError, match=r"group \['b'\] has 2 rows"):
+        FeatureSet.from_pandas("ragged", df.iloc[:5], "v", "soh", group_by="cell")
+
+
+def test_from_pyarrow_table_zero_copy(fs):
+    again = FeatureSet.from_pyarrow_table("again", fs.table)
+    def addr(t):
+        return t.column("features.voltage.raw").chunk(0).flatten().buffers()[1].address
+    assert addr(again.table) == addr(fs.table)
+    np.testing.assert_array_equal(again.sample_uuids, fs.sample_uuids)
+    plain = FeatureSet.from_pyarrow_table("plain", pa.table({"a": [1.0, 2.0], "b": [3, 4]}),
+                                          feature_keys="a", target_keys="b")
+    assert plain.columns == ["features.a.raw", "targets.b.raw"]
+    with pytest.raises(ValueError, match="'x' does not follow"):
+        FeatureSet.from_pyarrow_table("wrong", pa.table({"x": [1.0]}))
+
+
+def test_views_compose_and_copy_nothing(fs):
+    v = fs.take([1, 3, 5, 7], label="odd")
+    assert isinstance(v, FeatureSetView) and v.n_samples == 4
+    np.testing.assert_array_equal(v.get_targets()[:, 0], fs.get_targets()[[1, 3, 5, 7], 0])
+    vv = v.take([3, 0])
+    np.testing.assert_array_equal(vv.indices, [7, 1])
+    assert vv.source is fs
+    assert not vv.indices.flags.writeable
+    w = fs.take([0, 1, 2])
+    assert not v.is_disjoint_with(w)
+    assert v.get_overlap_with(w) == [fs.sample_uuids[1]]
+    assert v.is_disjoint_with(fs.take([0, 2]))
+    sel = v.select(["features.voltage.raw", "targets.soh.raw"])
+    assert sel.feature_keys == ["voltage"] and sel.tag_keys == []
+    assert sel.expand_columns().tag_keys == ["cell_id", "cycle"]
+    with pytest.raises(IndexError, match="row 10"):
+        fs.take([10])
+    cfg = v.get_config()
+    back = FeatureSetView.from_config(cfg, state=v.get_state())
+    np.testing.assert_array_equal(back.indices, v.indices)
+
+
+def test_reference_contract(fs):
+    ref = fs.reference(features=["voltage", "current"], tags=[])
+    assert isinstance(ref, FeatureSetReference)
+    assert ref.featureset_label == "cells" and ref.featureset_id == fs.node_id
+    assert ref.features == ("voltage", "current") and ref.targets == ("soh",)
+    assert ref.tags == () and ref.rep is None
+    assert ref.feature_shape == (2, 8) and ref.target_shape == (1,)
+    assert ref.resolve() is fs
+    back = FeatureSetReference.from_config(ref.get_config())
+    assert back == ref and back.resolve() is fs
+    wild = fs.reference(features="features.*ent*.raw")
+    assert wild.features == ("current",) and wild.rep == "raw"
+    with pytest.raises(KeyError, match="no features key matching 'volts'"):
+        fs.reference(features="volts")
+    col = fs.column_reference("targets.soh.raw")
+    assert (col.domain, col.key, col.rep, col.shape) == ("targets", "soh", "raw", ())
+    with pytest.raises(ValueError, match="matches 3 features keys"):
+        fs.column_reference(feature="*t*")
+
+
+def test_reference_resolves_through_context_or_instance(fs):
+    ref = fs.reference(features="voltage")
+    with ExperimentContext().activate():
+        assert ref.resolve() is fs  # not registered here: falls back to the instance
+        other = FeatureSet.from_dict("cells", {"voltage": np.zeros((2, 8)), "soh": [1, 2]},
+                                     "voltage", "soh")
+        assert ref.resolve() is other  # same label registered in the active context
+
+
+def test_repr(fs):
+    r = repr(fs)
+    assert "label='cells'" in r and "voltage(8,)" in r and "n_samples=10" in r
