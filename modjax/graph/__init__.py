@@ -1,5 +1,20 @@
 """Graph layer: models, nodes, ModelGraph, FlowBuilder, label paths."""
 
+from modjax.graph.model_graph import ModelGraph
+from modjax.graph.models import *
+from modjax.graph.models import __all__ as _models_all
+from modjax.graph.nodes import (
+    AddNode,
+    ConcatNode,
+    GraphNode,
+    MeanNode,
+    MergeNode,
+    ModelNode,
+    NodeReference,
+    StackNode,
+)
 from modjax.graph.paths import get_at, has_path, join_path, path_mask, set_at, split_path
 
 __all__ = ["get_at", "has_path", "join_path", "path_mask", "set_at", "split_path"]
+__all__ += ["AddNode", "ConcatNode", "GraphNode", "MeanNode", "MergeNode", "ModelGraph",
+            "ModelNode", "NodeReference", "StackNode", *_models_all]

@@ -1,3 +1,6 @@
-"""modjax.viz."""
+"""modjax.viz: mermaid diagrams and text summaries."""
 
-__all__: list[str] = []
+from modjax.viz.mermaid import MermaidDiagram, graph_to_mermaid
+from modjax.viz.summary import count_params, graph_summary
+
+__all__ = ["MermaidDiagram", "count_params", "graph_summary", "graph_to_mermaid"]

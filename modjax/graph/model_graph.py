@@ -1,0 +1,988 @@
+"""ModelGraph: a DAG of nodes that is one pure function over one variables pytree.
+
+The shell (this class) keeps the nodes, validates them, mutates the wiring, infers
+shapes and holds the current ``variables``. The core is pure: :meth:`ModelGraph.init`
+``(key) -> variables`` and :meth:`ModelGraph.apply` ``(variables, inputs, ...) ->
+(outputs, new_state)``, which walks the topological order at trace time so that XLA
+compiles the whole graph as one program.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from modjax.context import ExperimentContext
+from modjax.errors import (
+    ConfigError,
+    GraphStructureError,
+    LabelPathError,
+    ModjaxError,
+    ShapeMismatchError,
+    closest_names,
+)
+from modjax.graph.nodes import GraphNode, MergeNode, ModelNode, NodeReference, ref_label
+from modjax.graph.paths import flatten_paths, get_at, join_path, path_mask, split_path
+from modjax.graph.shapes import NodeShapes, infer_shapes, label_seed
+from modjax.graph.topology import Topology, analyse
+from modjax.io.persistable import GraphPersistence
+from modjax.io.registry import CONFIG_FORMAT_VERSION, get_registered, register, serialize
+
+__all__ = ["ModelGraph"]
+
+
+def _as_key(key: Any) -> Any:
+    if key is None:
+        return jax.random.key(0)
+    if isinstance(key, int):
+        return jax.random.key(key)
+    return key
+
+
+def _node_key(key: Any, label: str) -> Any:
+    return None if key is None else jax.random.fold_in(key, label_seed(label))
+
+
+def _is_prefix(p: tuple[str, ...], q: tuple[str, ...]) -> bool:
+    return len(p) <= len(q) and q[: len(p)] == p
+
+
+@register("ModelGraph")
+class ModelGraph(GraphPersistence):
+    """A directed acyclic graph of :class:`~modjax.graph.nodes.GraphNode` s.
+
+    Args:
+        nodes: node instances, labels or ids; ``None`` takes every GraphNode registered
+            in the active ExperimentContext.
+        optimizer: a shared optimizer (``modjax.train.Optimizer``) for graph-wise training;
+            all trainable nodes must then share a backend.
+        label: the graph's name.
+        ctx: the ExperimentContext to resolve labels in (default: the active one).
+        register: associate the graph with the context (``ctx.model_graph``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from modjax.graph import ModelGraph, ModelNode, NodeReference
+        >>> from modjax.graph.models import Linear
+        >>> n = ModelNode("Lin", Linear(2), upstream_ref=NodeReference("x"), register=False)
+        >>> g = ModelGraph([n], register=False)
+        >>> g.node_labels
+        ['Lin']
+    """
+
+    def __init__(self, nodes: Sequence[str | GraphNode] | None = None, optimizer: Any = None,
+                 label: str = "model-graph", *, ctx: ExperimentContext | None = None,
+                 register: bool = True) -> None:
+        self._ctx = ctx or ExperimentContext.get_active()
+        self.label = label
+        if nodes is None:
+            resolved = list(self._ctx.available_computenodes.values())
+        else:
+            if isinstance(nodes, (str, GraphNode)):
+                raise TypeError("ModelGraph(nodes=...) takes a list of nodes or labels")
+            resolved = [self._lookup_registered(n) for n in nodes]
+        refs = {n.node_id: n.get_upstream_refs() for n in resolved}
+        self._resolve_label_refs(resolved, refs)
+        topo = analyse(resolved, refs, graph_label=label)
+        self._optimizer = optimizer
+        self._commit(resolved, refs, topo)
+        self._check_backends()
+        self._built = False
+        self._shapes: dict[str, NodeShapes] = {}
+        self._variables: dict[str, dict[str, Any]] | None = None
+        self._var_meta: dict[str, tuple[Any, ...]] = {}
+        self._key: Any = None
+        self._opt_state: Any = None
+        self._sub_frozen: set[tuple[str, ...]] = set()
+        self._forward_cache: dict[Any, Any] = {}
+        if register:
+            self._ctx.register_model_graph(self)
+
+    # ================================================================ lookup
+    def _lookup_registered(self, n: str | GraphNode) -> GraphNode:
+        if isinstance(n, GraphNode):
+            return n
+        if isinstance(n, str):
+            return self._ctx.get_node(n, enforce_type="GraphNode")  # type: ignore[return-value]
+        raise TypeError(f"graph {self.label!r}: expected a GraphNode or a label, got {n!r}")
+
+    def _resolve_label_refs(self, nodes: list[GraphNode], refs: dict[str, list[Any]]) -> None:
+        """Label-only references to graph nodes get the node's id (for rename safety)."""
+        by_label = {n.label: n for n in nodes}
+        for nid, rs in refs.items():
+            refs[nid] = [NodeReference(r.node_label, by_label[r.node_label].node_id)
+                         if isinstance(r, NodeReference) and r.node_id is None
+                         and r.node_label in by_label else r for r in rs]
+
+    def _get(self, node: str | GraphNode, *, what: str = "node") -> GraphNode:
+        """A node of this graph by instance, id or label."""
+        if isinstance(node, GraphNode):
+            if node.node_id in self._nodes:
+                return self._nodes[node.node_id]
+            key = node.label
+        elif isinstance(node, str):
+            if node in self._nodes:
+                return self._nodes[node]
+            for n in self._nodes.values():
+                if n.label == node:
+                    return n
+            key = node
+        else:
+            raise TypeError(f"graph {self.label!r}: {what} must be a node, label or id, "
+                            f"got {type(node).__name__}")
+        raise GraphStructureError(
+            f"{what} {key!r} is not in graph {self.label!r}; its nodes like it: "
+            f"{closest_names(key, self.node_labels)}")
+
+    # ================================================================ structure
+    def _commit(self, nodes: list[GraphNode], refs: Mapping[str, list[Any]],
+                topo: Topology) -> None:
+        by_id = {n.node_id: n for n in nodes}
+        for n in nodes:
+            if n.get_upstream_refs() != list(refs[n.node_id]):
+                n._set_upstream_refs(refs[n.node_id])
+        self._nodes = {nid: by_id[nid] for nid in topo.order}
+        self._topo = topo
+        self._labels_at_commit = {nid: n.label for nid, n in self._nodes.items()}
+        self._forward_cache = {}
+
+    def _try_wiring(self, nodes: list[GraphNode], refs: dict[str, list[Any]]) -> None:
+        """Validate a new wiring; commit it and mark the graph unbuilt only if valid."""
+        self._resolve_label_refs(nodes, refs)
+        topo = analyse(nodes, refs, graph_label=self.label)
+        self._commit(nodes, refs, topo)
+        alive = {n.label for n in nodes if isinstance(n, ModelNode)}
+        self._sub_frozen = {p for p in self._sub_frozen if p[0] in alive}
+        self._built = False
+
+    def _sync_labels(self) -> None:
+        """Follow node renames: re-key variables and frozen paths."""
+        renamed = {old: self._nodes[nid].label for nid, old in self._labels_at_commit.items()
+                   if self._nodes[nid].label != old}
+        if not renamed:
+            return
+        refs = {nid: n.get_upstream_refs() for nid, n in self._nodes.items()}
+        for nid, rs in refs.items():
+            refs[nid] = [NodeReference(self._nodes[r.node_id].label, r.node_id)
+                         if isinstance(r, NodeReference) and r.node_id in self._nodes else r
+                         for r in rs]
+        topo = analyse(list(self._nodes.values()), refs, graph_label=self.label)
+        if self._variables is not None:
+            self._variables = {c: {renamed.get(k, k): v for k, v in coll.items()}
+                               for c, coll in self._variables.items()}
+        self._sub_frozen = {(renamed.get(p[0], p[0]), *p[1:]) for p in self._sub_frozen}
+        self._commit(list(self._nodes.values()), refs, topo)
+
+    def _check_backends(self) -> None:
+        if self._optimizer is None:
+            return
+        backends = {n.backend for n in self._model_nodes()}
+        if len(backends) > 1:
+            raise RuntimeError(
+                f"graph {self.label!r} has a global optimizer but its nodes use several "
+                f"backends {sorted(backends)}; use stage-wise training (optimizer=None and "
+                "an optimizer per node) for mixed-backend graphs")
+
+    def _model_nodes(self) -> list[ModelNode]:
+        return [n for n in self._nodes.values() if isinstance(n, ModelNode)]
+
+    # ================================================================ properties
+    @property
+    def nodes(self) -> dict[str, GraphNode]:
+        """All nodes keyed by node_id, in topological order."""
+        self._sync_labels()
+        return dict(self._nodes)
+
+    @property
+    def node_labels(self) -> list[str]:
+        """Node labels in topological order."""
+        return [n.label for n in self._nodes.values()]
+
+    @property
+    def head_nodes(self) -> dict[str, GraphNode]:
+        """Nodes fed only by FeatureSets (no upstream node), keyed by node_id."""
+        return {nid: n for nid, n in self._nodes.items()
+                if not any(isinstance(i, str) for i in self._topo.inputs[nid])}
+
+    @property
+    def input_nodes(self) -> dict[str, GraphNode]:
+        """Nodes with at least one FeatureSet input (they need an ``inputs`` entry)."""
+        return {nid: n for nid, n in self._nodes.items()
+                if any(not isinstance(i, str) for i in self._topo.inputs[nid])}
+
+    @property
+    def tail_nodes(self) -> dict[str, GraphNode]:
+        """Nodes whose output no other node consumes, keyed by node_id."""
+        return {nid: n for nid, n in self._nodes.items() if not self._topo.downstream[nid]}
+
+    @property
+    def is_built(self) -> bool:
+        return self._built
+
+    @property
+    def optimizer(self) -> Any:
+        """The shared optimizer (None for stage-wise training)."""
+        return self._optimizer
+
+    @property
+    def backend(self) -> str | None:
+        """The shared backend of the trainable nodes when a global optimizer is set."""
+        if self._optimizer is None:
+            return None
+        backends = {n.backend for n in self._model_nodes()}
+        return backends.pop() if len(backends) == 1 else None
+
+    def upstream_of(self, node: str | GraphNode) -> list[str]:
+        """Labels of a node's inputs (node labels or FeatureSet labels), in order."""
+        n = self._get(node)
+        return [self._nodes[i].label if isinstance(i, str) else ref_label(i)
+                for i in self._topo.inputs[n.node_id]]
+
+    def downstream_of(self, node: str | GraphNode) -> list[str]:
+        """Labels of the nodes that consume ``node``'s output."""
+        n = self._get(node)
+        return [self._nodes[i].label for i in self._topo.downstream[n.node_id]]
+
+    def node_shapes(self, node: str | GraphNode) -> NodeShapes:
+        """Inferred shapes of a node (after :meth:`build`)."""
+        self._require_built("node_shapes")
+        return self._shapes[self._get(node).node_id]
+
+    # ================================================================ mutations
+    def _check_new(self, new_node: GraphNode) -> None:
+        if not isinstance(new_node, GraphNode):
+            raise TypeError(f"graph {self.label!r}: expected a GraphNode, got "
+                            f"{type(new_node).__name__}")
+        if new_node.node_id in self._nodes:
+            raise GraphStructureError(
+                f"node {new_node.label!r} (id {new_node.node_id[:8]}) is already in graph "
+                f"{self.label!r}")
+
+    def _refs(self) -> dict[str, list[Any]]:
+        return {nid: n.get_upstream_refs() for nid, n in self._nodes.items()}
+
+    @staticmethod
+    def _points_to(ref: Any, node: GraphNode) -> bool:
+        return isinstance(ref, NodeReference) and (
+            ref.node_id == node.node_id or (ref.node_id is None and ref.node_label == node.label))
+
+    def add_node(self, node: GraphNode) -> ModelGraph:
+        """Add a node already wired (through its upstream refs) to this graph's nodes.
+
+        Returns:
+            self
+
+        Raises:
+            GraphStructureError: the node is already in the graph, its label is taken,
+                or its upstream is not in the graph.
+        """
+        self._sync_labels()
+        self._check_new(node)
+        refs = self._refs()
+        refs[node.node_id] = node.get_upstream_refs()
+        self._try_wiring([*self._nodes.values(), node], refs)
+        return self
+
+    def remove_node(self, node: str | GraphNode) -> ModelGraph:
+        """Remove a node; its consumers take over its inputs.
+
+        ``A -> B -> C`` minus ``B`` is ``A -> C``; ``[A, B] -> C -> D`` minus ``C`` is
+        ``[A, B] -> D``, which is an error if ``D`` accepts one input only.
+
+        Returns:
+            self
+        """
+        self._sync_labels()
+        old = self._get(node)
+        refs = self._refs()
+        inherited = refs.pop(old.node_id)
+        for nid, rs in refs.items():
+            if any(self._points_to(r, old) for r in rs):
+                new_rs: list[Any] = []
+                for r in rs:
+                    for x in (inherited if self._points_to(r, old) else [r]):
+                        if x not in new_rs:
+                            new_rs.append(x)
+                refs[nid] = new_rs
+        nodes = [n for n in self._nodes.values() if n.node_id != old.node_id]
+        if not nodes:
+            raise GraphStructureError(
+                f"cannot remove {old.label!r}: it is the last node of graph {self.label!r}")
+        try:
+            self._try_wiring(nodes, refs)
+        except GraphStructureError as e:
+            raise GraphStructureError(f"cannot remove node {old.label!r}: {e}") from None
+        return self
+
+    def replace_node(self, old_node: str | GraphNode, new_node: GraphNode) -> ModelGraph:
+        """Put ``new_node`` in ``old_node``'s place with the same inputs and consumers.
+
+        The new node's upstream refs are set to the old node's (on success only).
+
+        Returns:
+            self
+        """
+        self._sync_labels()
+        old = self._get(old_node, what="old_node")
+        self._check_new(new_node)
+        refs = self._refs()
+        inherited = refs.pop(old.node_id)
+        new_ref = NodeReference(new_node.label, new_node.node_id)
+        for nid, rs in refs.items():
+            refs[nid] = [new_ref if self._points_to(r, old) else r for r in rs]
+        refs[new_node.node_id] = inherited
+        nodes = [new_node if n.node_id == old.node_id else n for n in self._nodes.values()]
+        try:
+            self._try_wiring(nodes, refs)
+        except GraphStructureError as e:
+            raise GraphStructureError(
+                f"cannot replace {old.label!r} with {new_node.label!r}: {e}") from None
+        return self
+
+    def insert_node_between(self, new_node: GraphNode, *, upstream: str | GraphNode,
+                            downstream: str | GraphNode) -> ModelGraph:
+        """Turn the edge ``upstream -> downstream`` into ``upstream -> new -> downstream``.
+
+        Raises:
+            GraphStructureError: the two nodes are not connected.
+        """
+        self._sync_labels()
+        up, down = self._get(upstream, what="upstream"), self._get(downstream, what="downstream")
+        self._check_new(new_node)
+        refs = self._refs()
+        if not any(self._points_to(r, up) for r in refs[down.node_id]):
+            raise GraphStructureError(
+                f"cannot insert {new_node.label!r} between {up.label!r} and {down.label!r}: "
+                f"they are not connected ({down.label!r} takes input from "
+                f"{self.upstream_of(down)})")
+        new_ref = NodeReference(new_node.label, new_node.node_id)
+        refs[down.node_id] = [new_ref if self._points_to(r, up) else r
+                              for r in refs[down.node_id]]
+        refs[new_node.node_id] = [NodeReference(up.label, up.node_id)]
+        self._try_wiring(self._inserted_before(new_node, down), refs)
+        return self
+
+    def insert_node_before(self, new_node: GraphNode, *,
+                           downstream: str | GraphNode) -> ModelGraph:
+        """Insert before ``downstream``: the new node takes all its inputs and feeds it."""
+        self._sync_labels()
+        down = self._get(downstream, what="downstream")
+        self._check_new(new_node)
+        refs = self._refs()
+        refs[new_node.node_id] = refs[down.node_id]
+        refs[down.node_id] = [NodeReference(new_node.label, new_node.node_id)]
+        try:
+            self._try_wiring(self._inserted_before(new_node, down), refs)
+        except GraphStructureError as e:
+            raise GraphStructureError(
+                f"cannot insert {new_node.label!r} before {down.label!r}: {e}") from None
+        return self
+
+    def insert_node_after(self, new_node: GraphNode, *, upstream: str | GraphNode) -> ModelGraph:
+        """Add ``new_node`` as an extra consumer of ``upstream`` (a new branch)."""
+        self._sync_labels()
+        up = self._get(upstream, what="upstream")
+        self._check_new(new_node)
+        refs = self._refs()
+        refs[new_node.node_id] = [NodeReference(up.label, up.node_id)]
+        self._try_wiring([*self._nodes.values(), new_node], refs)
+        return self
+
+    def _inserted_before(self, new_node: GraphNode, anchor: GraphNode) -> list[GraphNode]:
+        out: list[GraphNode] = []
+        for n in self._nodes.values():
+            if n.node_id == anchor.node_id:
+                out.append(new_node)
+            out.append(n)
+        return out
+
+    # ================================================================ build / init
+    def _require_built(self, what: str) -> None:
+        self._sync_labels()
+        if not self._built:
+            raise RuntimeError(f"graph {self.label!r} is not built; call build() before {what}")
+
+    def _ensure_shapes(self) -> dict[str, NodeShapes]:
+        self._sync_labels()
+        if not self._built or not self._shapes:
+            self._shapes = infer_shapes(self._nodes, self._topo)
+            self._push_shapes(self._shapes)
+        return self._shapes
+
+    def _push_shapes(self, shapes: Mapping[str, NodeShapes]) -> None:
+        for nid, s in shapes.items():
+            n = self._nodes[nid]
+            if isinstance(n, ModelNode):
+                n._input_shape, n._output_shape = s.input_shapes[0], s.output_shape
+            else:
+                n.input_shapes = {ref_label(r) if not isinstance(i, str) else
+                                  self._nodes[i].label: sh for r, i, sh in zip(
+                                      n.get_upstream_refs(), self._topo.inputs[nid],
+                                      s.input_shapes)}
+                n.output_shape = s.output_shape
+
+    def build(self, *, force: bool = False, key: Any = None) -> ModelGraph:
+        """Infer shapes and initialise variables.
+
+        A no-op when already built, unless ``force``. After a mutation, nodes whose id,
+        model and shapes are unchanged keep their variables; the others are initialised
+        from ``fold_in(key, node label)``, so every node's initial values depend only on
+        the root key and its label. Passing ``key`` re-initialises every node.
+
+        Args:
+            force: rebuild even if built.
+            key: root PRNG key (or int seed); default: the key of the first build, else 0.
+
+        Returns:
+            self
+
+        Raises:
+            ShapeMismatchError: naming the node, its upstream and both shapes.
+        """
+        self._sync_labels()
+        if self._built and not force:
+            return self
+        shapes = infer_shapes(self._nodes, self._topo)
+        root = _as_key(key if key is not None else self._key)
+        old = self._variables or {"params": {}, "state": {}}
+        params, state, meta = {}, {}, {}
+        for nid in self._topo.order:
+            node = self._nodes[nid]
+            if not isinstance(node, ModelNode):
+                continue
+            s = shapes[nid]
+            m = (id(node.model), s.input_shapes[0], s.output_shape)
+            prev = self._var_meta.get(nid)
+            if key is None and prev is not None and prev[1:] == m and prev[0] in old["params"]:
+                params[node.label] = old["params"][prev[0]]
+                state[node.label] = old["state"][prev[0]]
+            else:
+                p, st = node.model.init(_node_key(root, node.label), s.input_shapes[0])
+                params[node.label], state[node.label] = p, st
+            meta[nid] = (node.label, *m)
+        variables = {"params": params, "state": state}
+        self._shapes, self._variables, self._var_meta, self._key = shapes, variables, meta, root
+        self._push_shapes(shapes)
+        self._built = True
+        self._forward_cache = {}
+        self._init_opt_state()
+        return self
+
+    def _init_opt_state(self) -> None:
+        opt = self._optimizer
+        if opt is None or not callable(getattr(opt, "init", None)):
+            return
+        params = self._variables["params"]  # type: ignore[index]
+        if self._opt_state is not None and getattr(self, "_opt_params_def", None) == \
+                jax.tree.structure(params):
+            return
+        self._opt_state = opt.init(params)
+        self._opt_params_def = jax.tree.structure(params)
+
+    def init(self, key: Any) -> dict[str, dict[str, Any]]:
+        """Fresh variables from one key (pure, jittable; shapes are inferred if needed).
+
+        Args:
+            key: PRNG key (or int seed).
+
+        Returns:
+            ``{"params": {label: ...}, "state": {label: ...}}`` for every ModelNode.
+        """
+        shapes = self._ensure_shapes()
+        key = _as_key(key)
+        params, state = {}, {}
+        for nid in self._topo.order:
+            node = self._nodes[nid]
+            if isinstance(node, ModelNode):
+                params[node.label], state[node.label] = node.model.init(
+                    _node_key(key, node.label), shapes[nid].input_shapes[0])
+        return {"params": params, "state": state}
+
+    # ================================================================ apply
+    def _plan(self, active_nodes: Iterable[Any] | None) -> tuple[str, ...]:
+        if active_nodes is None:
+            return self._topo.order
+        if isinstance(active_nodes, (str, GraphNode)):
+            active_nodes = [active_nodes]
+        needed: set[str] = set()
+        stack = [self._get(a, what="active node").node_id for a in active_nodes]
+        while stack:
+            nid = stack.pop()
+            if nid in needed:
+                continue
+            needed.add(nid)
+            stack.extend(i for i in self._topo.inputs[nid] if isinstance(i, str))
+        return tuple(nid for nid in self._topo.order if nid in needed)
+
+    def _input_value(self, node: GraphNode, ref: Any, inputs: Mapping[str, Any],
+                     domain: str) -> Any:
+        n_fs = sum(1 for i in self._topo.inputs[node.node_id] if not isinstance(i, str))
+        if node.label in inputs and n_fs == 1:
+            value = inputs[node.label]
+        elif ref.featureset_label in inputs:
+            value = inputs[ref.featureset_label]
+        elif domain == "targets":
+            return None
+        else:
+            raise KeyError(
+                f"node {node.label!r} reads FeatureSet {ref.featureset_label!r} but inputs has "
+                f"neither {node.label!r} nor {ref.featureset_label!r}; got keys {sorted(inputs)}")
+        if isinstance(value, Mapping):
+            value = value.get(domain)
+        return value
+
+    def _check_input(self, node: GraphNode, ref: Any, x: Any) -> None:
+        want = tuple(int(s) for s in ref.feature_shape)
+        got = tuple(getattr(x, "shape", ())[1:])
+        if got != want:
+            raise ShapeMismatchError(
+                f"node {node.label!r} expects features of per-sample shape {want} from "
+                f"FeatureSet {ref.featureset_label!r}, got an array of shape "
+                f"{getattr(x, 'shape', None)} (batch axis first)")
+
+    def _split_capture(self, capture: Iterable[str]) -> dict[str, list[str]]:
+        subs: dict[str, list[str]] = {}
+        for path in capture:
+            parts = split_path(path)
+            if not parts:
+                raise LabelPathError("capture paths must be non-empty")
+            node = next((n for n in self._nodes.values() if n.label == parts[0]), None)
+            if node is None:
+                raise LabelPathError(
+                    f"capture path {path!r} does not resolve: no node {parts[0]!r} in graph "
+                    f"{self.label!r}; did you mean {closest_names(parts[0], self.node_labels)}?")
+            if len(parts) > 1:
+                if not (isinstance(node, ModelNode) and callable(
+                        getattr(node.model, "apply_capture", None))):
+                    raise LabelPathError(
+                        f"capture path {path!r}: node {parts[0]!r} has no tagged values inside "
+                        "(its model does not implement apply_capture)")
+                subs.setdefault(node.node_id, []).append(join_path(parts[1:]))
+            else:
+                subs.setdefault(node.node_id, [])
+        return subs
+
+    def apply(self, variables: Mapping[str, Any], inputs: Mapping[str, Any], *, key: Any = None,
+              train: bool = False, active_nodes: Iterable[Any] | None = None,
+              capture: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run the graph (pure, jittable; Python walks the nodes once per trace).
+
+        Args:
+            variables: ``{"params": {label: ...}, "state": {label: ...}}``.
+            inputs: features per head node label (or per FeatureSet label); a value may
+                also be a batch dict with a ``"features"`` entry.
+            key: PRNG key for stochastic layers (each node gets ``fold_in(key, label)``).
+            train: training mode (dropout on, batch statistics updated).
+            active_nodes: run only these nodes and what they need (labels, ids, nodes);
+                pass a tuple when jitting with ``static_argnames``.
+            capture: dotted tag paths inside nested graph models to return as well
+                (``"Encoder.hidden"``); node labels are always in the outputs.
+
+        Returns:
+            ``(outputs, new_state)``: outputs by node label for every executed node (plus
+            captured values under their paths); the full state with executed nodes'
+            entries updated.
+        """
+        self._ensure_shapes()
+        plan = self._plan(active_nodes)
+        captures = self._split_capture(capture)
+        params, old_state = variables["params"], variables["state"]
+        new_state = dict(old_state)
+        values: dict[str, Any] = {}
+        outputs: dict[str, Any] = {}
+        for nid in plan:
+            node = self._nodes[nid]
+            xs = []
+            for item, ref in zip(self._topo.inputs[nid], node.get_upstream_refs()):
+                if isinstance(item, str):
+                    xs.append(values[item])
+                else:
+                    x = self._input_value(node, ref, inputs, "features")
+                    x = jnp.asarray(x)
+                    self._check_input(node, ref, x)
+                    xs.append(x)
+            if isinstance(node, ModelNode):
+                label = node.label
+                try:
+                    p, s = params[label], old_state[label]
+                except KeyError:
+                    raise LabelPathError(
+                        f"variables have no entry for node {label!r}; labels there: "
+                        f"{sorted(params)}") from None
+                k = _node_key(key, label)
+                try:
+                    if captures.get(nid):
+                        y, s2, caught = node.model.apply_capture(
+                            p, s, xs[0], key=k, train=train, capture=tuple(captures[nid]))
+                        for sub, v in caught.items():
+                            outputs[f"{label}.{sub}"] = v
+                    else:
+                        y, s2 = node.model.apply(p, s, xs[0], key=k, train=train)
+                except (ModjaxError, ValueError, TypeError) as e:
+                    if str(e).startswith(f"node {label!r}"):
+                        raise
+                    try:  # same exception type, message prefixed with the node label
+                        named = type(e)(f"node {label!r}: {e}")
+                    except Exception:
+                        raise e from None
+                    raise named from e
+                new_state[label] = s2
+            else:
+                y = node.merge(xs)
+            values[nid] = y
+            outputs[node.label] = y
+        return outputs, new_state
+
+    def route_targets(self, targets_by_head: Mapping[str, Any], *,
+                      active_nodes: Iterable[Any] | None = None) -> dict[str, Any]:
+        """Targets each node is compared against (pure, jittable).
+
+        ModelNodes pass their upstream's targets through; merge nodes combine them with
+        their target strategy.
+
+        Args:
+            targets_by_head: targets per head node label or FeatureSet label (a value
+                may be a batch dict with a ``"targets"`` entry).
+            active_nodes: restrict to these nodes and their upstream closure.
+
+        Returns:
+            ``{node_label: targets}`` (``None`` where no targets reach a node).
+        """
+        return self._route(targets_by_head, "targets", active_nodes)
+
+    def route_tags(self, tags_by_head: Mapping[str, Any], *,
+                   active_nodes: Iterable[Any] | None = None) -> dict[str, Any]:
+        """Like :meth:`route_targets` for the tags domain (merge ``tags_strategy``)."""
+        return self._route(tags_by_head, "tags", active_nodes)
+
+    def _route(self, by_head: Mapping[str, Any], domain: str,
+               active_nodes: Iterable[Any] | None) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for nid in self._plan(active_nodes):
+            node = self._nodes[nid]
+            xs = [values[item] if isinstance(item, str) else
+                  self._input_value(node, ref, by_head, domain)
+                  for item, ref in zip(self._topo.inputs[nid], node.get_upstream_refs())]
+            if isinstance(node, MergeNode):
+                values[nid] = node.merge_targets(xs) if domain == "targets" else \
+                    node.merge_tags(xs)
+            else:
+                values[nid] = xs[0]
+        return {self._nodes[nid].label: v for nid, v in values.items()}
+
+    def forward(self, inputs: Mapping[str, Any], *,
+                active_nodes: Iterable[Any] | None = None) -> dict[str, Any]:
+        """Evaluate with the current variables (eval mode), jit-compiled and cached.
+
+        Args:
+            inputs: as for :meth:`apply`.
+            active_nodes: labels / ids / nodes to run (plus their upstream closure).
+
+        Returns:
+            Outputs by node label for every executed node.
+        """
+        self._require_built("forward")
+        plan = self._plan(active_nodes)
+        fn = self._forward_cache.get(plan)
+        if fn is None:
+            labels = tuple(self._nodes[nid].label for nid in plan)
+
+            def run(variables: Any, xs: Any) -> Any:
+                return self.apply(variables, xs, active_nodes=labels)[0]
+
+            fn = self._forward_cache[plan] = jax.jit(run)
+        return fn(self._variables, dict(inputs))
+
+    # ================================================================ variables
+    @property
+    def variables(self) -> dict[str, dict[str, Any]]:
+        """The current ``{"params", "state"}`` pytree (after :meth:`build`)."""
+        self._require_built("reading variables")
+        return self._variables  # type: ignore[return-value]
+
+    def abstract_variables(self) -> dict[str, dict[str, Any]]:
+        """``jax.ShapeDtypeStruct`` pytree of the variables (no allocation)."""
+        return jax.eval_shape(self.init, jax.random.key(0))
+
+    def set_variables(self, variables: Mapping[str, Any]) -> None:
+        """Replace the variables after checking structure, shapes and dtypes (atomic).
+
+        Raises:
+            LabelPathError: a node entry is missing or extra (names the path).
+            ShapeMismatchError: a leaf has another shape or dtype (names the path).
+        """
+        self._sync_labels()
+        expected = self.abstract_variables()
+        exp_flat, got_flat = flatten_paths(expected), flatten_paths(dict(variables))
+        missing = sorted(set(exp_flat) - set(got_flat))
+        extra = sorted(set(got_flat) - set(exp_flat))
+        if missing or extra:
+            raise LabelPathError(
+                f"variables for graph {self.label!r} do not match its structure: missing "
+                f"{missing[:6]}, unexpected {extra[:6]}")
+        for path, want in exp_flat.items():
+            got = got_flat[path]
+            shape, dtype = tuple(jnp.shape(got)), jnp.result_type(got)
+            if shape != tuple(want.shape) or dtype != want.dtype:
+                raise ShapeMismatchError(
+                    f"variables[{path!r}] has shape {shape} {dtype}, graph {self.label!r} "
+                    f"expects {tuple(want.shape)} {want.dtype}")
+        shapes = self._ensure_shapes()
+        new = {"params": dict(variables["params"]), "state": dict(variables["state"])}
+        self._variables = jax.tree.map(jnp.asarray, new)
+        self._shapes = shapes
+        self._var_meta = {nid: (n.label, id(n.model), shapes[nid].input_shapes[0],
+                                shapes[nid].output_shape)
+                          for nid, n in self._nodes.items() if isinstance(n, ModelNode)}
+        if self._key is None:
+            self._key = _as_key(None)
+        self._built = True
+        self._init_opt_state()
+
+    def parameters_at(self, path: str | tuple[str, ...]) -> Any:
+        """The params subtree at a label path (``"Encoder"``, ``"Encoder.layer_0"``)."""
+        self._require_built("parameters_at")
+        return get_at(self._variables["params"], path, what=f"params of graph {self.label!r}")
+
+    def state_at(self, path: str | tuple[str, ...]) -> Any:
+        """The state subtree at a label path."""
+        self._require_built("state_at")
+        return get_at(self._variables["state"], path, what=f"state of graph {self.label!r}")
+
+    @property
+    def opt_state(self) -> Any:
+        """State of the attached optimizer (initialised by :meth:`build`)."""
+        return self._opt_state
+
+    def set_opt_state(self, opt_state: Any) -> None:
+        """Store the optimizer state (the training loop writes it back here)."""
+        self._opt_state = opt_state
+        if self._variables is not None:
+            self._opt_params_def = jax.tree.structure(self._variables["params"])
+
+    # ================================================================ freezing
+    def _freeze_targets(self, nodes: Iterable[Any] | None) -> list[tuple[str, ...]]:
+        if nodes is None:
+            return [(n.label,) for n in self._model_nodes()]
+        if isinstance(nodes, (str, GraphNode)):
+            nodes = [nodes]
+        out = []
+        for item in nodes:
+            if isinstance(item, str) and "." in item and item not in self._nodes:
+                parts = split_path(item)
+                head = self._get(parts[0])
+                if self._built:
+                    get_at(self._variables["params"], parts,  # type: ignore[index]
+                           what=f"params of graph {self.label!r}")
+            else:
+                head, parts = self._get(item), None
+            if not isinstance(head, ModelNode):
+                raise GraphStructureError(
+                    f"cannot freeze {head.label!r}: it is a {type(head).__name__}, which has no "
+                    "parameters")
+            out.append(tuple(parts) if parts else (head.label,))
+        return out
+
+    def _set_frozen(self, paths: set[tuple[str, ...]]) -> None:
+        for n in self._model_nodes():
+            n._frozen = (n.label,) in paths
+        self._sub_frozen = {p for p in paths if len(p) > 1}
+
+    def _frozen_set(self) -> set[tuple[str, ...]]:
+        return {(n.label,) for n in self._model_nodes() if n.is_frozen} | set(self._sub_frozen)
+
+    def freeze(self, nodes: Iterable[Any] | None = None) -> ModelGraph:
+        """Freeze nodes or label paths (``"Encoder"``, ``"Encoder.layer_0"``).
+
+        Args:
+            nodes: labels, ids, node instances or dotted label paths; None: every
+                ModelNode.
+
+        Returns:
+            self (nothing is rebuilt; the optimizer masks frozen paths)
+        """
+        self._sync_labels()
+        targets = self._freeze_targets(nodes)
+        paths = self._frozen_set()
+        for t in targets:
+            if not any(_is_prefix(p, t) for p in paths):
+                paths = {p for p in paths if not _is_prefix(t, p)} | {t}
+        self._set_frozen(paths)
+        return self
+
+    def unfreeze(self, nodes: Iterable[Any] | None = None) -> ModelGraph:
+        """Unfreeze nodes or label paths; thawing ``"Enc.layer_0"`` inside a frozen
+        ``"Enc"`` keeps its siblings frozen (needs a built graph).
+
+        Returns:
+            self
+        """
+        self._sync_labels()
+        if nodes is None:
+            self._set_frozen(set())
+            return self
+        targets = self._freeze_targets(nodes)
+        paths = self._frozen_set()
+        for t in targets:
+            kept = set()
+            for p in paths:
+                if _is_prefix(t, p):
+                    continue  # p lies inside the thawed subtree
+                if _is_prefix(p, t) and p != t:
+                    if not self._built:
+                        raise RuntimeError(
+                            f"unfreezing {join_path(t)!r} inside frozen {join_path(p)!r} needs "
+                            "a built graph (to know the sibling paths)")
+                    kept |= self._siblings_outside(p, t)
+                    continue
+                kept.add(p)
+            paths = kept
+        self._set_frozen(paths)
+        return self
+
+    def _siblings_outside(self, outer: tuple[str, ...], inner: tuple[str, ...]) -> set:
+        out = set()
+        tree = get_at(self._variables["params"], outer)  # type: ignore[index]
+        prefix = outer
+        for part in inner[len(outer):]:
+            if not isinstance(tree, Mapping):
+                break
+            out |= {(*prefix, k) for k in tree if k != part}
+            prefix, tree = (*prefix, part), tree[part]
+        return out
+
+    @property
+    def frozen_paths(self) -> set[str]:
+        """Frozen label paths (whole nodes and sub-paths)."""
+        self._sync_labels()
+        return {join_path(p) for p in self._frozen_set()}
+
+    @property
+    def frozen_nodes(self) -> dict[str, ModelNode]:
+        """ModelNodes frozen as a whole, keyed by node_id."""
+        return {n.node_id: n for n in self._model_nodes() if n.is_frozen}
+
+    def frozen_mask(self) -> Any:
+        """Boolean pytree like ``params``: True where a leaf is frozen."""
+        self._require_built("frozen_mask")
+        return path_mask(self._variables["params"],  # type: ignore[index]
+                         sorted(self._frozen_set()))
+
+    def get_optimizer_parameters(self) -> dict[str, Any]:
+        """What the global optimizer trains (seed 000).
+
+        Returns:
+            ``{"backend", "contributing_nodes": set of node ids with trainable params,
+            "parameters": {label path: array} of unfrozen leaves, "trainable_mask":
+            pytree like params, True where trained}``.
+        """
+        self._require_built("get_optimizer_parameters")
+        frozen = self.frozen_mask()
+        trainable = jax.tree.map(lambda f: not f, frozen)
+        flat = flatten_paths(self._variables["params"])  # type: ignore[index]
+        fmask = flatten_paths(frozen)
+        params = {p: v for p, v in flat.items() if not fmask[p]}
+        contributing = {n.node_id for n in self._model_nodes()
+                        if any(p == n.label or p.startswith(n.label + ".") for p in params)}
+        return {"backend": self.backend or "jax", "contributing_nodes": contributing,
+                "parameters": params, "trainable_mask": trainable}
+
+    # ================================================================ config / state
+    def get_config(self) -> dict[str, Any]:
+        """Structure only (JSON): nodes, optimizer, frozen paths."""
+        self._sync_labels()
+        opt = self._optimizer
+        opt_cfg = None
+        if opt is not None:
+            try:
+                opt_cfg = serialize(opt)
+            except ConfigError:
+                opt_cfg = None
+        return {"version": CONFIG_FORMAT_VERSION, "label": self.label,
+                "nodes": [serialize(n) for n in self._nodes.values()],
+                "optimizer": opt_cfg, "frozen_paths": sorted(self.frozen_paths)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, register: bool = True,
+                    allow_packaged_code: bool = False,
+                    ctx: ExperimentContext | None = None) -> ModelGraph:
+        """Rebuild the structure from :meth:`get_config` (not built; no values).
+
+        Args:
+            config: the config.
+            register: register the nodes (with their saved ids) and the graph.
+            allow_packaged_code: import user classes named in the config.
+            ctx: the context to register in (default: active).
+        """
+        version = int(config.get("version", CONFIG_FORMAT_VERSION))
+        if version > CONFIG_FORMAT_VERSION:
+            raise ConfigError(f"ModelGraph config version {version} is newer than this modjax "
+                              f"({CONFIG_FORMAT_VERSION})")
+        ctx = ctx or ExperimentContext.get_active()
+        nodes = []
+        with ctx.activate():
+            for ncfg in config["nodes"]:
+                ncls = get_registered(ncfg["class"], module=ncfg.get("module"),
+                                      allow_packaged_code=allow_packaged_code)
+                kwargs: dict[str, Any] = {"register": register}
+                if issubclass(ncls, ModelNode):
+                    kwargs["allow_packaged_code"] = allow_packaged_code
+                nodes.append(ncls.from_config(ncfg["config"], **kwargs))
+            opt = None
+            if config.get("optimizer") is not None:
+                ocfg = config["optimizer"]
+                opt = get_registered(ocfg["class"], module=ocfg.get("module"),
+                                     allow_packaged_code=allow_packaged_code).from_config(
+                    ocfg["config"])
+            graph = cls(nodes, optimizer=opt, label=config.get("label", "model-graph"),
+                        ctx=ctx, register=register)
+        graph._set_frozen({split_path(p) for p in config.get("frozen_paths", [])})
+        return graph
+
+    def get_state(self) -> dict[str, Any]:
+        """Learned values: ``{"is_built", "nodes": {label: {"params", "state"}},
+        "opt_state"}`` (arrays only; structure is in :meth:`get_config`)."""
+        self._sync_labels()
+        nodes = {}
+        if self._variables is not None:
+            nodes = {lab: {"params": self._variables["params"][lab],
+                           "state": self._variables["state"][lab]}
+                     for lab in self._variables["params"]}
+        return {"is_built": self._built, "nodes": nodes, "opt_state": self._opt_state}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`get_state` output (validated like :meth:`set_variables`)."""
+        nodes = state.get("nodes") or {}
+        if nodes:
+            self.set_variables({"params": {k: v["params"] for k, v in nodes.items()},
+                                "state": {k: v["state"] for k, v in nodes.items()}})
+        elif state.get("is_built"):
+            raise ValueError(f"state for graph {self.label!r} says built but has no nodes")
+        if state.get("opt_state") is not None:
+            self.set_opt_state(state["opt_state"])
+
+    # ================================================================ views
+    def visualize(self, *, show_features: bool = False, show_targets: bool = False,
+                  show_tags: bool = False, show_frozen: bool = True,
+                  show_splits: bool = False) -> str:
+        """Mermaid flowchart of the graph (edges carry shapes once built)."""
+        from modjax.viz.mermaid import graph_to_mermaid
+
+        self._sync_labels()
+        return graph_to_mermaid(self, show_features=show_features, show_targets=show_targets,
+                                show_tags=show_tags, show_frozen=show_frozen,
+                                show_splits=show_splits)
+
+    def summary(self) -> str:
+        """Table of nodes, shapes and parameter counts."""
+        from modjax.viz.summary import graph_summary
+
+        self._sync_labels()
+        return graph_summary(self)
+
+    def __repr__(self) -> str:
+        return (f"ModelGraph(label={self.label!r}, nodes={self.node_labels}, "
+                f"built={self._built})")

@@ -1,0 +1,97 @@
+"""SequentialMLP: the reference multi-layer perceptron of seed 000."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from modjax.graph.models.activations import get_activation
+from modjax.graph.models.base import BaseModel, Shape
+from modjax.graph.models.layers import dropout
+from modjax.io.registry import register
+
+__all__ = ["SequentialMLP"]
+
+_kernel_init = jax.nn.initializers.lecun_normal()
+
+
+@register("SequentialMLP")
+class SequentialMLP(BaseModel):
+    """``n_layers`` Dense layers on the flattened input, reshaped to ``output_shape``.
+
+    Hidden layers have ``hidden_dim`` units and are followed by ``activation`` (and
+    dropout at ``dropout`` rate when training); the last layer is linear and has
+    ``prod(output_shape)`` units. With ``n_layers=1`` it is a single linear map.
+
+    Args:
+        output_shape: per-sample output shape; ``None`` lets the graph infer it (a tail
+            node takes its target shape).
+        n_layers: number of Dense layers (>= 1).
+        hidden_dim: width of the hidden layers.
+        activation: activation name (``"relu"``, ``"gelu"``, ``"tanh"``, ...).
+        dropout: dropout rate after each hidden activation (uses the apply ``key``).
+        input_shape: optional declared per-sample input shape.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> mlp = SequentialMLP(output_shape=(1, 2), n_layers=2, hidden_dim=8)
+        >>> params, state = mlp.init(jax.random.key(0), (1, 10))
+        >>> y, _ = mlp.apply(params, state, jnp.ones((5, 1, 10)))
+        >>> y.shape
+        (5, 1, 2)
+    """
+
+    def __init__(self, output_shape: Any = None, n_layers: int = 2, hidden_dim: int = 32,
+                 activation: str = "relu", dropout: float = 0.0, *,
+                 input_shape: Any = None) -> None:
+        if int(n_layers) < 1:
+            raise ValueError(f"SequentialMLP needs n_layers >= 1, got {n_layers}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"SequentialMLP dropout must be in [0, 1), got {dropout}")
+        get_activation(activation)
+        super().__init__(input_shape=input_shape, output_shape=output_shape,
+                         n_layers=int(n_layers), hidden_dim=int(hidden_dim),
+                         activation=activation, dropout=float(dropout))
+        self.n_layers = int(n_layers)
+        self.hidden_dim = int(hidden_dim)
+        self.activation = activation
+        self.dropout = float(dropout)
+
+    def _widths(self, input_shape: Shape) -> list[tuple[int, int]]:
+        out = self._flat(self._require_output_shape())
+        dims = [self._flat(input_shape)] + [self.hidden_dim] * (self.n_layers - 1) + [out]
+        return list(zip(dims[:-1], dims[1:]))
+
+    def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
+        """Lecun-normal kernels, zero biases: ``{"layer_i": {"kernel", "bias"}}``."""
+        keys = jax.random.split(key, self.n_layers)
+        params = {
+            f"layer_{i}": {"kernel": _kernel_init(k, (d_in, d_out), jnp.float32),
+                           "bias": jnp.zeros((d_out,), jnp.float32)}
+            for i, (k, (d_in, d_out)) in enumerate(zip(keys, self._widths(tuple(input_shape))))
+        }
+        return params, {}
+
+    def apply(self, params: dict, state: dict, x: jax.Array, *, key: Any = None,
+              train: bool = False) -> tuple[jax.Array, dict]:
+        act = get_activation(self.activation)
+        n = len(params)
+        h = x.reshape(x.shape[0], -1)
+        use_dropout = train and self.dropout > 0.0
+        keys = None
+        if use_dropout:
+            if key is None:
+                raise ValueError(
+                    f"SequentialMLP(dropout={self.dropout}) needs a key when train=True")
+            keys = jax.random.split(key, max(n - 1, 1))
+        for i in range(n):
+            layer = params[f"layer_{i}"]
+            h = h @ layer["kernel"] + layer["bias"]
+            if i < n - 1:
+                h = act(h)
+                if use_dropout:
+                    h = dropout(h, self.dropout, keys[i])
+        out_shape = self._output_shape or (h.shape[-1],)
+        return h.reshape((x.shape[0], *out_shape)), state
