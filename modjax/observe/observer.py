@@ -1,0 +1,874 @@
+"""The Observer: batch buffers -> epoch history, trends, ETA, timings, hooks.
+
+Every built flow ``Graph`` owns one Observer and delegates its observation methods to
+it; a training loop (or ``TrainPhase``) feeds it. The cycle is the one of goDl:
+
+* ``collect(*tags)`` snapshots scalar tagged outputs of the last forward, and
+  ``record(tag, *values)`` injects values computed elsewhere, into a *batch buffer*;
+* ``flush()`` promotes each buffer's mean to the *epoch history*, stamps the wall
+  clock, and calls the ``on_flush`` hook;
+* ``trend(tag)`` / ``trends(group)`` query the history; ``eta``, ``elapsed``,
+  ``last_flush_duration`` read the stamps.
+
+Scan-driven training never touches the host per batch: the per-batch metrics come
+out of ``lax.scan`` as arrays and are pushed in one call per epoch with
+:meth:`Observer.record_batches`, then flushed.
+
+Tree (seed 002): a parent observer can :meth:`~Observer.attach_child` the observers
+of labelled child graphs. ``flush()`` and ``latest_metrics()`` then recurse and name
+child metrics with dotted paths (``encoder.loss``); ``flush_local()`` and
+``latest_metrics_local()`` stay on this observer. A dotted tag whose first segment is
+an attached child's label is routed to that child everywhere a tag is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from os import PathLike
+from typing import Any
+
+import numpy as np
+
+from modjax.errors import LabelPathError, closest_names
+from modjax.io.registry import register
+from modjax.observe.logs import format_duration
+from modjax.observe.profiling import Profile, ProfileHook
+from modjax.observe.trends import Trend, TrendGroup
+
+__all__ = ["Observer", "LogHook", "FlushHook"]
+
+#: ``on_log`` hook: receives ``{tag: value}`` (values as tagged, arrays or scalars).
+LogHook = Callable[[dict[str, Any]], None]
+#: ``on_flush`` hook: receives ``{tag: epoch mean}`` of the tags just flushed.
+FlushHook = Callable[[dict[str, float]], None]
+
+
+def _scalar(owner: str, tag: str, value: Any) -> float:
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise ValueError(
+            f"{owner}: tag {tag!r} holds an array of shape {arr.shape}; collect/record take "
+            f"scalars (tag a reduced value such as a loss, or record(tag, float(x.mean())))"
+        )
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{owner}: tag {tag!r} value has dtype {arr.dtype}; expected a number")
+    return float(arr.reshape(()))
+
+
+class _Series:
+    """Buffers and epoch history of one kind of metric (values, or timings)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, list[float]] = {}
+        self.weights: dict[str, list[float]] = {}
+        self.history: dict[str, list[float]] = {}
+        self.epochs: dict[str, list[int]] = {}
+
+    def push(self, tag: str, values: Sequence[float], weights: Sequence[float] | None) -> None:
+        self.buffers.setdefault(tag, []).extend(values)
+        w = self.weights.setdefault(tag, [])
+        w.extend([1.0] * len(values) if weights is None else weights)
+
+    def pending(self, tags: Sequence[str]) -> list[str]:
+        keys = tags if tags else list(self.buffers)
+        return [t for t in keys if self.buffers.get(t)]
+
+    def flush(self, tags: Sequence[str], epoch: int) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for t in self.pending(tags):
+            v = np.asarray(self.buffers.pop(t), dtype=np.float64)
+            w = np.asarray(self.weights.pop(t), dtype=np.float64)
+            total = w.sum()
+            mean = float(np.dot(v, w) / total) if total > 0 else float("nan")
+            self.history.setdefault(t, []).append(mean)
+            self.epochs.setdefault(t, []).append(epoch)
+            out[t] = mean
+        return out
+
+    def reset(self, tags: Sequence[str]) -> None:
+        for t in tags if tags else list(self.history):
+            self.history.pop(t, None)
+            self.epochs.pop(t, None)
+
+    def trend(self, tag: str) -> Trend:
+        return Trend(self.history.get(tag, ()), tag=tag, epochs=self.epochs.get(tag, ()))
+
+    def get_state(self) -> dict[str, Any]:
+        def arrs(d, dtype):
+            return {k: np.asarray(v, dtype=dtype) for k, v in d.items()}
+
+        return {"history": arrs(self.history, np.float64), "epochs": arrs(self.epochs, np.int64),
+                "buffers": arrs(self.buffers, np.float64),
+                "buffer_weights": arrs(self.weights, np.float64)}
+
+    @classmethod
+    def from_state(cls, owner: str, state: Mapping[str, Any]) -> _Series:
+        s = cls()
+        try:
+            s.history = {k: [float(x) for x in np.ravel(v)] for k, v in state["history"].items()}
+            s.epochs = {k: [int(x) for x in np.ravel(v)] for k, v in state["epochs"].items()}
+            s.buffers = {k: [float(x) for x in np.ravel(v)] for k, v in state["buffers"].items()}
+            s.weights = {k: [float(x) for x in np.ravel(v)]
+                         for k, v in state["buffer_weights"].items()}
+        except (KeyError, AttributeError, TypeError) as e:
+            raise ValueError(f"{owner}: malformed observer state ({e!r}); expected keys "
+                             f"history/epochs/buffers/buffer_weights of {{tag: array}}") from e
+        for k in s.history:
+            if len(s.epochs.get(k, ())) != len(s.history[k]):
+                raise ValueError(f"{owner}: state for tag {k!r} has {len(s.history[k])} values "
+                                 f"but {len(s.epochs.get(k, ()))} epoch numbers")
+        for k in s.buffers:
+            if len(s.weights.get(k, ())) != len(s.buffers[k]):
+                raise ValueError(f"{owner}: buffer state for tag {k!r} has mismatched weights")
+        return s
+
+
+@register("Observer")
+class Observer:
+    """Observation state of one graph (or one training loop): buffers, history, hooks.
+
+    Args:
+        tag_groups: ``{group: [member tags]}``; group names expand to their members in
+            ``trends``, ``plot_html``, ``export_trends``, ``write_log``, ``flush``.
+        name: who owns this observer (a graph label), used in messages.
+        clock: wall-clock in seconds (``time.time``); injectable for tests.
+
+    Example:
+        >>> obs = Observer(tag_groups={"head": ["head_0", "head_1"]})
+        >>> for epoch_losses in ([0.9, 0.7], [0.5, 0.3]):
+        ...     for v in epoch_losses:
+        ...         obs.record("loss", v)
+        ...     obs.flush()
+        {'loss': 0.8}
+        {'loss': 0.4}
+        >>> obs.trend("loss").values().tolist(), obs.flush_count()
+        ([0.8, 0.4], 2)
+        >>> obs.collect("head_0", "head_1", values={"head_0": 1.0, "head_1": 2.0})
+        >>> obs.flush("head")
+        {'head_0': 1.0, 'head_1': 2.0}
+        >>> obs.trends("head").tags
+        ['head_0', 'head_1']
+    """
+
+    def __init__(
+        self,
+        tag_groups: Mapping[str, Sequence[str]] | None = None,
+        *,
+        name: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self._clock = clock
+        self._tag_groups: dict[str, tuple[str, ...]] = {}
+        for g, members in (tag_groups or {}).items():
+            self.add_tag_group(g, members)
+        self._values = _Series()
+        self._timings = _Series()
+        self._flush_times: list[float] = []
+        self._timing_flush_count = 0
+        self._start: float | None = None
+        self._last_tagged: dict[str, Any] = {}
+        self._children: dict[str, Observer] = {}
+        self._profiling = False
+        self._profile: Profile | None = None
+        self._on_log: LogHook | None = None
+        self._on_flush: FlushHook | None = None
+        self._on_profile: ProfileHook | None = None
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def _owner(self) -> str:
+        return f"observer of {self.name!r}" if self.name else "observer"
+
+    def __repr__(self) -> str:
+        return (f"Observer(name={self.name!r}, tags={sorted(self._values.history)}, "
+                f"flushes={self.flush_count()}, children={list(self._children)})")
+
+    # ---------------------------------------------------------------- tag groups
+    def add_tag_group(self, name: str, members: Sequence[str]) -> None:
+        """Register a tag group (``FlowBuilder.tag_group`` does this on build).
+
+        Raises:
+            ValueError: empty member list, or a group name that is also one of its members.
+        """
+        members = tuple(members)
+        if not members:
+            raise ValueError(f"{self._owner}: tag group {name!r} has no members")
+        if name in members:
+            raise ValueError(f"{self._owner}: tag group {name!r} lists itself as a member")
+        self._tag_groups[name] = members
+
+    @property
+    def tag_groups(self) -> dict[str, tuple[str, ...]]:
+        """``{group: member tags}`` (a copy)."""
+        return dict(self._tag_groups)
+
+    def tag_group(self, name: str) -> tuple[str, ...] | None:
+        """Members of a tag group, or ``None`` when no group has that name."""
+        return self._tag_groups.get(name)
+
+    def expand_tags(self, *tags: str) -> list[str]:
+        """Replace each group name by its members (order kept, duplicates dropped).
+
+        Example:
+            >>> Observer(tag_groups={"h": ["h_0", "h_1"]}).expand_tags("loss", "h", "h_0")
+            ['loss', 'h_0', 'h_1']
+        """
+        out: list[str] = []
+        for t in tags:
+            for m in self._tag_groups.get(t, (t,)):
+                if m not in out:
+                    out.append(m)
+        return out
+
+    # ------------------------------------------------------------------ children
+    def attach_child(self, label: str, child: Observer) -> None:
+        """Make ``child`` (a labelled subgraph's observer) part of this observer's tree.
+
+        Raises:
+            ValueError: the label has a dot, is taken, or attaching would form a cycle.
+        """
+        if not isinstance(child, Observer):
+            raise TypeError(f"{self._owner}: child {label!r} must be an Observer, "
+                            f"got {type(child).__name__}")
+        if not label or "." in label:
+            raise ValueError(f"{self._owner}: child label {label!r} must be non-empty, no dots")
+        if label in self._children and self._children[label] is not child:
+            raise ValueError(f"{self._owner}: a child labelled {label!r} is already attached")
+        if child is self or self in child._walk():
+            raise ValueError(f"{self._owner}: attaching {label!r} would make a cycle")
+        self._children[label] = child
+
+    def detach_child(self, label: str) -> Observer:
+        """Remove and return the child observer with this label."""
+        try:
+            return self._children.pop(label)
+        except KeyError:
+            raise LabelPathError(self._no_child(label)) from None
+
+    @property
+    def children(self) -> dict[str, Observer]:
+        """``{label: child observer}`` (a copy)."""
+        return dict(self._children)
+
+    def _walk(self) -> list[Observer]:
+        out, todo = [], list(self._children.values())
+        while todo:
+            o = todo.pop()
+            if o not in out:
+                out.append(o)
+                todo.extend(o._children.values())
+        return out
+
+    def _no_child(self, label: str, path: str | None = None) -> str:
+        where = f" (in path {path!r})" if path and path != label else ""
+        return (f"{self._owner} has no child labelled {label!r}{where}; children: "
+                f"{sorted(self._children)}; did you mean {closest_names(label, self._children)}?")
+
+    def child(self, path: str) -> Observer:
+        """The observer at a dotted child path (``"encoder"``, ``"encoder.scan"``).
+
+        Raises:
+            LabelPathError: naming the missing label and the existing ones.
+        """
+        node = self
+        for part in path.split("."):
+            if part not in node._children:
+                raise LabelPathError(node._no_child(part, path))
+            node = node._children[part]
+        return node
+
+    def _route(self, tag: str) -> tuple[Observer, str]:
+        """Resolve ``"child.sub.tag"`` to (child observer, local tag); local tags stay here."""
+        node, rest = self, tag
+        while "." in rest:
+            head, tail = rest.split(".", 1)
+            if head not in node._children:
+                break
+            node, rest = node._children[head], tail
+        return node, rest
+
+    def _split_by_owner(self, tags: Sequence[str]) -> dict[int, tuple[Observer, list[str]]]:
+        groups: dict[int, tuple[Observer, list[str]]] = {}
+        for t in tags:
+            node, local = self._route(t)
+            groups.setdefault(id(node), (node, []))[1].append(local)
+        return groups
+
+    # ------------------------------------------------------------------- hooks
+    def on_log(self, fn: LogHook | None) -> None:
+        """Handle ``log`` calls with ``fn({tag: value})``; ``None`` restores printing to stderr."""
+        self._on_log = fn
+
+    def on_flush(self, fn: FlushHook | None) -> None:
+        """Call ``fn({tag: epoch mean})`` after each flush that produced data; ``None`` removes it."""
+        self._on_flush = fn
+
+    def on_profile(self, fn: ProfileHook | None) -> None:
+        """Call ``fn(profile)`` whenever a profiled forward completes; ``None`` removes it."""
+        self._on_profile = fn
+
+    # ----------------------------------------------------------- last forward
+    def mark_start(self, when: float | None = None) -> None:
+        """Stamp the start of training (first forward) if not stamped yet.
+
+        A scan-driven trainer calls this before its first epoch, so epoch 1's duration
+        (and hence the ETA) counts the first epoch in full.
+        """
+        if self._start is None:
+            self._start = self._clock() if when is None else float(when)
+
+    def set_tagged(self, values: Mapping[str, Any]) -> None:
+        """Store the tagged outputs of the last forward (the Graph calls this after each forward).
+
+        Values are kept as given (device arrays are not pulled to the host until a
+        ``log``/``collect`` reads them).
+        """
+        self.mark_start()
+        self._last_tagged = dict(values)
+
+    def tagged(self, tag: str) -> Any | None:
+        """The last forward's value for ``tag`` (``None`` before a forward or for an unknown tag)."""
+        node, local = self._route(tag)
+        return node._last_tagged.get(local)
+
+    def _resolve(self, tags: Sequence[str], values: Mapping[str, Any] | None,
+                 what: str) -> dict[str, Any]:
+        src = self._last_tagged if values is None else values
+        wanted = self.expand_tags(*tags) if tags else list(src)
+        missing = [t for t in wanted if t not in src]
+        if missing:
+            if not src:
+                raise LabelPathError(
+                    f"{self._owner}: cannot {what} {missing}: no tagged values (run a forward "
+                    f"first, or pass values={{tag: value}})")
+            raise LabelPathError(
+                f"{self._owner}: cannot {what} unknown tag {missing[0]!r}; tagged values: "
+                f"{sorted(src)}; did you mean {closest_names(missing[0], src)}?")
+        return {t: src[t] for t in wanted}
+
+    def log(self, *tags: str, values: Mapping[str, Any] | None = None) -> None:
+        """Show current tagged values (all when no tags): ``loss: 0.2341 | acc: 0.891``.
+
+        Args:
+            *tags: tags or tag groups to show.
+            values: tagged values to read; defaults to the last forward's.
+
+        The ``on_log`` hook, when set, receives ``{tag: value}`` instead of printing.
+        """
+        self.mark_start()
+        picked = self._resolve(tags, values, "log")
+        if self._on_log is not None:
+            self._on_log(picked)
+            return
+        parts = []
+        for t, v in picked.items():
+            arr = np.asarray(v)
+            if arr.size == 1:
+                parts.append(f"{t}: {float(arr.reshape(())):.4f}")
+            else:
+                parts.append(f"{t}: {arr.dtype}{list(arr.shape)} mean={float(arr.mean()):.4f}")
+        print(" | ".join(parts), file=sys.stderr)
+
+    # -------------------------------------------------------- batch buffers
+    def collect(self, *tags: str, values: Mapping[str, Any] | None = None) -> None:
+        """Append scalar tagged values to the batch buffers (all tagged values when no tags).
+
+        Args:
+            *tags: tags or tag groups to collect.
+            values: ``{tag: scalar}`` of the last forward; defaults to what
+                :meth:`set_tagged` stored.
+
+        Raises:
+            LabelPathError: a tag has no value (names it and the tags that exist).
+            ValueError: a value is not a scalar (names the tag and shape).
+
+        Nothing is appended unless every requested tag is valid.
+        """
+        self.mark_start()
+        picked = self._resolve(tags, values, "collect")
+        scalars = {t: _scalar(self._owner, t, v) for t, v in picked.items()}
+        for t, v in scalars.items():
+            self._values.push(t, [v], None)
+
+    def record(self, tag: str, *values: Any) -> None:
+        """Inject scalar values computed outside the graph into ``tag``'s batch buffer.
+
+        A dotted tag whose first segment is an attached child's label goes to that child
+        (``record("encoder.loss", v)``).
+
+        Raises:
+            ValueError: no values, or a non-scalar value.
+        """
+        node, local = self._route(tag)
+        if not values:
+            raise ValueError(f"{self._owner}: record({tag!r}) needs at least one value")
+        scalars = [_scalar(node._owner, local, v) for v in values]
+        self.mark_start()
+        node.mark_start()
+        node._values.push(local, scalars, None)
+
+    def record_at(self, path: str, *values: Any) -> None:
+        """Record into a child's buffer by dotted path; the child must exist.
+
+        Raises:
+            LabelPathError: ``path`` has no child part, or the child does not exist.
+        """
+        if "." not in path:
+            raise LabelPathError(f"{self._owner}: record_at needs 'child.tag', got {path!r}")
+        head, local = path.rsplit(".", 1)
+        self.child(head).record(local, *values)
+
+    def record_batch_values(self, tag: str, values: Any, weights: Any | None = None) -> None:
+        """Push a whole epoch of per-batch values (e.g. the stacked output of a ``lax.scan``).
+
+        Args:
+            tag: tag to record under (dotted child paths are routed).
+            values: 1-D array-like, one value per batch (a scalar counts as one batch).
+            weights: optional non-negative per-batch weights of the same length, e.g.
+                the number of real (unmasked) samples in each batch; the epoch value is
+                then the weighted mean and weight-0 (fully padded) batches drop out.
+
+        Raises:
+            ValueError: values not 1-D, weights of another length, or negative weights.
+        """
+        node, local = self._route(tag)
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim == 0:
+            v = v.reshape(1)
+        if v.ndim != 1:
+            raise ValueError(f"{node._owner}: record_batch_values({tag!r}) takes one value per "
+                             f"batch (1-D); got shape {v.shape}")
+        w = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64).reshape(-1)
+            if w.shape != v.shape:
+                raise ValueError(f"{node._owner}: record_batch_values({tag!r}): {v.shape[0]} "
+                                 f"values but {w.shape[0]} weights")
+            if (w < 0).any() or not np.isfinite(w).all():
+                raise ValueError(f"{node._owner}: record_batch_values({tag!r}): weights must "
+                                 f"be finite and non-negative")
+            keep = w > 0
+            v, w = v[keep], w[keep]
+        self.mark_start()
+        node.mark_start()
+        node._values.push(local, v.tolist(), None if w is None else w.tolist())
+
+    def record_batches(self, metrics: Mapping[str, Any], weights: Any | None = None) -> None:
+        """Push per-batch arrays of several metrics at once (one host transfer).
+
+        Args:
+            metrics: ``{tag: (n_batches,) array}``, e.g. the metrics a scanned epoch returned.
+            weights: optional ``(n_batches,)`` weights shared by every metric.
+
+        Example:
+            >>> obs = Observer()
+            >>> obs.record_batches({"loss": np.array([4.0, 2.0, 9.0])}, weights=[1, 3, 0])
+            >>> obs.flush()
+            {'loss': 2.5}
+        """
+        import jax
+
+        host = jax.device_get(dict(metrics))
+        w = None if weights is None else np.asarray(jax.device_get(weights))
+        arrays = {}
+        for tag, v in host.items():  # validate all before pushing any
+            a = np.asarray(v, dtype=np.float64)
+            a = a.reshape(1) if a.ndim == 0 else a
+            if a.ndim != 1 or (w is not None and w.reshape(-1).shape != a.shape):
+                raise ValueError(
+                    f"{self._owner}: record_batches: metric {tag!r} has shape {a.shape}; expected "
+                    f"one value per batch" + ("" if w is None else f" ({w.size} batches)"))
+            arrays[tag] = a
+        for tag, a in arrays.items():
+            self.record_batch_values(tag, a, w)
+
+    def collected(self, tag: str) -> list[float] | None:
+        """The raw batch buffer of ``tag`` since the last flush, or ``None`` when empty."""
+        node, local = self._route(tag)
+        buf = node._values.buffers.get(local)
+        return list(buf) if buf else None
+
+    # ------------------------------------------------------------------- flush
+    def _flush_here(self, tags: Sequence[str]) -> dict[str, float]:
+        if not self._values.pending(tags):
+            return {}
+        self.mark_start()
+        self._flush_times.append(self._clock())
+        return self._values.flush(tags, len(self._flush_times))
+
+    def flush_local(self, *tags: str) -> dict[str, float]:
+        """Promote batch means to epoch history on this observer only (no children).
+
+        Args:
+            *tags: tags or groups to flush; all buffered tags when none.
+
+        Returns:
+            ``{tag: epoch mean}`` of what was flushed (empty when the buffers were empty;
+            an empty flush adds no epoch and no timestamp).
+        """
+        out = self._flush_here(self.expand_tags(*tags))
+        if out and self._on_flush is not None:
+            self._on_flush(dict(out))
+        return out
+
+    def flush(self, *tags: str) -> dict[str, float]:
+        """Promote batch means to epoch history here and, recursively, in attached children.
+
+        With no tags everything buffered in the tree is flushed; dotted tags
+        (``"encoder.loss"``) flush that child's tag only. Children whose buffers are
+        empty (flushed on their own cadence) are skipped without a new epoch. Each
+        observer's ``on_flush`` hook sees its own local names; this one's sees the
+        whole flushed tree with dotted names.
+
+        Returns:
+            ``{tag or dotted path: epoch mean}``.
+        """
+        out = self._flush_tree(self.expand_tags(*tags), fire=False)
+        if out and self._on_flush is not None:
+            self._on_flush(dict(out))
+        return out
+
+    def _flush_tree(self, tags: Sequence[str], fire: bool) -> dict[str, float]:
+        if tags:
+            local = [t for t in tags if self._route(t)[0] is self]
+            routed: dict[str, list[str]] = {}
+            for t in tags:
+                if self._route(t)[0] is not self:
+                    head, rest = t.split(".", 1)
+                    routed.setdefault(head, []).append(rest)
+            out = self._flush_here(local) if local else {}
+        else:
+            routed = {label: [] for label in self._children}
+            out = self._flush_here(())
+        if fire and out and self._on_flush is not None:
+            self._on_flush(dict(out))
+        for label, sub in routed.items():
+            child = self._children[label]
+            flushed = child._flush_tree(child.expand_tags(*sub), fire=True)
+            out.update({f"{label}.{k}": v for k, v in flushed.items()})
+        return out
+
+    # ------------------------------------------------------------- history
+    def trend(self, tag: str) -> Trend:
+        """The epoch history of ``tag`` as a :class:`Trend` (empty when nothing was flushed)."""
+        node, local = self._route(tag)
+        return node._values.trend(local)
+
+    def trend_at(self, path: str) -> Trend:
+        """A child's trend by dotted path; unlike ``trend``, the child must exist."""
+        if "." not in path:
+            raise LabelPathError(f"{self._owner}: trend_at needs 'child.tag', got {path!r}")
+        head, local = path.rsplit(".", 1)
+        return self.child(head).trend(local)
+
+    def trends(self, *tags: str) -> TrendGroup:
+        """Trends of the given tags, groups expanded; all tags with history when none."""
+        wanted = self.expand_tags(*tags) if tags else list(self._values.history)
+        return TrendGroup(self.trend(t) for t in wanted)
+
+    def history_tags(self) -> list[str]:
+        """Local tags that have epoch history, in first-flushed order."""
+        return list(self._values.history)
+
+    def reset_trend(self, *tags: str) -> None:
+        """Clear the epoch history of the given tags (all local tags when none)."""
+        for node, local in self._split_by_owner(self.expand_tags(*tags)).values():
+            node._values.reset(local)
+        if not tags:
+            self._values.reset(())
+
+    def latest_metrics_local(self, prefix: str = "") -> dict[str, float]:
+        """``{tag: latest epoch value}`` of this observer only.
+
+        Args:
+            prefix: prepended as ``prefix.tag`` (how a parent names a child's metrics).
+        """
+        p = f"{prefix}." if prefix else ""
+        return {f"{p}{t}": float(h[-1]) for t, h in self._values.history.items() if h}
+
+    def latest_metrics(self, prefix: str = "") -> dict[str, float]:
+        """Latest epoch values of this observer and, with dotted names, its whole subtree.
+
+        Example:
+            >>> parent, enc = Observer(), Observer()
+            >>> parent.attach_child("encoder", enc)
+            >>> parent.record("loss", 1.0); parent.record("encoder.loss", 0.5)
+            >>> parent.flush()
+            {'loss': 1.0, 'encoder.loss': 0.5}
+            >>> parent.latest_metrics()
+            {'loss': 1.0, 'encoder.loss': 0.5}
+        """
+        out = self.latest_metrics_local(prefix)
+        p = f"{prefix}." if prefix else ""
+        for label, child in self._children.items():
+            out.update(child.latest_metrics(f"{p}{label}"))
+        return out
+
+    # ----------------------------------------------------------- wall clock
+    def flush_count(self) -> int:
+        """Number of flushes that produced data (epochs)."""
+        return len(self._flush_times)
+
+    def flush_times(self) -> list[float]:
+        """Wall-clock stamp (``clock()`` seconds) of each flush that produced data."""
+        return list(self._flush_times)
+
+    def start_time(self) -> float | None:
+        """When training started (first forward/record, or :meth:`mark_start`)."""
+        return self._start
+
+    def elapsed(self) -> float:
+        """Seconds since training started; ``0.0`` before."""
+        return 0.0 if self._start is None else max(0.0, self._clock() - self._start)
+
+    def epoch_durations(self) -> list[float]:
+        """Duration of each flushed epoch; the first runs from the start stamp."""
+        if not self._flush_times:
+            return []
+        stamps = [self._start if self._start is not None else self._flush_times[0]]
+        stamps += self._flush_times
+        return [b - a for a, b in zip(stamps[:-1], stamps[1:])]
+
+    def last_flush_duration(self) -> float:
+        """Seconds between the two most recent flushes; ``0.0`` with fewer than two."""
+        if len(self._flush_times) < 2:
+            return 0.0
+        return self._flush_times[-1] - self._flush_times[-2]
+
+    def eta(self, total_epochs: int) -> float:
+        """Estimated seconds left: mean epoch time so far times the epochs remaining.
+
+        Counts epoch 1 in full (from the start stamp). ``0.0`` before the first flush or
+        once ``total_epochs`` flushes happened.
+        """
+        n = len(self._flush_times)
+        if n == 0 or total_epochs <= n:
+            return 0.0
+        start = self._start if self._start is not None else self._flush_times[0]
+        return (self._flush_times[-1] - start) / n * (total_epochs - n)
+
+    @staticmethod
+    def format_duration(seconds: float) -> str:
+        """Same as :func:`modjax.observe.format_duration`."""
+        return format_duration(seconds)
+
+    # --------------------------------------------------------------- timings
+    def enable_profiling(self) -> None:
+        """Ask the owning graph to run profiled forwards (see ``profiling``)."""
+        self._profiling = True
+
+    def disable_profiling(self) -> None:
+        """Back to plain forwards: no timing calls at all."""
+        self._profiling = False
+
+    @property
+    def profiling(self) -> bool:
+        """Whether profiling is enabled; the graph checks this one bool per forward."""
+        return self._profiling
+
+    def set_profile(self, profile: Profile) -> None:
+        """Store the Profile of the forward that just ran and call ``on_profile``."""
+        if not isinstance(profile, Profile):
+            raise TypeError(f"{self._owner}: set_profile takes a Profile, got "
+                            f"{type(profile).__name__}")
+        self._profile = profile
+        if self._on_profile is not None:
+            self._on_profile(profile)
+
+    def profile(self) -> Profile | None:
+        """The Profile of the most recent profiled forward, or ``None``."""
+        return self._profile
+
+    def timing(self, tag: str) -> float:
+        """Seconds the node tagged ``tag`` took in the last profiled forward (0.0 if none)."""
+        node, local = self._route(tag)
+        return node._profile.timing(local) if node._profile is not None else 0.0
+
+    def collect_timings(self, *tags: str) -> None:
+        """Append tagged node durations of the last profile to the timing buffers.
+
+        With no tags every tagged node of the profile is collected.
+
+        Raises:
+            RuntimeError: no profile yet (profiling disabled, or no forward ran).
+            LabelPathError: a tag is not in the profile.
+        """
+        if self._profile is None:
+            raise RuntimeError(f"{self._owner}: collect_timings needs a profiled forward; "
+                               f"call enable_profiling() and run a forward first")
+        src = self._profile.tag_timings()
+        picked = self._resolve(tags, src, "collect timings of")
+        for t, v in picked.items():
+            self._timings.push(t, [float(v)], None)
+
+    def record_timing(self, tag: str, *seconds: float) -> None:
+        """Inject durations measured elsewhere into ``tag``'s timing buffer."""
+        node, local = self._route(tag)
+        if not seconds:
+            raise ValueError(f"{self._owner}: record_timing({tag!r}) needs at least one value")
+        node._timings.push(local, [_scalar(node._owner, local, s) for s in seconds], None)
+
+    def collected_timings(self, tag: str) -> list[float] | None:
+        """The raw timing buffer of ``tag`` since the last timing flush, or ``None``."""
+        node, local = self._route(tag)
+        buf = node._timings.buffers.get(local)
+        return list(buf) if buf else None
+
+    def flush_timings(self, *tags: str) -> dict[str, float]:
+        """Promote timing batch means to the timing history (all buffered when no tags)."""
+        wanted = self.expand_tags(*tags)
+        if not self._timings.pending(wanted):
+            return {}
+        self._timing_flush_count += 1
+        return self._timings.flush(wanted, self._timing_flush_count)
+
+    def timing_trend(self, tag: str) -> Trend:
+        """Epoch history of mean node time (seconds) for ``tag``."""
+        node, local = self._route(tag)
+        return node._timings.trend(local)
+
+    def timing_trends(self, *tags: str) -> TrendGroup:
+        """Timing trends of the given tags (groups expanded; all when none)."""
+        wanted = self.expand_tags(*tags) if tags else list(self._timings.history)
+        return TrendGroup(self.timing_trend(t) for t in wanted)
+
+    def reset_timing_trend(self, *tags: str) -> None:
+        """Clear timing history of the given tags (all when none)."""
+        self._timings.reset(self.expand_tags(*tags))
+
+    # ------------------------------------------------------------ outputs
+    def _trends_for_output(self, tags: Sequence[str], timings: bool) -> list[Trend]:
+        store = self._timings if timings else self._values
+        wanted = self.expand_tags(*tags) if tags else list(store.history)
+        get = self.timing_trend if timings else self.trend
+        trends = [get(t) for t in wanted]
+        empty = [t.tag for t in trends if len(t) == 0]
+        kind = "timing history" if timings else "epoch history"
+        if not trends:
+            raise ValueError(f"{self._owner}: no {kind} to write (flush first)")
+        if empty:
+            have = list(store.history)
+            raise LabelPathError(f"{self._owner}: no {kind} for {empty}; tags with history: "
+                                 f"{have}; did you mean {closest_names(empty[0], have)}?")
+        return trends
+
+    def _panels(self, tags: Sequence[str], timings: bool) -> list[tuple[str, list[Trend]]]:
+        if not tags:
+            return [(t.tag, [t]) for t in self._trends_for_output((), timings)]
+        panels = []
+        for t in tags:
+            members = self._trend_members(t)
+            panels.append((t, self._trends_for_output(members, timings)))
+        return panels
+
+    def _trend_members(self, tag: str) -> list[str]:
+        return list(self._tag_groups.get(tag, (tag,)))
+
+    def plot_html(self, path: str | PathLike, *tags: str, title: str | None = None) -> None:
+        """Write one self-contained HTML page of training curves (inline SVG + JS, no CDN).
+
+        Each argument is one chart: a tag group overlays its members, a tag stands
+        alone; with no tags every tag with history gets a chart.
+
+        Raises:
+            LabelPathError: a tag has no epoch history.
+            FileNotFoundError: the parent directory does not exist.
+        """
+        from modjax.observe.plots import plot_html
+
+        plot_html(path, self._panels(tags, False), title=title or self._title("training curves"),
+                  durations=self.epoch_durations())
+
+    def plot_timings_html(self, path: str | PathLike, *tags: str,
+                          title: str | None = None) -> None:
+        """Like :meth:`plot_html` for the timing history (seconds per node per epoch)."""
+        from modjax.observe.plots import plot_html
+
+        plot_html(path, self._panels(tags, True), title=title or self._title("node timings"),
+                  unit="s")
+
+    def _title(self, what: str) -> str:
+        return f"{self.name}: {what}" if self.name else f"modjax {what}"
+
+    def export_trends(self, path: str | PathLike, *tags: str) -> None:
+        """Write epoch history to CSV: ``epoch,<tag>...`` (groups expanded; all when none)."""
+        from modjax.observe.logs import export_trends
+
+        export_trends(path, self._trends_for_output(tags, False))
+
+    def export_timing_trends(self, path: str | PathLike, *tags: str) -> None:
+        """Write timing history to CSV in the format of :meth:`export_trends`."""
+        from modjax.observe.logs import export_trends
+
+        export_trends(path, self._trends_for_output(tags, True))
+
+    def write_log(self, path: str | PathLike, total_epochs: int = 0, *tags: str) -> None:
+        """Write a text log: one line per epoch with values, duration and ETA.
+
+        Args:
+            path: output file.
+            total_epochs: expected epochs for the ETA column (0 leaves ETA out).
+            *tags: tags or groups to include (all with history when none).
+        """
+        from modjax.observe.logs import write_log
+
+        write_log(path, self._trends_for_output(tags, False), total_epochs=total_epochs,
+                  epoch_durations=self.epoch_durations(), title=self.name)
+
+    # ------------------------------------------------------- config / state
+    def get_config(self) -> dict[str, Any]:
+        """JSON config: tag groups and name."""
+        return {"tag_groups": {g: list(m) for g, m in self._tag_groups.items()},
+                "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Observer:
+        """Rebuild an (empty) observer from :meth:`get_config`."""
+        return cls(config.get("tag_groups") or None, name=config.get("name"))
+
+    def get_state(self) -> dict[str, Any]:
+        """History, buffers and clock stamps as a pytree of numpy arrays (children excluded).
+
+        Example:
+            >>> a = Observer(); a.record("loss", 2.0); _ = a.flush()
+            >>> b = Observer(); b.set_state(a.get_state())
+            >>> b.trend("loss").values().tolist(), b.flush_count()
+            ([2.0], 1)
+        """
+        return {
+            "values": self._values.get_state(),
+            "timings": self._timings.get_state(),
+            "flush_times": np.asarray(self._flush_times, dtype=np.float64),
+            "timing_flush_count": np.asarray(self._timing_flush_count, dtype=np.int64),
+            "start_time": np.asarray(math.nan if self._start is None else self._start,
+                                     dtype=np.float64),
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`get_state` output; on error the observer is left unchanged."""
+        try:
+            values = _Series.from_state(self._owner, state["values"])
+            timings = _Series.from_state(self._owner, state["timings"])
+            flush_times = [float(x) for x in np.ravel(state["flush_times"])]
+            tcount = int(np.asarray(state["timing_flush_count"]))
+            start = float(np.asarray(state["start_time"]))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{self._owner}: malformed observer state: missing or bad {e}; "
+                             f"expected the dict returned by get_state()") from e
+        top = max((max(v) for v in values.epochs.values() if v), default=0)
+        if top > len(flush_times):
+            raise ValueError(f"{self._owner}: state has epoch {top} but only "
+                             f"{len(flush_times)} flush times")
+        self._values, self._timings = values, timings
+        self._flush_times, self._timing_flush_count = flush_times, tcount
+        self._start = None if math.isnan(start) else start
+
+    def reset(self) -> None:
+        """Forget all buffers, history, stamps and the last profile (config and hooks stay)."""
+        self._values, self._timings = _Series(), _Series()
+        self._flush_times, self._timing_flush_count = [], 0
+        self._start, self._profile, self._last_tagged = None, None, {}
