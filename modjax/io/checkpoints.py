@@ -90,6 +90,7 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
         for name, tree in items.items():
             specs[name] = save_tree(gen / "arrays" / name, tree)
         for name, data in json_files.items():
+            (gen / name).parent.mkdir(parents=True, exist_ok=True)
             (gen / name).write_text(json.dumps(data, indent=1, sort_keys=True))
         if writer is not None:
             writer(gen)
@@ -154,10 +155,11 @@ class Artifact:
                 f"checkpoint {str(self.path)!r} has no {item!r} entry; it holds {sorted(self.items)}")
         return self.items[item]
 
-    def restore(self, item: str, target: Any = None) -> Any:
-        """Restore pytree ``item`` (onto ``target``'s structure and shardings if given)."""
+    def restore(self, item: str, target: Any = None, *, template: Any = None) -> Any:
+        """Restore pytree ``item`` (onto ``target``'s structure and shardings if given,
+        reusing ``template``'s custom node types otherwise)."""
         return restore_tree(self.directory / "arrays" / item, self.spec(item), target,
-                            where=f"checkpoint {str(self.path)!r} item {item!r}")
+                            template=template, where=f"checkpoint {str(self.path)!r} item {item!r}")
 
     def read_json(self, name: str) -> Any:
         f = self.directory / name

@@ -167,23 +167,48 @@ def _from_stored(rec: dict[str, Any], x: Any) -> Any:
     return x
 
 
-def _rebuild(node: dict[str, Any], values: list[Any]) -> Any:
+_MISSING = object()
+
+
+def _child(template: Any, key: Any) -> Any:
+    try:
+        return template[key]
+    except (KeyError, IndexError, TypeError):
+        return _MISSING
+
+
+def _rebuild(node: dict[str, Any], values: list[Any], template: Any = _MISSING) -> Any:
+    """Nested containers from the spec; ``template`` supplies custom node types.
+
+    Where the template has a namedtuple or custom pytree node at the same place (and it
+    fits), that type is rebuilt; elsewhere dicts/lists/tuples come from the spec, so the
+    checkpoint may differ from the template (e.g. a longer history list).
+    """
     t = node["t"]
     if t == "none":
         return None
     if t == "leaf":
         return values[node["i"]]
     if t == "dict":
-        return {k: _rebuild(v, values) for k, v in node["c"].items()}
+        return {k: _rebuild(v, values, _child(template, k)) for k, v in node["c"].items()}
     if t == "list":
-        return [_rebuild(v, values) for v in node["c"]]
+        return [_rebuild(v, values, _child(template, i)) for i, v in enumerate(node["c"])]
     if t == "tuple":
-        return tuple(_rebuild(v, values) for v in node["c"])
+        return tuple(_rebuild(v, values, _child(template, i)) for i, v in enumerate(node["c"]))
     if t == "namedtuple":
-        return {f: _rebuild(v, values) for f, v in zip(node["fields"], node["c"])}
+        kids = [_rebuild(v, values, getattr(template, f, _MISSING))
+                for f, v in zip(node["fields"], node["c"])]
+        if (isinstance(template, tuple) and type(template).__name__ == node["name"]
+                and list(getattr(template, "_fields", ())) == node["fields"]):
+            return type(template)(*kids)
+        return dict(zip(node["fields"], kids))
+    if template is not _MISSING:
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        if type(template).__name__ == node.get("type") and len(leaves) == len(node["leaves"]):
+            return jax.tree_util.tree_unflatten(treedef, [values[i] for i in node["leaves"]])
     raise CheckpointError(
         f"the checkpoint holds a {node.get('type')!r} pytree node; restoring it needs a target "
-        "tree of that type (restore into an existing object)")
+        "or template tree of that type (restore into an existing object)")
 
 
 def _target_records(target: Any) -> tuple[list[dict[str, Any]], Any, list[Any]]:
@@ -193,7 +218,7 @@ def _target_records(target: Any) -> tuple[list[dict[str, Any]], Any, list[Any]]:
 
 
 def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *,
-                 where: str = "checkpoint") -> Any:
+                 template: Any = None, where: str = "checkpoint") -> Any:
     """Read a tree written by :func:`save_tree`.
 
     Args:
@@ -202,6 +227,9 @@ def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *,
         target: optional tree of the same structure (arrays or ShapeDtypeStructs). Its
             pytree types are reproduced and array leaves are placed with its shardings.
             Without it the result is nested dicts/lists of NumPy arrays.
+        template: a tree whose custom node types (optax namedtuples, ...) are reused
+            where they fit, without requiring the same structure (used for states that
+            grow, such as an experiment's history).
         where: names the checkpoint in error messages.
 
     Returns:
@@ -254,4 +282,4 @@ def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *,
         values.append(_from_stored(r, x))
     if treedef is not None:
         return jax.tree_util.tree_unflatten(treedef, values)
-    return _rebuild(spec["tree"], values)
+    return _rebuild(spec["tree"], values, _MISSING if template is None else template)

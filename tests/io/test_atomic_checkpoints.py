@@ -255,3 +255,13 @@ def test_first_save_killed_leaves_nothing_loadable(tmp_path):
 
 def test_doc_path_type(tmp_path):
     assert isinstance(save_pytree(tmp_path / "x", {"a": np.ones(1)}), Path)
+
+
+def test_template_restores_custom_nodes_in_a_grown_tree(tmp_path):
+    params = {"w": jnp.ones((2,))}
+    state = optax.adam(1e-3).init(params)
+    save_pytree(tmp_path / "t", {"opt": state, "history": [{"loss": 1.0}, {"loss": 0.5}]})
+    art = open_artifact(tmp_path / "t")
+    out = art.restore("tree", template={"opt": state, "history": []})
+    assert type(out["opt"][0]) is type(state[0]) and out["history"] == [{"loss": 1.0}, {"loss": 0.5}]
+    chex.assert_trees_all_equal(out["opt"], state)

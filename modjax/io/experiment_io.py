@@ -1,0 +1,246 @@
+"""Experiment artifacts, named experiment checkpoints and the checkpoint directory.
+
+An Experiment artifact (kind ``"experiment"``) holds::
+
+    config.json                          the Experiment config (graph, phases, callbacks...)
+    featuresets/<node_id>/config.json    every FeatureSet of the experiment's context
+    featuresets/<node_id>/table.parquet
+    arrays/experiment                    get_state(): graph variables/optimizer state,
+                                         phase counters, sampler RNG, history, metrics
+    arrays/featuresets/<node_id>/...     split indices and scaler states
+    checkpoints/                         copy of the checkpoint directory (optional)
+
+An experiment checkpoint (kind ``"experiment_checkpoint"``) holds only the state item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from modjax.context import ExperimentContext
+from modjax.errors import CheckpointError, closest_names
+from modjax.io.atomic import POINTER_FILE, read_pointer
+from modjax.io.checkpoints import open_artifact, write_artifact
+from modjax.io.featureset_io import featureset_payload, read_featureset_files, write_table
+from modjax.io.objects import CONFIG_FILE, config_envelope, object_from_artifact
+from modjax.io.registry import registered_name
+
+__all__ = [
+    "save_experiment",
+    "load_experiment",
+    "save_experiment_checkpoint",
+    "restore_experiment_checkpoint",
+    "set_checkpoint_dir",
+    "available_checkpoints",
+    "disable_checkpointing",
+    "EXPERIMENT_CHECKPOINT_KINDS",
+]
+
+EXPERIMENT_CHECKPOINT_KINDS = ("experiment_checkpoint", "graph_checkpoint", "graph")
+
+
+def set_checkpoint_dir(exp: Any, path: str | Path, *, create: bool = True) -> None:
+    """Set ``exp``'s checkpoint directory (created when ``create``)."""
+    path = Path(path)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist "
+                                "(pass create=True to make it)")
+    exp._mj_checkpoint_dir = path
+
+
+@contextlib.contextmanager
+def disable_checkpointing(exp: Any) -> Iterator[None]:
+    """Suppress experiment- and phase-level checkpointing inside the block (nestable)."""
+    exp._mj_checkpointing_disabled = getattr(exp, "_mj_checkpointing_disabled", 0) + 1
+    try:
+        yield
+    finally:
+        exp._mj_checkpointing_disabled -= 1
+
+
+def _checkpoint_path(exp: Any, name: str | Path) -> Path:
+    p = Path(name)
+    if p.is_absolute() or len(p.parts) > 1:
+        return p
+    base = getattr(exp, "_mj_checkpoint_dir", None)
+    if base is None:
+        raise CheckpointError(
+            f"Experiment {getattr(exp, 'label', '?')!r} has no checkpoint directory for "
+            f"checkpoint {str(name)!r}: call set_checkpoint_dir(path) or pass a path")
+    return base / p
+
+
+def save_experiment_checkpoint(exp: Any, name: str | Path, *, overwrite: bool = False,
+                               meta: dict[str, Any] | None = None) -> Path:
+    """Write ``exp.get_state()`` as an atomic checkpoint named ``name``."""
+    path = _checkpoint_path(exp, name)
+    return write_artifact(path, "experiment_checkpoint", items={"experiment": exp.get_state()},
+                          meta=meta, extra={"experiment_label": getattr(exp, "label", None),
+                                            "class": registered_name(exp)},
+                          overwrite=overwrite)
+
+
+def _set_state_atomically(exp: Any, new_state: Any) -> None:
+    old = exp.get_state()
+    try:
+        exp.set_state(new_state)
+    except BaseException:
+        exp.set_state(old)
+        raise
+
+
+def _restore_state(exp: Any, art: Any) -> None:
+    _set_state_atomically(exp, art.restore("experiment", template=exp.get_state()))
+
+
+def restore_experiment_checkpoint(exp: Any, name_or_path: str | Path) -> None:
+    """Restore by checkpoint name (see :func:`available_checkpoints`) or path.
+
+    An experiment checkpoint restores the whole experiment state; a graph checkpoint
+    (or saved graph) restores the model graph in place.
+
+    Raises:
+        CheckpointError: no such checkpoint (message lists the available names).
+        TypeError: the artifact is neither an experiment nor a graph checkpoint.
+    """
+    available = available_checkpoints(exp)
+    if str(name_or_path) in available:
+        path = available[str(name_or_path)]
+    else:
+        path = Path(name_or_path)
+        base = getattr(exp, "_mj_checkpoint_dir", None)
+        if not path.exists() and base is not None and (base / path).exists():
+            path = base / path
+        if not path.exists():
+            raise CheckpointError(
+                f"no checkpoint named {str(name_or_path)!r} and no such path; available "
+                f"checkpoints like it: {closest_names(str(name_or_path), available)}")
+    kind = read_pointer(path).get("kind")
+    if kind == "experiment_checkpoint":
+        _restore_state(exp, open_artifact(path, kind=kind))
+    elif kind in ("graph_checkpoint", "graph"):
+        graph = getattr(exp, "model_graph", None)
+        if graph is None:
+            raise CheckpointError(f"{str(path)!r} is a graph checkpoint but Experiment "
+                                  f"{getattr(exp, 'label', '?')!r} has no model graph")
+        graph.restore_checkpoint(path)
+    else:
+        raise TypeError(f"{str(path)!r} holds a {kind!r} artifact, neither an experiment nor a "
+                        "model graph checkpoint")
+
+
+def available_checkpoints(exp: Any) -> dict[str, Path]:
+    """Disk checkpoints by name.
+
+    Names are paths relative to the checkpoint directory (``"run1"``,
+    ``"train/train_epoch3"`` for a phase's checkpoints in its subdirectory), plus the
+    keys recorded by disk-mode Checkpointing objects attached to the experiment and its
+    phases, when they are elsewhere.
+    """
+    out: dict[str, Path] = {}
+    base = getattr(exp, "_mj_checkpoint_dir", None)
+    if base is not None and Path(base).is_dir():
+        for dirpath, dirs, files in os.walk(base):
+            if POINTER_FILE in files:
+                p = Path(dirpath)
+                try:
+                    kind = read_pointer(p).get("kind")
+                except CheckpointError:
+                    kind = None
+                if kind in EXPERIMENT_CHECKPOINT_KINDS:
+                    out[p.relative_to(base).as_posix()] = p
+                dirs.clear()  # an artifact's insides are not checkpoints
+            else:
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    for ck in _checkpointings(exp):
+        if getattr(ck, "mode", None) != "disk":
+            continue
+        for key in ck.saved_keys:
+            p = ck.get_path(key)
+            if p is not None and p not in out.values():
+                out[str(key)] = p
+    return dict(sorted(out.items()))
+
+
+def _checkpointings(exp: Any) -> list[Any]:
+    found = []
+    ck = getattr(exp, "checkpointing", None)
+    if ck is not None:
+        found.append(ck)
+    plan = getattr(exp, "execution_plan", None)
+    stack = [plan] if plan is not None else []
+    while stack:
+        node = stack.pop()
+        ck = getattr(node, "checkpointing", None)
+        if ck is not None and ck not in found:
+            found.append(ck)
+        stack.extend(getattr(node, "phases", None) or [])
+    return found
+
+
+def _experiment_featuresets(exp: Any) -> list[Any]:
+    ctx = getattr(exp, "ctx", None) or ExperimentContext.get_active()
+    return sorted(ctx.available_featuresets.values(), key=lambda fs: fs.label)
+
+
+def save_experiment(exp: Any, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Atomically write config, state, FeatureSets, history and checkpoints of ``exp``."""
+    json_files = {CONFIG_FILE: config_envelope(exp)}
+    items: dict[str, Any] = {"experiment": exp.get_state()}
+    tables = []
+    fs_ids = []
+    for fs in _experiment_featuresets(exp):
+        prefix = f"featuresets/{fs.node_id}/"
+        j, it, table = featureset_payload(fs, prefix)
+        json_files.update(j)
+        items.update(it)
+        tables.append((prefix, table))
+        fs_ids.append(fs.node_id)
+    ckpt_dir = getattr(exp, "_mj_checkpoint_dir", None)
+    has_ckpts = ckpt_dir is not None and Path(ckpt_dir).is_dir() and any(Path(ckpt_dir).iterdir())
+
+    def writer(gen: Path) -> None:
+        for prefix, table in tables:
+            write_table(table, gen, prefix)
+        if has_ckpts:
+            shutil.copytree(ckpt_dir, gen / "checkpoints", symlinks=False)
+
+    return write_artifact(path, "experiment", items=items, json_files=json_files, writer=writer,
+                          extra={"featuresets": fs_ids, "checkpoints": bool(has_ckpts),
+                                 "label": getattr(exp, "label", None)},
+                          overwrite=overwrite)
+
+
+def load_experiment(cls: type, path: str | Path, *, checkpoint_dir: str | Path | None = None,
+                    allow_packaged_code: bool = False, overwrite: bool = False) -> Any:
+    """Rebuild an Experiment saved with :func:`save_experiment`.
+
+    FeatureSets are loaded into the active ExperimentContext first (so the graph's
+    references resolve), then the Experiment is built from its config and its state
+    restored; saved checkpoints are copied into ``checkpoint_dir`` when given.
+    """
+    art = open_artifact(path, kind="experiment")
+    for node_id in art.extra.get("featuresets", []):
+        read_featureset_files(art, None, overwrite=overwrite,
+                              allow_packaged_code=allow_packaged_code,
+                              prefix=f"featuresets/{node_id}/")
+    exp = object_from_artifact(art, cls, overwrite=overwrite,
+                               allow_packaged_code=allow_packaged_code)
+    _restore_state(exp, art)
+    if art.extra.get("checkpoints"):
+        if checkpoint_dir is None:
+            warnings.warn(f"{str(path)!r} contains checkpoints; pass checkpoint_dir= to restore "
+                          "them (they were not extracted)", stacklevel=3)
+        else:
+            dest = Path(checkpoint_dir)
+            shutil.copytree(art.file("checkpoints"), dest, dirs_exist_ok=True)
+            set_checkpoint_dir(exp, dest)
+    return exp
