@@ -64,13 +64,15 @@ class ModelGraph(GraphPersistence):
         register: associate the graph with the context (``ctx.model_graph``).
 
     Example:
-        >>> import jax.numpy as jnp
-        >>> from modjax.graph import ModelGraph, ModelNode, NodeReference
-        >>> from modjax.graph.models import Linear
-        >>> n = ModelNode("Lin", Linear(2), upstream_ref=NodeReference("x"), register=False)
-        >>> g = ModelGraph([n], register=False)
-        >>> g.node_labels
-        ['Lin']
+        >>> import numpy as np
+        >>> from modjax.data import FeatureSet
+        >>> from modjax.graph import ModelGraph, ModelNode, Linear
+        >>> fs = FeatureSet.from_dict("Doc", {"x": np.zeros((4, 3)), "y": np.zeros(4)},
+        ...                           "x", "y", register=False)
+        >>> n = ModelNode("Lin", Linear(2), upstream_ref=fs.reference(), register=False)
+        >>> g = ModelGraph([n], register=False).build()
+        >>> g.node_labels, g.forward({"Doc": np.ones((4, 1, 3))})["Lin"].shape
+        (['Lin'], (4, 1, 2))
     """
 
     def __init__(self, nodes: Sequence[str | GraphNode] | None = None, optimizer: Any = None,

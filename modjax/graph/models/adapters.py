@@ -308,9 +308,17 @@ class NNXModel(_ShapeByTracing):
         o_state = jax.tree.map(lambda v: v, self._other)
         nnx.replace_by_pure_dict(p_state, params)
         nnx.replace_by_pure_dict(o_state, state)
-        module = nnx.merge(self._graphdef, p_state, self._rngs, o_state)
+        r_state = self._rngs
         if key is not None and self._streams:
-            nnx.reseed(module, **{s: _typed_key(key) for s in self._streams})
+            # fresh stream keys derived from the apply key (rebuilt as values, not mutated
+            # in place, so this works under any trace)
+            tkey = _typed_key(key)
+            leaves, treedef = jax.tree.flatten(nnx.to_pure_dict(self._rngs))
+            new = [jax.random.fold_in(tkey, i) if jnp.issubdtype(v.dtype, jax.dtypes.prng_key)
+                   else jnp.zeros_like(v) for i, v in enumerate(leaves)]
+            r_state = jax.tree.map(lambda v: v, self._rngs)
+            nnx.replace_by_pure_dict(r_state, jax.tree.unflatten(treedef, new))
+        module = nnx.merge(self._graphdef, p_state, r_state, o_state)
         module.train() if train else module.eval()
         y = module(x)
         _, _, _, new_other = nnx.split(module, nnx.Param, nnx.RngState, ...)
