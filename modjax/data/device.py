@@ -1,0 +1,262 @@
+"""Device-resident data and pure on-device batch gathering.
+
+A :class:`DeviceStore` puts the columns a phase needs on the device once; batches are
+then gathered on the device from an :class:`IndexPlan` inside the jitted step, so no
+batch ever touches the host. With a ``jax.sharding.Mesh`` the store is replicated and
+each batch is sharded along its batch axis (``P("data")``). When the data exceeds a
+byte budget, :meth:`DeviceStore.epoch_chunks` streams it: each chunk holds the rows of
+a fixed number of batches, padded to a fixed capacity so every chunk has the same
+shapes (the step still compiles once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from modjax.data.plan import IndexPlan
+from modjax.data.schema import DOMAIN_FEATURES, DOMAIN_TAGS, DOMAIN_TARGETS, leaf_dtype
+
+__all__ = ["DeviceStore", "gather", "gather_plan", "make_gather", "DATA_AXIS"]
+
+DATA_AXIS = "data"
+
+
+def gather(store_arrays: Mapping[str, Any], idx: jax.Array, mask: jax.Array,
+           weights: jax.Array) -> dict[str, Any]:
+    """Gather one role's batch from device arrays (pure; use inside jit/scan).
+
+    Args:
+        store_arrays: ``{"features", "targets", "tags": {key: ...}, "row_ids"}`` with rows
+            on axis 0 (``DeviceStore.arrays``).
+        idx: int32 positions ``[batch]`` (or any leading shape).
+        mask: bool, same shape as ``idx``.
+        weights: float32, same shape as ``idx``.
+
+    Returns:
+        ``{"features", "targets", "tags", "weights", "mask", "row_ids"}``; masked slots
+        have weight 0.
+
+    Example:
+        >>> arrays = {"features": jnp.arange(6.0).reshape(3, 1, 2), "targets": jnp.zeros((3, 1)),
+        ...           "tags": {}, "row_ids": jnp.arange(3)}
+        >>> b = gather(arrays, jnp.array([2, 0]), jnp.array([True, False]), jnp.ones(2))
+        >>> b["features"][:, 0].tolist(), b["weights"].tolist()
+        ([[4.0, 5.0], [0.0, 1.0]], [1.0, 0.0])
+    """
+    def take(a):
+        return jnp.take(a, idx, axis=0, mode="clip")
+    return {
+        "features": take(store_arrays["features"]),
+        "targets": take(store_arrays["targets"]),
+        "tags": {k: take(v) for k, v in store_arrays.get("tags", {}).items()},
+        "weights": jnp.where(mask, weights, 0.0).astype(jnp.float32),
+        "mask": mask,
+        "row_ids": take(store_arrays["row_ids"]),
+    }
+
+
+def gather_plan(store_arrays: Mapping[str, Any], step: IndexPlan) -> dict[str, dict[str, Any]]:
+    """``{role: batch}`` for one step of a plan (a plan slice with ``[batch]`` leaves)."""
+    return {r: gather(store_arrays, step.indices[r], step.mask[r], step.weights[r])
+            for r in step.roles}
+
+
+def make_gather(mesh: Mesh | None = None) -> Callable[[Mapping[str, Any], IndexPlan],
+                                                      dict[str, dict[str, Any]]]:
+    """A pure ``(store_arrays, plan_step) -> {role: batch}``; with ``mesh`` the batch axis of
+    every leaf is constrained to ``P("data")``."""
+    if mesh is None:
+        return gather_plan
+    sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+    def fn(store_arrays, step):
+        out = gather_plan(store_arrays, step)
+        return jax.tree_util.tree_map(
+            lambda a: jax.lax.with_sharding_constraint(a, sharding), out)
+    return fn
+
+
+def _device_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if a.dtype.kind == "f":
+        return a.astype(dtype, copy=False)
+    if a.dtype.kind in "iu":
+        return a.astype(np.int32, copy=False)
+    if a.dtype.kind == "b":
+        return a
+    raise TypeError(f"cannot put dtype {a.dtype} on the device")
+
+
+class DeviceStore:
+    """The columns a phase needs, on the device (or streamed in chunks).
+
+    Args:
+        source: FeatureSet or FeatureSetView (plans index this view's rows).
+        features: feature keys (default: all), stacked on axis 1.
+        targets: target keys (default: all; ``[]`` for none -> ``(n, 0)``).
+        tags: numeric tag keys to carry (default: none; strings stay on the host).
+        rep: representation (None: transformed when present).
+        dtype: floating dtype on the device.
+        mesh: a ``Mesh`` with a ``"data"`` axis: replicate the store, shard batches.
+        byte_budget: bytes allowed on the device; larger data is streamed in chunks.
+
+    Example:
+        >>> from modjax.data import FeatureSet, SimpleSampler
+        >>> fs = FeatureSet.from_dict("dev", {"x": np.arange(10.0), "y": np.arange(10.0)}, "x", "y")
+        >>> store = DeviceStore(fs)
+        >>> plan = SimpleSampler(4, shuffle=False, source=fs).plan()
+        >>> arrays, dplan = next(store.epoch_chunks(plan))
+        >>> step = jax.tree_util.tree_map(lambda a: a[2], dplan)
+        >>> gather_plan(arrays, step)["default"]["targets"][:, 0].tolist()
+        [8.0, 9.0, 0.0, 0.0]
+    """
+
+    def __init__(self, source: Any, *, features: Sequence[str] | str | None = None,
+                 targets: Sequence[str] | str | None = None,
+                 tags: Sequence[str] | str | None = (), rep: str | None = None,
+                 dtype: Any = jnp.float32, mesh: Mesh | None = None,
+                 byte_budget: int | None = None) -> None:
+        view = source.to_view() if hasattr(source, "to_view") else source
+        self.view = view
+        self.feature_keys = view.resolve_keys(DOMAIN_FEATURES, features)
+        self.target_keys = view.resolve_keys(DOMAIN_TARGETS, targets)
+        self.tag_keys = view.resolve_keys(DOMAIN_TAGS, tags)
+        for k in self.tag_keys:
+            if leaf_dtype(view.source.table.schema.field(f"tags.{k}.raw").type) is None:
+                raise TypeError(f"DeviceStore: tag {k!r} of FeatureSet {view.source.label!r} "
+                                "holds strings, which stay on the host; map row_ids back instead")
+        view.stacked_shape(DOMAIN_FEATURES, self.feature_keys)
+        if self.target_keys:
+            view.stacked_shape(DOMAIN_TARGETS, self.target_keys)
+        self.rep = rep
+        self.dtype = np.dtype(dtype)
+        self.mesh = mesh
+        if mesh is not None and DATA_AXIS not in mesh.axis_names:
+            raise ValueError(f"DeviceStore: mesh axes {mesh.axis_names} have no {DATA_AXIS!r} "
+                             "axis to shard batches over")
+        if byte_budget is not None and byte_budget <= 0:
+            raise ValueError(f"DeviceStore: byte_budget must be > 0, got {byte_budget}")
+        self.byte_budget = byte_budget
+        self._arrays: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_samples(self) -> int:
+        return self.view.n_samples
+
+    def _row_bytes(self) -> int:
+        v = self.view
+        fs = v.stacked_shape(DOMAIN_FEATURES, self.feature_keys)
+        b = int(np.prod(fs)) * self.dtype.itemsize
+        if self.target_keys:
+            b += int(np.prod(v.stacked_shape(DOMAIN_TARGETS, self.target_keys))) * 4
+        b += sum(int(np.prod(v.get_shape(DOMAIN_TAGS, k))) * 4 for k in self.tag_keys)
+        return b + 4  # row id
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the whole store takes on one device."""
+        return self._row_bytes() * self.n_samples
+
+    @property
+    def fits(self) -> bool:
+        """Whether the whole store fits the byte budget."""
+        return self.byte_budget is None or self.nbytes <= self.byte_budget
+
+    @property
+    def n_devices(self) -> int:
+        return 1 if self.mesh is None else int(self.mesh.shape[DATA_AXIS])
+
+    # ------------------------------------------------------------------ host -> device
+    def _host_arrays(self, view: Any) -> dict[str, Any]:
+        feats = view.get_features(self.feature_keys, rep=self.rep)
+        if self.target_keys:
+            targs = view.get_targets(self.target_keys, rep=self.rep)
+        else:
+            targs = np.zeros((view.n_samples, 0), dtype=self.dtype)
+        tags = {k: view.get_domain(DOMAIN_TAGS, k, rep=self.rep, fmt="dict")[k]
+                for k in self.tag_keys}
+        return {"features": _device_dtype(feats, self.dtype),
+                "targets": _device_dtype(targs, self.dtype),
+                "tags": {k: _device_dtype(v, self.dtype) for k, v in tags.items()},
+                "row_ids": view.indices.astype(np.int32)}
+
+    def _store_sharding(self) -> Any:
+        return None if self.mesh is None else NamedSharding(self.mesh, PartitionSpec())
+
+    @property
+    def arrays(self) -> dict[str, Any]:
+        """The whole store on the device (placed once, then reused).
+
+        Raises:
+            MemoryError: the store exceeds ``byte_budget`` (use :meth:`epoch_chunks`).
+        """
+        if self._arrays is None:
+            if not self.fits:
+                raise MemoryError(
+                    f"DeviceStore of FeatureSet {self.view.source.label!r} needs {self.nbytes} "
+                    f"bytes, over byte_budget={self.byte_budget}; iterate epoch_chunks(plan)")
+            self._arrays = jax.device_put(self._host_arrays(self.view), self._store_sharding())
+        return self._arrays
+
+    def put_plan(self, plan: IndexPlan) -> IndexPlan:
+        """Pad the batch axis to the device count and put the plan on the device
+        (sharded ``P(None, "data")`` with a mesh)."""
+        plan = plan.pad_batch_to_multiple(self.n_devices)
+        sharding = None if self.mesh is None else NamedSharding(
+            self.mesh, PartitionSpec(None, DATA_AXIS))
+        return plan.device_put(sharding)
+
+    def chunk_batches(self, plan: IndexPlan) -> int:
+        """Batches per chunk when streaming (all of them when the store fits)."""
+        if self.fits:
+            return plan.n_batches
+        per_batch = self._row_bytes() * plan.batch_size * len(plan.roles)
+        return max(1, min(plan.n_batches, int(self.byte_budget // per_batch)))
+
+    def epoch_chunks(self, plan: IndexPlan) -> Iterator[tuple[dict[str, Any], IndexPlan]]:
+        """Yield ``(store_arrays, device_plan)`` pairs covering ``plan``.
+
+        When the store fits it yields once: the resident arrays and the whole plan. Else
+        each chunk carries only the rows its batches use (remapped indices), padded to a
+        fixed row capacity and batch count so all chunks share shapes.
+        """
+        if self.fits:
+            yield self.arrays, self.put_plan(plan)
+            return
+        k = self.chunk_batches(plan)
+        capacity = k * plan.batch_size * len(plan.roles)
+        for start in range(0, plan.n_batches, k):
+            chunk = plan.batches(start, start + k).pad_batches_to(k)
+            flat = np.concatenate([np.asarray(chunk.indices[r]).ravel() for r in chunk.roles])
+            uniq, inv = np.unique(flat, return_inverse=True)
+            rows = np.zeros(capacity, dtype=np.int64)
+            rows[:len(uniq)] = uniq
+            host = self._host_arrays(self.view.take(rows))
+            size = k * plan.batch_size
+            local = {r: inv[i * size:(i + 1) * size].reshape(k, plan.batch_size).astype(np.int32)
+                     for i, r in enumerate(chunk.roles)}
+            remapped = IndexPlan(local, dict(chunk.mask), dict(chunk.weights))
+            yield jax.device_put(host, self._store_sharding()), self.put_plan(remapped)
+
+    # ------------------------------------------------------------------ host mapping
+    def uuids_for(self, row_ids: Any) -> np.ndarray:
+        """Sample uuids of absolute row ids (host side)."""
+        return self.view.source.get_column("sample_uuids")[np.asarray(row_ids)]
+
+    @classmethod
+    def from_reference(cls, ref: Any, *, split: str | None = None, **kwargs: Any) -> DeviceStore:
+        """A store for a FeatureSetReference's keys over the whole set or a split."""
+        view = ref.to_view(split)
+        return cls(view, features=list(ref.features), targets=list(ref.targets),
+                   tags=kwargs.pop("tags", ()), rep=kwargs.pop("rep", ref.rep), **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"DeviceStore(source={self.view.source.label!r}, n_samples={self.n_samples}, "
+                f"features={self.feature_keys}, targets={self.target_keys}, tags={self.tag_keys}, "
+                f"nbytes={self.nbytes}, devices={self.n_devices}, fits={self.fits})")

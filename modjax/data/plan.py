@@ -1,0 +1,125 @@
+"""IndexPlan: one epoch of batches as integer arrays (the sampler -> device contract)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["IndexPlan"]
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclass(frozen=True)
+class IndexPlan:
+    """Per-role ``[n_batches, batch_size]`` row positions, masks and weights.
+
+    Positions index the sampler's view (not the source FeatureSet); padding slots hold 0
+    and are masked out (weight 0). A plan is a pytree, so ``jax.lax.scan`` over it hands
+    each step one batch ``[batch_size]`` per role.
+
+    Attributes:
+        indices: ``{role: int32 [n_batches, batch_size]}``.
+        mask: ``{role: bool [n_batches, batch_size]}``.
+        weights: ``{role: float32 [n_batches, batch_size]}``.
+
+    Example:
+        >>> p = IndexPlan.from_flat(np.arange(5), batch_size=2)
+        >>> p.indices["default"].tolist(), p.mask["default"].tolist()
+        ([[0, 1], [2, 3], [4, 0]], [[True, True], [True, True], [True, False]])
+    """
+
+    indices: Mapping[str, Any]
+    mask: Mapping[str, Any]
+    weights: Mapping[str, Any]
+
+    # ------------------------------------------------------------------ pytree
+    def tree_flatten(self):
+        roles = tuple(self.indices)
+        leaves = ([self.indices[r] for r in roles] + [self.mask[r] for r in roles]
+                  + [self.weights[r] for r in roles])
+        return leaves, roles
+
+    @classmethod
+    def tree_unflatten(cls, roles, leaves):
+        k = len(roles)
+        return cls(dict(zip(roles, leaves[:k])), dict(zip(roles, leaves[k:2 * k])),
+                   dict(zip(roles, leaves[2 * k:])))
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_flat(cls, positions: np.ndarray, batch_size: int, *, drop_last: bool = False,
+                  role: str = "default", weights: np.ndarray | None = None) -> IndexPlan:
+        """Cut a 1-D sequence of positions into padded batches."""
+        return cls.from_roles({role: positions}, batch_size, drop_last=drop_last,
+                              weights=None if weights is None else {role: weights})
+
+    @classmethod
+    def from_roles(cls, positions: Mapping[str, np.ndarray], batch_size: int, *,
+                   drop_last: bool = False,
+                   weights: Mapping[str, np.ndarray] | None = None) -> IndexPlan:
+        """Cut aligned 1-D position arrays (one per role) into padded batches."""
+        n = len(next(iter(positions.values())))
+        nb = n // batch_size if drop_last else -(-n // batch_size)
+        used = min(n, nb * batch_size)
+        idx, msk, wts = {}, {}, {}
+        for role, pos in positions.items():
+            i = np.zeros(nb * batch_size, dtype=np.int32)
+            i[:used] = pos[:used]
+            m = np.zeros(nb * batch_size, dtype=bool)
+            m[:used] = True
+            w = np.zeros(nb * batch_size, dtype=np.float32)
+            w[:used] = 1.0 if weights is None else np.asarray(weights[role])[:used]
+            idx[role] = i.reshape(nb, batch_size)
+            msk[role] = m.reshape(nb, batch_size)
+            wts[role] = w.reshape(nb, batch_size)
+        return cls(idx, msk, wts)
+
+    # ------------------------------------------------------------------ info
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self.indices)
+
+    @property
+    def n_batches(self) -> int:
+        return int(next(iter(self.indices.values())).shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return int(next(iter(self.indices.values())).shape[1])
+
+    def batch(self, i: int) -> IndexPlan:
+        """The ``i``-th batch as a plan of one batch (host side)."""
+        return jax.tree_util.tree_map(lambda a: a[i:i + 1], self)
+
+    def batches(self, start: int, stop: int) -> IndexPlan:
+        """Batches ``start:stop``."""
+        return jax.tree_util.tree_map(lambda a: a[start:stop], self)
+
+    # ------------------------------------------------------------------ reshaping
+    def pad_batch_to_multiple(self, k: int) -> IndexPlan:
+        """Pad the batch axis to a multiple of ``k`` (device count) with masked slots."""
+        extra = (-self.batch_size) % k
+        if not extra:
+            return self
+
+        def pad(a):
+            return np.pad(np.asarray(a), ((0, 0), (0, extra)))
+        return jax.tree_util.tree_map(pad, self)
+
+    def pad_batches_to(self, n_batches: int) -> IndexPlan:
+        """Append fully masked batches up to ``n_batches`` (keeps scan shapes fixed)."""
+        extra = n_batches - self.n_batches
+        if extra < 0:
+            raise ValueError(f"plan has {self.n_batches} batches, more than {n_batches}")
+        if not extra:
+            return self
+        return jax.tree_util.tree_map(
+            lambda a: np.pad(np.asarray(a), ((0, extra), (0, 0))), self)
+
+    def device_put(self, sharding: Any = None) -> IndexPlan:
+        """Put the plan on the device (int32/bool/float32), optionally sharded."""
+        return jax.device_put(self, sharding)

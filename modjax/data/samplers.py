@@ -1,0 +1,422 @@
+"""Samplers: per-epoch index plans over a FeatureSetView (never copy feature data).
+
+A sampler is bound to a view (``sampler.bind(view)`` or the ``source=`` argument) and
+produces an :class:`IndexPlan` per epoch: ``indices[role]`` int32 ``[n_batches,
+batch_size]`` positions within the view, ``mask`` and ``weights``. Plans are
+deterministic in ``(seed, epoch)``; ``next_plan()`` advances an epoch counter that
+``get_state``/``set_state`` save and restore, so a resumed run draws the same batches.
+The number of batches does not change between epochs, so a phase compiles once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from modjax.data.plan import IndexPlan
+from modjax.data.schema import DOMAINS
+from modjax.data.similarity import SimilarityCondition
+from modjax.io.registry import deserialize, register, serialize
+
+__all__ = ["BaseSampler", "SimpleSampler", "NSampler", "PairedSampler", "TripletSampler"]
+
+DEFAULT_ROLE = "default"
+
+
+class BaseSampler:
+    """Common machinery: batch size checks, binding, epoch counter, RNG, state.
+
+    Args:
+        batch_size: samples per batch (> 0).
+        shuffle: shuffle the order every epoch.
+        seed: RNG seed; the plan of epoch ``e`` uses ``SeedSequence([seed, e])``.
+        drop_last: drop the final partial batch instead of padding it.
+        source: FeatureSet or view to bind now (or call :meth:`bind` later).
+    """
+
+    roles: tuple[str, ...] = (DEFAULT_ROLE,)
+
+    def __init__(self, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False, source: Any = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
+                or batch_size <= 0:
+            raise ValueError(f"{type(self).__name__}: batch_size must be a positive integer, "
+                             f"got {batch_size!r}")
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.epoch = 0
+        self._source: Any = None
+        if source is not None:
+            self.bind(source)
+
+    # ------------------------------------------------------------------ binding
+    @property
+    def source(self) -> Any:
+        """The bound view (None until bound)."""
+        return self._source
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """Output streams (one per role; InputBinding's ``stream`` picks one)."""
+        return self.roles
+
+    def bind(self, view: Any) -> BaseSampler:
+        """Bind to a FeatureSet or FeatureSetView; validates sizes and columns.
+
+        Returns:
+            ``self`` (for chaining).
+
+        Raises:
+            ValueError: ``batch_size`` exceeds the view with ``drop_last=True``.
+            KeyError: a condition column is missing (condition samplers).
+        """
+        view = view.to_view() if hasattr(view, "to_view") else view
+        n = self._n_candidates(view)
+        if self.drop_last and self.batch_size > n:
+            raise ValueError(
+                f"{type(self).__name__}: batch_size={self.batch_size} is larger than the "
+                f"{n} samples of {_name(view)} with drop_last=True, so no batch would be made")
+        self._source = view
+        return self
+
+    def _n_candidates(self, view: Any) -> int:
+        return view.n_samples
+
+    def _require_source(self) -> Any:
+        if self._source is None:
+            raise RuntimeError(f"{type(self).__name__} is not bound to data; call "
+                               "sampler.bind(featureset_or_view) first")
+        return self._source
+
+    def _rng(self, epoch: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch)]))
+
+    # ------------------------------------------------------------------ plans
+    def plan(self, epoch: int | None = None) -> IndexPlan:
+        """The plan of ``epoch`` (default: the current epoch counter); pure."""
+        return self._make_plan(self._require_source(), self.epoch if epoch is None else epoch)
+
+    def next_plan(self) -> IndexPlan:
+        """The plan of the current epoch, then advance the epoch counter."""
+        p = self.plan(self.epoch)
+        self.epoch += 1
+        return p
+
+    @property
+    def n_batches(self) -> int:
+        """Batches per epoch (constant across epochs)."""
+        n = self._n_rows_per_epoch(self._require_source())
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _n_rows_per_epoch(self, view: Any) -> int:
+        return view.n_samples
+
+    def _make_plan(self, view: Any, epoch: int) -> IndexPlan:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict[str, Any]:
+        """``{"epoch": int, "seed": int}``: everything the next plan depends on."""
+        return {"epoch": np.int64(self.epoch), "seed": np.int64(self.seed)}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.seed = int(state.get("seed", self.seed))
+
+    def _base_config(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
+                "drop_last": self.drop_last}
+
+    def __repr__(self) -> str:
+        src = "unbound" if self._source is None else _name(self._source)
+        return (f"{type(self).__name__}(batch_size={self.batch_size}, roles={self.roles}, "
+                f"source={src}, epoch={self.epoch})")
+
+
+def _name(view: Any) -> str:
+    label = getattr(view, "label", None)
+    src = getattr(getattr(view, "source", None), "label", None)
+    return f"split {label!r} of FeatureSet {src!r}" if label and src != label else \
+        f"FeatureSet {src!r}"
+
+
+@register("SimpleSampler")
+class SimpleSampler(BaseSampler):
+    """Plain batches of one role (``"default"``).
+
+    Example:
+        >>> from modjax.data import FeatureSet
+        >>> fs = FeatureSet.from_dict("s", {"x": np.arange(5.0), "y": np.zeros(5)}, "x", "y")
+        >>> p = SimpleSampler(2, shuffle=False, source=fs).plan()
+        >>> p.indices["default"].tolist(), p.mask["default"][-1].tolist()
+        ([[0, 1], [2, 3], [4, 0]], [True, False])
+    """
+
+    def _make_plan(self, view: Any, epoch: int) -> IndexPlan:
+        n = view.n_samples
+        order = self._rng(epoch).permutation(n) if self.shuffle else np.arange(n)
+        return IndexPlan.from_flat(order, self.batch_size, drop_last=self.drop_last)
+
+    def get_config(self) -> dict[str, Any]:
+        return self._base_config()
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SimpleSampler:
+        return cls(**config)
+
+
+# ---------------------------------------------------------------------------- condition samplers
+def _condition_values(view: Any, column: str, sampler: str) -> np.ndarray:
+    """Per-sample scalar values of a condition column (``[domain.]key[.rep]``)."""
+    parts = column.split(".")
+    domains = [parts[0]] if parts[0] in DOMAINS and len(parts) > 1 else \
+        ["tags", "targets", "features"]
+    key = parts[1] if parts[0] in DOMAINS and len(parts) > 1 else parts[0]
+    rep = parts[-1] if len(parts) == 3 else None
+    for dom in domains:
+        if key in view.keys_of(dom):
+            shape = view.get_shape(dom, key)
+            if shape not in ((), (1,)):
+                raise ValueError(f"{sampler}: condition column {column!r} has per-sample shape "
+                                 f"{shape}; conditions need one value per sample")
+            vals = view.get_domain(dom, key, rep=rep, fmt="dict")[key]
+            return vals.reshape(len(vals))
+    avail = [f"{d}.{k}" for d in DOMAINS for k in view.keys_of(d)]
+    raise KeyError(f"{sampler}: condition column {column!r} is not in {_name(view)}; "
+                   f"available: {avail}")
+
+
+class NSampler(BaseSampler):
+    """Anchor plus N roles, each chosen per anchor by :class:`SimilarityCondition`s.
+
+    For every anchor and role, a partner (never the anchor itself) is drawn among the
+    samples whose product of condition scores is > 0, with probability proportional to
+    that score (uniform for binary conditions); ``choose_best_only`` takes the top
+    score instead. Anchors without a partner for some role are left out (a fixed set,
+    so ``n_batches`` is the same every epoch). Weights: each role gets its pair score,
+    the anchor the product over roles.
+
+    Args:
+        conditions: ``{role: {column: SimilarityCondition}}``; columns are
+            ``[domain.]key[.rep]`` (tags, then targets, then features are searched).
+        batch_size, shuffle, seed, drop_last, source: as in :class:`BaseSampler`.
+        samples_per_anchor: pairs drawn per anchor per epoch.
+        choose_best_only: take the highest-scoring partner (ties broken at random).
+        anchor_role: name of the anchor role.
+
+    Example:
+        >>> from modjax.data import FeatureSet
+        >>> fs = FeatureSet.from_dict("n", {"x": np.arange(6.0), "g": [0, 0, 1, 1, 2, 2]},
+        ...                           "x", None, "g")
+        >>> s = NSampler({"same": {"g": SimilarityCondition()}}, batch_size=3, source=fs)
+        >>> p = s.plan()
+        >>> a, b = p.indices["anchor"].ravel(), p.indices["same"].ravel()
+        >>> bool((a // 2 == b // 2).all() and (a != b).all()), s.roles
+        (True, ('anchor', 'same'))
+    """
+
+    _block_elems = 4_000_000  # anchors x candidates scored at once (bounds memory)
+
+    def __init__(self, conditions: Mapping[str, Mapping[str, SimilarityCondition]],
+                 batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False, source: Any = None, samples_per_anchor: int = 1,
+                 choose_best_only: bool = False, anchor_role: str = "anchor") -> None:
+        if not conditions:
+            raise ValueError(f"{type(self).__name__}: give at least one role with conditions")
+        for role, conds in conditions.items():
+            if role == anchor_role:
+                raise ValueError(f"{type(self).__name__}: role {role!r} clashes with the "
+                                 "anchor role")
+            if not conds:
+                raise ValueError(f"{type(self).__name__}: role {role!r} has no conditions")
+            for col, c in conds.items():
+                if not isinstance(c, SimilarityCondition):
+                    raise TypeError(f"{type(self).__name__}: condition on {col!r} for role "
+                                    f"{role!r} must be a SimilarityCondition, got "
+                                    f"{type(c).__name__}")
+        if samples_per_anchor < 1:
+            raise ValueError(f"{type(self).__name__}: samples_per_anchor must be >= 1")
+        self.conditions = {r: dict(c) for r, c in conditions.items()}
+        self.anchor_role = anchor_role
+        self.samples_per_anchor = int(samples_per_anchor)
+        self.choose_best_only = bool(choose_best_only)
+        self.roles = (anchor_role, *self.conditions)
+        self._valid_cache: tuple[Any, np.ndarray] | None = None
+        super().__init__(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
+                         source=source)
+
+    # ------------------------------------------------------------------ scoring
+    def _values(self, view: Any) -> dict[str, dict[str, np.ndarray]]:
+        return {role: {col: _condition_values(view, col, type(self).__name__)
+                       for col in conds} for role, conds in self.conditions.items()}
+
+    def _scores(self, values: dict[str, np.ndarray], role: str, rows: slice) -> np.ndarray:
+        out = None
+        for col, cond in self.conditions[role].items():
+            v = values[col]
+            s = cond.score(v[rows, None], v[None, :])
+            out = s if out is None else out * s
+        idx = np.arange(rows.start, rows.stop)
+        out[np.arange(len(idx)), idx] = 0.0  # never pair a sample with itself
+        return out
+
+    def _blocks(self, n: int):
+        step = max(1, self._block_elems // max(n, 1))
+        for start in range(0, n, step):
+            yield slice(start, min(n, start + step))
+
+    def _valid_anchors(self, view: Any, values: dict) -> np.ndarray:
+        if self._valid_cache is not None and self._valid_cache[0] is view:
+            return self._valid_cache[1]
+        n = view.n_samples
+        ok = np.ones(n, dtype=bool)
+        for role in self.conditions:
+            for rows in self._blocks(n):
+                ok[rows] &= (self._scores(values[role], role, rows) > 0).any(axis=1)
+        self._valid_cache = (view, ok)
+        return ok
+
+    def bind(self, view: Any) -> NSampler:
+        view = view.to_view() if hasattr(view, "to_view") else view
+        values = self._values(view)  # raises KeyError naming a missing column
+        self._valid_cache = None
+        self._valid_anchors(view, values)
+        super().bind(view)
+        return self
+
+    def _n_candidates(self, view: Any) -> int:
+        return int(self._valid_anchors(view, self._values(view)).sum()) * self.samples_per_anchor
+
+    def _n_rows_per_epoch(self, view: Any) -> int:
+        return self._n_candidates(view)
+
+    # ------------------------------------------------------------------ plan
+    def _make_plan(self, view: Any, epoch: int) -> IndexPlan:
+        rng = self._rng(epoch)
+        values = self._values(view)
+        anchors = np.flatnonzero(self._valid_anchors(view, values))
+        anchors = np.repeat(anchors, self.samples_per_anchor)
+        if self.shuffle:
+            anchors = anchors[rng.permutation(len(anchors))]
+        pos: dict[str, np.ndarray] = {self.anchor_role: anchors}
+        wts: dict[str, np.ndarray] = {}
+        n = view.n_samples
+        order = np.argsort(anchors, kind="stable")
+        sorted_anchors = anchors[order]
+        for role in self.conditions:
+            chosen = np.empty(len(anchors), dtype=np.int64)
+            weight = np.empty(len(anchors), dtype=np.float64)
+            # score blocks of distinct anchors; repeated anchors draw independently
+            for rows in self._blocks(n):
+                lo, hi = np.searchsorted(sorted_anchors, [rows.start, rows.stop])
+                if lo == hi:
+                    continue
+                sel = order[lo:hi]
+                s = self._scores(values[role], role, rows)[anchors[sel] - rows.start]
+                with np.errstate(divide="ignore"):
+                    logits = np.log(s)
+                if self.choose_best_only:
+                    best = s.max(axis=1, keepdims=True)
+                    logits = np.where(s == best, 0.0, -np.inf)
+                g = logits + rng.gumbel(size=s.shape)
+                pick = np.argmax(g, axis=1)
+                chosen[sel] = pick
+                weight[sel] = s[np.arange(len(sel)), pick]
+            pos[role] = chosen
+            wts[role] = weight
+        wts[self.anchor_role] = np.prod([wts[r] for r in self.conditions], axis=0) \
+            if len(anchors) else np.zeros(0)
+        return IndexPlan.from_roles(pos, self.batch_size, drop_last=self.drop_last,
+                                    weights={r: wts[r].astype(np.float32) for r in pos})
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        return {**self._base_config(),
+                "conditions": {r: {c: serialize(cond) for c, cond in conds.items()}
+                               for r, conds in self.conditions.items()},
+                "samples_per_anchor": self.samples_per_anchor,
+                "choose_best_only": self.choose_best_only, "anchor_role": self.anchor_role}
+
+    @classmethod
+    def _decode_conditions(cls, conds: Mapping[str, Any]) -> dict[str, SimilarityCondition]:
+        return {c: deserialize(v) for c, v in conds.items()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> NSampler:
+        cfg = dict(config)
+        cfg["conditions"] = {r: cls._decode_conditions(c) for r, c in cfg["conditions"].items()}
+        return cls(**cfg)
+
+
+register("NSampler")(NSampler)
+
+
+@register("PairedSampler")
+class PairedSampler(NSampler):
+    """Anchor/pair batches: roles ``("anchor", "pair")``.
+
+    Args:
+        conditions: ``{column: SimilarityCondition}`` the pair must satisfy (all of them).
+        other arguments: as in :class:`NSampler`.
+
+    Example:
+        >>> from modjax.data import FeatureSet
+        >>> fs = FeatureSet.from_dict("pairs", {"x": np.arange(4.0), "soh": [.90, .91, .50, .52]},
+        ...                           "x", "soh")
+        >>> s = PairedSampler({"soh": SimilarityCondition(tolerance=0.05)}, 2, source=fs)
+        >>> p = s.plan()
+        >>> sorted(zip(p.indices["anchor"].ravel().tolist(), p.indices["pair"].ravel().tolist()))
+        [(0, 1), (1, 0), (2, 3), (3, 2)]
+    """
+
+    def __init__(self, conditions: Mapping[str, SimilarityCondition], batch_size: int,
+                 **kwargs: Any) -> None:
+        super().__init__({"pair": conditions}, batch_size, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg["conditions"] = cfg["conditions"]["pair"]
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> PairedSampler:
+        cfg = dict(config)
+        cfg["conditions"] = cls._decode_conditions(cfg["conditions"])
+        cfg.pop("anchor_role", None)
+        return cls(**cfg)
+
+
+@register("TripletSampler")
+class TripletSampler(NSampler):
+    """Anchor/positive/negative batches: roles ``("anchor", "positive", "negative")``.
+
+    Args:
+        positive_conditions: ``{column: SimilarityCondition}`` for the positive.
+        negative_conditions: ``{column: SimilarityCondition}`` for the negative (use
+            ``mode="dissimilar"``).
+        other arguments: as in :class:`NSampler`.
+    """
+
+    def __init__(self, positive_conditions: Mapping[str, SimilarityCondition],
+                 negative_conditions: Mapping[str, SimilarityCondition], batch_size: int,
+                 **kwargs: Any) -> None:
+        super().__init__({"positive": positive_conditions, "negative": negative_conditions},
+                         batch_size, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        conds = cfg.pop("conditions")
+        cfg.pop("anchor_role", None)
+        return {**cfg, "positive_conditions": conds["positive"],
+                "negative_conditions": conds["negative"]}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TripletSampler:
+        cfg = dict(config)
+        for k in ("positive_conditions", "negative_conditions"):
+            cfg[k] = cls._decode_conditions(cfg[k])
+        return cls(**cfg)

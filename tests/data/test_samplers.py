@@ -1,0 +1,162 @@
+"""Samplers produce deterministic index plans; conditions pick valid partners."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from modjax.data import (
+    FeatureSet,
+    IndexPlan,
+    NSampler,
+    PairedSampler,
+    SimilarityCondition,
+    SimpleSampler,
+    TripletSampler,
+)
+from modjax.io.registry import deserialize, serialize
+
+
+@pytest.fixture
+def fs():
+    n = 23
+    return FeatureSet.from_dict(
+        "samp", {"x": np.arange(n, dtype=np.float32), "soh": np.linspace(0.5, 1.0, n),
+                 "cell": [f"c{i % 4}" for i in range(n)], "grp": np.arange(n) // 5},
+        "x", "soh", ["cell", "grp"])
+
+
+def test_simple_plan_shapes_mask_weights(fs):
+    s = SimpleSampler(5, seed=3, source=fs)
+    p = s.plan()
+    assert s.roles == ("default",) and s.n_batches == 5
+    assert p.indices["default"].shape == (5, 5) and p.indices["default"].dtype == np.int32
+    m = p.mask["default"]
+    assert m.sum() == 23 and m[-1].tolist() == [True, True, True, False, False]
+    assert sorted(p.indices["default"][m].tolist()) == list(range(23))
+    np.testing.assert_array_equal(p.weights["default"], m.astype(np.float32))
+    dl = SimpleSampler(5, drop_last=True, source=fs).plan()
+    assert dl.indices["default"].shape == (4, 5) and dl.mask["default"].all()
+
+
+def test_simple_deterministic_in_seed_and_epoch(fs):
+    a, b = SimpleSampler(4, seed=1, source=fs), SimpleSampler(4, seed=1, source=fs)
+    chex.assert_trees_all_equal(a.plan(2), b.plan(2))
+    assert not np.array_equal(a.plan(0).indices["default"], a.plan(1).indices["default"])
+    assert not np.array_equal(a.plan(0).indices["default"],
+                              SimpleSampler(4, seed=2, source=fs).plan(0).indices["default"])
+    unshuffled = SimpleSampler(4, shuffle=False, source=fs).plan()
+    assert unshuffled.indices["default"].ravel()[:23].tolist() == list(range(23))
+
+
+def test_state_resume_is_bit_exact(fs):
+    s = SimpleSampler(4, seed=7, source=fs)
+    s.next_plan()
+    state = s.get_state()
+    expected = [s.next_plan(), s.next_plan()]
+    r = SimpleSampler(4, seed=0, source=fs)
+    r.set_state(state)
+    assert r.epoch == 1
+    chex.assert_trees_all_equal([r.next_plan(), r.next_plan()], expected)
+
+
+def test_sampler_on_split_view_indexes_within_view(fs):
+    view = fs.take(np.arange(10, 20), label="part")
+    p = SimpleSampler(3, shuffle=False).bind(view).plan()
+    assert p.indices["default"].max() == 9  # positions within the view
+
+
+def test_sampler_bad_batch_size(fs):
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            SimpleSampler(bad)
+    with pytest.raises(ValueError, match=r"batch_size=50 is larger than the 23 samples of "
+                                         r"FeatureSet 'samp' with drop_last=True"):
+        SimpleSampler(50, drop_last=True, source=fs)
+    with pytest.raises(RuntimeError, match="not bound"):
+        SimpleSampler(4).plan()
+
+
+def test_plan_is_a_pytree_and_pads(fs):
+    p = SimpleSampler(5, source=fs).plan()
+    leaves = jax.tree_util.tree_leaves(p)
+    assert len(leaves) == 3
+    padded = p.pad_batch_to_multiple(8)
+    assert padded.indices["default"].shape == (5, 8)
+    assert padded.mask["default"][:, 5:].sum() == 0
+    more = p.pad_batches_to(7)
+    assert more.n_batches == 7 and more.mask["default"][5:].sum() == 0
+    step = jax.tree_util.tree_map(lambda a: a[0], p)
+    assert isinstance(step, IndexPlan) and step.indices["default"].shape == (5,)
+
+
+def test_paired_sampler_respects_conditions(fs):
+    s = PairedSampler({"cell": SimilarityCondition()}, 4, seed=0, source=fs)
+    assert s.roles == ("anchor", "pair")
+    p = s.plan()
+    a, b, m = p.indices["anchor"], p.indices["pair"], p.mask["anchor"]
+    cells = fs.get_tags("cell")[:, 0]
+    assert m.sum() == 23
+    assert (cells[a[m]] == cells[b[m]]).all() and (a[m] != b[m]).all()
+    np.testing.assert_array_equal(p.weights["pair"][m], 1.0)
+    chex.assert_trees_all_equal(s.plan(3), PairedSampler(
+        {"cell": SimilarityCondition()}, 4, seed=0, source=fs).plan(3))
+
+
+def test_paired_weights_linear_and_dissimilar(fs):
+    soh = fs.get_targets()[:, 0]
+    sim = PairedSampler({"soh": SimilarityCondition(tolerance=0.05, weight_mode="linear",
+                                                    max_weight=10.0)}, 8, source=fs)
+    p = sim.plan()
+    m = p.mask["pair"]
+    d = np.abs(soh[p.indices["anchor"][m]] - soh[p.indices["pair"][m]])
+    assert (d <= 0.05 + 1e-12).all()
+    np.testing.assert_allclose(p.weights["pair"][m], np.clip(0.05 / d, 1, 10), rtol=1e-6)
+    dis = PairedSampler({"soh": SimilarityCondition("dissimilar", tolerance=0.3)}, 8, source=fs)
+    q = dis.plan()
+    mq = q.mask["pair"]
+    assert (np.abs(soh[q.indices["anchor"][mq]] - soh[q.indices["pair"][mq]]) > 0.3).all()
+    # middle samples have no partner > 0.3 away and are left out
+    assert mq.sum() < 23
+
+
+def test_triplet_and_nsampler(fs):
+    t = TripletSampler({"cell": SimilarityCondition()},
+                       {"grp": SimilarityCondition("dissimilar")}, 6, seed=1, source=fs)
+    assert t.roles == ("anchor", "positive", "negative")
+    p = t.plan()
+    m = p.mask["anchor"]
+    cells, grp = fs.get_tags("cell")[:, 0], fs.get_tags("grp")[:, 0]
+    a, pos, neg = (p.indices[r][m] for r in t.roles)
+    assert (cells[a] == cells[pos]).all() and (grp[a] != grp[neg]).all()
+    n = NSampler({"p1": {"cell": SimilarityCondition()}, "p2": {"grp": SimilarityCondition()}},
+                 5, choose_best_only=True, samples_per_anchor=2, source=fs)
+    assert n.n_batches == int(np.ceil(46 / 5))
+
+
+def test_condition_on_missing_column(fs):
+    with pytest.raises(KeyError, match="condition column 'temperature' is not in FeatureSet"):
+        PairedSampler({"temperature": SimilarityCondition()}, 4, source=fs)
+
+
+def test_similarity_condition_scores():
+    c = SimilarityCondition(tolerance=0.1, weight_mode="exp", max_weight=5.0,
+                            allow_fallback=True, min_weight=0.05)
+    s = c.score(np.array([0.0, 0.0, 0.0]), np.array([0.0, 0.1, 0.5]))
+    np.testing.assert_allclose(s, [np.e, 1.0, max(np.exp(1 - 5), 0.05)])
+    b = SimilarityCondition(allow_fallback=True).score(np.array(["a", "a"]), np.array(["a", "b"]))
+    np.testing.assert_allclose(b, [1.0, 0.1])
+    with pytest.raises(ValueError, match="mode 'close'"):
+        SimilarityCondition(mode="close")
+
+
+def test_sampler_configs_round_trip(fs):
+    for s in (SimpleSampler(3, seed=4, drop_last=True),
+              PairedSampler({"cell": SimilarityCondition(tolerance=0.0)}, 4, seed=2),
+              TripletSampler({"cell": SimilarityCondition()},
+                             {"grp": SimilarityCondition("dissimilar")}, 6)):
+        back = deserialize(serialize(s))
+        assert type(back) is type(s) and back.get_config() == s.get_config()
+        chex.assert_trees_all_equal(back.bind(fs).plan(1), s.bind(fs).plan(1))
