@@ -25,8 +25,15 @@ __all__ = ["save_graph", "load_graph", "save_graph_checkpoint", "restore_graph_c
 GRAPH_KINDS = ("graph", "graph_checkpoint")
 
 
+def _built_variables(graph: Any) -> Any:
+    """The graph's variables, or None when it is not built (hosts may raise instead)."""
+    if getattr(graph, "is_built", True) is False:
+        return None
+    return getattr(graph, "variables", None)
+
+
 def _variables(graph: Any, what: str) -> Any:
-    v = getattr(graph, "variables", None)
+    v = _built_variables(graph)
     if v is None:
         raise CheckpointError(
             f"graph {getattr(graph, 'label', '?')!r} is not built (no variables) so it cannot "
@@ -65,7 +72,7 @@ def _items(graph: Any, at: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def save_graph(graph: Any, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write config + variables + optimizer state + frozen set (kind ``"graph"``)."""
-    items, extra = _items(graph, None) if getattr(graph, "variables", None) is not None else (
+    items, extra = _items(graph, None) if _built_variables(graph) is not None else (
         {}, {"frozen_paths": _frozen(graph), "at": None})
     extra["built"] = "variables" in items
     return write_artifact(path, "graph", items=items, extra=extra, hash_item=(
@@ -80,8 +87,6 @@ def load_graph(cls: type, path: str | Path, *, overwrite: bool = False,
     graph = object_from_artifact(art, cls, overwrite=overwrite,
                                  allow_packaged_code=allow_packaged_code)
     if art.extra.get("built") and "variables" in art.items:
-        if getattr(graph, "variables", None) is None and hasattr(graph, "build"):
-            graph.build()
         _apply_checkpoint(graph, art)
     return graph
 
@@ -97,25 +102,34 @@ def save_graph_checkpoint(graph: Any, path: str | Path, *, overwrite: bool = Fal
 def _apply_checkpoint(graph: Any, art: Artifact) -> None:
     """Restore variables, optimizer state and frozen set; all or nothing."""
     where = f"graph {getattr(graph, 'label', '?')!r}"
-    old_vars = _variables(graph, "restore a checkpoint")
-    new_vars, _ = load_subtree(old_vars, None, art, strict=True, where=where)
-    new_opt = None
+    old_vars = _built_variables(graph)
+    if old_vars is not None:
+        target = old_vars
+    elif hasattr(graph, "abstract_variables"):
+        # Unbuilt (just loaded from config): restore against the abstract shapes, no init.
+        target = graph.abstract_variables()
+    else:
+        graph.build()
+        target = graph.variables
+    new_vars, _ = load_subtree(target, None, art, strict=True, where=where)
     old_opt = _opt_state(graph)
-    if "opt_state" in art.items and old_opt is not None:
-        new_opt = art.restore("opt_state", old_opt)
     old_frozen = set(_frozen(graph))
     new_frozen = set(art.extra.get("frozen_paths", []))
     graph.set_variables(new_vars)
+    new_opt = None
     try:
-        if new_opt is not None:
+        # set_variables may (re)initialise the optimizer state: it is the target now.
+        target_opt = _opt_state(graph)
+        if "opt_state" in art.items and target_opt is not None:
+            new_opt = art.restore("opt_state", target_opt)
             graph.set_opt_state(new_opt)
         if old_frozen - new_frozen:
             graph.unfreeze(sorted(old_frozen - new_frozen))
         if new_frozen - old_frozen:
             graph.freeze(sorted(new_frozen - old_frozen))
     except BaseException:
-        graph.set_variables(old_vars)
-        if new_opt is not None and old_opt is not None:
+        if old_vars is not None:
+            graph.set_variables(old_vars)
             graph.set_opt_state(old_opt)
         raise
 

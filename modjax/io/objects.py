@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
 from modjax.context import ExperimentContext, RegistrationPolicy
 from modjax.errors import ConfigError
 from modjax.io.checkpoints import Artifact
-from modjax.io.registry import CONFIG_FORMAT_VERSION, deserialize, serialize
+from modjax.io.registry import CONFIG_FORMAT_VERSION, get_registered, serialize
 
 __all__ = ["CONFIG_FILE", "config_envelope", "object_from_artifact", "registration_scope"]
 
@@ -34,6 +35,16 @@ def read_envelope(art: Artifact, name: str = CONFIG_FILE) -> dict[str, Any]:
     if not isinstance(env.get("object"), dict):
         raise ConfigError(f"{str(art.path)!r}: {name} has no serialized object")
     return env["object"]
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    if fn is None:
+        return False
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 @contextlib.contextmanager
@@ -61,8 +72,15 @@ def object_from_artifact(art: Artifact, expected: type, *, overwrite: bool,
         ConfigError: unknown class (named), future format, or a different type.
     """
     cfg = read_envelope(art, name)
+    cls = get_registered(cfg.get("class", ""), module=cfg.get("module"),
+                         allow_packaged_code=allow_packaged_code)
+    kwargs = {}
+    if _accepts(getattr(cls, "from_config", None), "allow_packaged_code"):
+        # Hosts that rebuild nested user classes (nodes' models) need the permission too.
+        kwargs["allow_packaged_code"] = allow_packaged_code
     with registration_scope(overwrite):
-        obj = deserialize(cfg, allow_packaged_code=allow_packaged_code)
+        config = cfg.get("config", {})
+        obj = cls.from_config(config, **kwargs) if hasattr(cls, "from_config") else cls(**config)
     if not isinstance(obj, expected):
         raise ConfigError(
             f"{str(art.path)!r} holds a {type(obj).__name__} ({cfg.get('class')!r}), "
