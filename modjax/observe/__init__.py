@@ -7,6 +7,7 @@ from modjax.observe.logs import (
     write_log,
 )
 from modjax.observe.observer import FlushHook, LogHook, Observer
+from modjax.observe.plots import plot_html, plot_timings_html
 from modjax.observe.profiling import (
     LevelTiming,
     NodeTiming,
@@ -27,6 +28,8 @@ __all__ = [
     "export_trends",
     "export_timing_trends",
     "write_log",
+    "plot_html",
+    "plot_timings_html",
     "Profile",
     "NodeTiming",
     "LevelTiming",

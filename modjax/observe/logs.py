@@ -131,7 +131,9 @@ def export_timing_trends(path: str | PathLike, trends: Sequence[Trend]) -> Path:
 def _fmt_metric(name: str, v: float) -> str:
     if math.isnan(v):
         return f"{name}=nan"
-    if v != 0.0 and (abs(v) >= 1e5 or abs(v) < 1e-4):
+    if v == 0.0:
+        return f"{name}=0.0000"
+    if abs(v) >= 1e5 or abs(v) < 1e-4:
         return f"{name}={v:.4e}"
     return f"{name}={v:.6f}" if abs(v) < 1e-2 else f"{name}={v:.4f}"
 
@@ -174,8 +176,9 @@ def write_log(
         raise ValueError(f"write_log({str(path)!r}): total_epochs must be >= 0, got {total_epochs}")
     names = [t.tag or f"series_{i}" for i, t in enumerate(trends)]
     per_tag = [dict(zip(t.epochs().tolist(), t.values().tolist())) for t in trends]
-    epochs = sorted({ep for d in per_tag for ep in d})
     durs = list(epoch_durations) if epoch_durations is not None else None
+    # every flushed epoch gets a line (with its timing) even if none of these tags moved
+    epochs = sorted({ep for d in per_tag for ep in d} | set(range(1, len(durs or ()) + 1)))
     stamp = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     head = f"# modjax training log{' (' + title + ')' if title else ''} - {stamp}"
     lines = [head, f"# columns: {', '.join(names)}"
