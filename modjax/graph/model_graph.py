@@ -729,9 +729,10 @@ class ModelGraph(GraphPersistence):
             got = got_flat[path]
             shape, dtype = tuple(jnp.shape(got)), jnp.result_type(got)
             if shape != tuple(want.shape) or dtype != want.dtype:
+                coll, _, rest = path.partition(".")
                 raise ShapeMismatchError(
-                    f"variables[{path!r}] has shape {shape} {dtype}, graph {self.label!r} "
-                    f"expects {tuple(want.shape)} {want.dtype}")
+                    f"variables {coll} at {rest!r} have shape {shape} {dtype}, graph "
+                    f"{self.label!r} expects {tuple(want.shape)} {want.dtype}")
         shapes = self._ensure_shapes()
         new = {"params": dict(variables["params"]), "state": dict(variables["state"])}
         self._variables = jax.tree.map(jnp.asarray, new)
