@@ -1,5 +1,43 @@
 """modjax.train."""
 
+from modjax.train.callbacks import (
+    Callback,
+    EarlyStopping,
+    EvalLossMetric,
+    Evaluation,
+    EvaluationMetric,
+    ExperimentCallback,
+    MetricCallback,
+)
 from modjax.train.checkpointing import EXPERIMENT_HOOKS, PHASE_HOOKS, Checkpointing
+from modjax.train.experiment import Experiment, ExperimentRun, PhaseGroup
+from modjax.train.losses import LOSS_NAMES, AppliedLoss, Loss
+from modjax.train.optim import OPTIMIZER_NAMES, Optimizer, frozen_mask
+from modjax.train.phases import (
+    EvalPhase,
+    ExperimentPhase,
+    FitPhase,
+    InputBinding,
+    NanPolicy,
+    ResultRecording,
+    TrainPhase,
+)
+from modjax.train.results import (
+    EvalResults,
+    FitResults,
+    MetricStore,
+    PhaseGroupResults,
+    PhaseResults,
+    TrainResults,
+)
+from modjax.train.schedule import BatchSchedulingPolicy
+from modjax.train.step import init_train_carry, make_eval_step, make_train_step
 
 __all__: list[str] = ["Checkpointing", "EXPERIMENT_HOOKS", "PHASE_HOOKS"]
+__all__ += ["Optimizer", "frozen_mask", "OPTIMIZER_NAMES", "Loss", "AppliedLoss", "LOSS_NAMES",
+            "make_train_step", "make_eval_step", "init_train_carry"]
+__all__ += ["Callback", "EarlyStopping", "EvalLossMetric", "Evaluation", "EvaluationMetric",
+            "ExperimentCallback", "MetricCallback", "Experiment", "ExperimentRun", "PhaseGroup",
+            "EvalPhase", "ExperimentPhase", "FitPhase", "InputBinding", "NanPolicy",
+            "ResultRecording", "TrainPhase", "EvalResults", "FitResults", "MetricStore",
+            "PhaseGroupResults", "PhaseResults", "TrainResults", "BatchSchedulingPolicy"]

@@ -1,0 +1,254 @@
+"""Callbacks run on the host between jitted scans (phase, epoch and batch boundaries).
+
+Epoch hooks run after each epoch's scan; overriding a batch hook makes the phase cut
+its scan into one-batch chunks (still a single compilation), so prefer epoch hooks.
+Callbacks run in ascending ``execution_order`` (a metric producer before the
+``EarlyStopping`` that reads it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from modjax.io.registry import register, serialize
+from modjax.train.losses import AppliedLoss
+
+__all__ = ["Callback", "ExperimentCallback", "EarlyStopping", "Evaluation", "EvaluationMetric",
+           "EvalLossMetric", "MetricCallback"]
+
+
+class Callback:
+    """Base class: override any of the hooks; all receive keyword arguments.
+
+    Hooks: ``on_phase_start(experiment, phase, results)``,
+    ``on_epoch_start(experiment, phase, epoch, results)``,
+    ``on_epoch_end(experiment, phase, epoch, results)``,
+    ``on_batch_start/on_batch_end(experiment, phase, epoch, batch, results)``,
+    ``on_phase_end(experiment, phase, results)``.
+    """
+
+    def __init__(self, *, label: str | None = None, execution_order: int = 0) -> None:
+        self.label = label or type(self).__name__
+        self.execution_order = int(execution_order)
+
+    def on_phase_start(self, **kw: Any) -> None: ...
+    def on_epoch_start(self, **kw: Any) -> None: ...
+    def on_epoch_end(self, **kw: Any) -> None: ...
+    def on_batch_start(self, **kw: Any) -> None: ...
+    def on_batch_end(self, **kw: Any) -> None: ...
+    def on_phase_end(self, **kw: Any) -> None: ...
+
+    @property
+    def uses_batch_hooks(self) -> bool:
+        """True when a subclass overrides a batch hook (the phase then chunks its scan)."""
+        cls = type(self)
+        return (cls.on_batch_start is not Callback.on_batch_start
+                or cls.on_batch_end is not Callback.on_batch_end)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"label": self.label, "execution_order": self.execution_order}
+
+
+class ExperimentCallback:
+    """Experiment-level hooks at phase and group boundaries."""
+
+    def __init__(self, *, label: str | None = None, execution_order: int = 0) -> None:
+        self.label = label or type(self).__name__
+        self.execution_order = int(execution_order)
+
+    def on_phase_start(self, *, experiment: Any, phase: Any) -> None: ...
+    def on_phase_end(self, *, experiment: Any, phase: Any, results: Any) -> None: ...
+    def on_group_start(self, *, experiment: Any, group: Any) -> None: ...
+    def on_group_end(self, *, experiment: Any, group: Any, results: Any) -> None: ...
+
+
+@register("EarlyStopping")
+class EarlyStopping(Callback):
+    """Stop training when a monitored metric stops improving.
+
+    Args:
+        monitor: metric name in the phase's MetricStore (``"val_loss"``, ``"train_loss"``).
+        mode: ``"min"`` or ``"max"``.
+        patience: epochs without improvement before stopping.
+        min_delta: minimum change that counts as an improvement.
+        restore_best: at phase end, restore the variables (and optimizer state) of the best
+            epoch: from the phase's memory Checkpointing when it has that epoch, else from
+            snapshots this callback keeps (device arrays are immutable: no copy).
+        reducer: how several values of the metric in one epoch are combined.
+        label, execution_order: see :class:`Callback` (runs after metric producers).
+
+    Example:
+        >>> es = EarlyStopping(monitor="train_loss", patience=2)
+        >>> es.get_config()["patience"]
+        2
+    """
+
+    def __init__(self, *, monitor: str = "val_loss", mode: Literal["min", "max"] = "min",
+                 patience: int = 5, min_delta: float = 0.0, restore_best: bool = False,
+                 reducer: str = "last", label: str | None = None, execution_order: int = 1) -> None:
+        super().__init__(label=label or "EarlyStopping", execution_order=execution_order)
+        if mode not in ("min", "max"):
+            raise ValueError(f"EarlyStopping mode must be 'min' or 'max', got {mode!r}")
+        if patience < 0:
+            raise ValueError(f"EarlyStopping patience must be >= 0, got {patience}")
+        self.monitor, self.mode, self.patience = monitor, mode, int(patience)
+        self.min_delta, self.restore_best, self.reducer = float(min_delta), bool(restore_best), reducer
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self._wait = 0
+        self._snapshot: Any = None
+
+    def _better(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        if self.mode == "min":
+            return value < self.best_value - self.min_delta
+        return value > self.best_value + self.min_delta
+
+    def on_phase_start(self, **kw: Any) -> None:
+        self._reset()
+
+    def on_epoch_end(self, *, phase: Any, epoch: int, results: Any, **kw: Any) -> None:
+        value = results.metrics.epoch_value(self.monitor, epoch, reducer=self.reducer)
+        if value is None:
+            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which phase {phase.label!r} "
+                           f"did not log in epoch {epoch}; logged metrics: {results.metrics.names} "
+                           "(add an Evaluation callback with EvalLossMetric for 'val_loss')")
+        if self._better(value):
+            self.best_value, self.best_epoch, self._wait = value, epoch, 0
+            if self.restore_best:
+                self._snapshot = phase.snapshot()
+        else:
+            self._wait += 1
+            if self._wait > self.patience:
+                self.stopped_epoch = epoch
+                results.stopped_early = True
+                phase.request_stop()
+
+    def on_phase_end(self, *, phase: Any, results: Any, **kw: Any) -> None:
+        if self.restore_best and self.best_epoch is not None:
+            ck = getattr(phase, "checkpointing", None)
+            snap = None
+            if ck is not None and ck.mode == "memory":
+                for key in (self.best_epoch, f"epoch{self.best_epoch}"):
+                    snap = ck.get_state(key) if ck.has_key(key) else None
+                    if snap is not None:
+                        break
+            phase.restore_snapshot(snap if snap is not None else self._snapshot)
+            if hasattr(results, "best_epoch"):
+                results.best_epoch = self.best_epoch
+        results.callbacks.append({"callback": self.label, "best_epoch": self.best_epoch,
+                                  "best_value": self.best_value, "stopped_epoch": self.stopped_epoch})
+
+    def get_config(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "mode": self.mode, "patience": self.patience,
+                "min_delta": self.min_delta, "restore_best": self.restore_best,
+                "reducer": self.reducer, "label": self.label, "execution_order": self.execution_order}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **_: Any) -> EarlyStopping:
+        return cls(**config)
+
+
+class EvaluationMetric:
+    """Turns an Evaluation's EvalResults into a named scalar (override ``extract``)."""
+
+    name = "metric"
+
+    def extract(self, eval_results: Any) -> float | None:  # pragma: no cover - interface
+        raise TypeError(f"{type(self).__name__} must implement extract(eval_results)")
+
+
+@register("EvalLossMetric")
+class EvalLossMetric(EvaluationMetric):
+    """Log an AppliedLoss of the evaluation as a metric (default name ``val_loss``).
+
+    Args:
+        loss: the AppliedLoss to read (added to the EvalPhase if it lacks it).
+        reducer: ``"mean"`` or ``"sum"`` over the evaluation batches.
+        name: metric name.
+    """
+
+    def __init__(self, *, loss: AppliedLoss, reducer: str = "mean", name: str = "val_loss") -> None:
+        if not isinstance(loss, AppliedLoss):
+            raise TypeError(f"EvalLossMetric needs an AppliedLoss, got {type(loss).__name__}")
+        self.loss, self.reducer, self.name = loss, reducer, name
+
+    def extract(self, eval_results: Any) -> float:
+        return eval_results.aggregated_losses(self.loss.node, reducer=self.reducer)[self.loss.label]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"loss": serialize(self.loss), "reducer": self.reducer, "name": self.name}
+
+
+@register("Evaluation")
+class Evaluation(Callback):
+    """Run an EvalPhase every ``every_n`` epochs with the training variables; log metrics.
+
+    Args:
+        eval_phase: the EvalPhase to run (its losses gain the metrics' losses).
+        metrics: EvaluationMetric objects (e.g. ``EvalLossMetric``) logged into the
+            training phase's MetricStore.
+        every_n: evaluate every n-th epoch (and always after the last one).
+        label, execution_order: see :class:`Callback` (default 0: before EarlyStopping).
+    """
+
+    def __init__(self, *, eval_phase: Any, metrics: list[EvaluationMetric] | None = None,
+                 every_n: int = 1, label: str | None = None, execution_order: int = 0) -> None:
+        super().__init__(label=label or f"Evaluation[{eval_phase.label}]",
+                         execution_order=execution_order)
+        self.eval_phase = eval_phase
+        self.metrics = list(metrics or [])
+        self.every_n = int(every_n)
+        for m in self.metrics:
+            loss = getattr(m, "loss", None)
+            if loss is not None and all(al.label != loss.label for al in eval_phase.losses):
+                eval_phase.losses.append(loss)
+        self.history: list[Any] = []
+
+    def on_phase_start(self, **kw: Any) -> None:
+        self.history = []
+
+    def on_epoch_end(self, *, experiment: Any, phase: Any, epoch: int, results: Any, **kw: Any) -> None:
+        last = epoch + 1 >= phase.n_epochs
+        if (epoch + 1) % self.every_n and not last:
+            return
+        ev = self.eval_phase.execute(phase.graph, variables=phase.current_variables(),
+                                     experiment=experiment, show_progress=False)
+        self.history.append((epoch, ev))
+        for m in self.metrics:
+            value = m.extract(ev)
+            if value is not None:
+                results.metrics.log(m.name, value, epoch=epoch)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"eval_phase": self.eval_phase.label, "every_n": self.every_n,
+                "metrics": [m.get_config() for m in self.metrics], "label": self.label}
+
+
+class MetricCallback(Callback):
+    """Log a user metric ``fn(phase=..., epoch=..., results=..., variables=...) -> float``.
+
+    Example:
+        >>> cb = MetricCallback("double_loss", lambda results, epoch, **kw: 2.0)
+        >>> cb.name
+        'double_loss'
+    """
+
+    def __init__(self, name: str, fn: Callable[..., float], *, every_n: int = 1,
+                 label: str | None = None, execution_order: int = 0) -> None:
+        super().__init__(label=label or f"MetricCallback[{name}]", execution_order=execution_order)
+        self.name, self.fn, self.every_n = name, fn, int(every_n)
+
+    def on_epoch_end(self, *, experiment: Any, phase: Any, epoch: int, results: Any, **kw: Any) -> None:
+        if (epoch + 1) % self.every_n:
+            return
+        value = self.fn(phase=phase, epoch=epoch, results=results,
+                        variables=phase.current_variables(), experiment=experiment)
+        if value is not None:
+            results.metrics.log(self.name, float(value), epoch=epoch)

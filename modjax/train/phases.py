@@ -1,0 +1,920 @@
+"""Experiment phases: TrainPhase (epochs as jitted scans), EvalPhase, FitPhase.
+
+A TrainPhase puts the data of each binding on the device once (``DeviceStore``), asks
+the samplers for an index plan per epoch on the host, and runs the epoch as one
+jitted ``lax.scan`` whose body gathers the batch on the device and calls the pure
+step from :func:`~modjax.train.step.make_train_step`. The jitted epoch function is
+kept on the phase, so a second run with the same shapes compiles nothing; the frozen
+set is a traced mask in the carry, so freezing/unfreezing does not recompile either.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from modjax.data.device import DeviceStore, make_gather
+from modjax.data.plan import IndexPlan
+from modjax.errors import GraphStructureError, closest_names
+from modjax.io.registry import register, serialize
+from modjax.train.callbacks import Callback
+from modjax.train.losses import AppliedLoss
+from modjax.train.results import BindingRecord, EpochRecord, EvalResults, FitResults, TrainResults
+from modjax.train.schedule import BatchSchedulingPolicy, schedule_plans
+from modjax.train.step import (
+    DEFAULT_ROLE,
+    graph_optimizers,
+    init_train_carry,
+    make_eval_step,
+    make_train_step,
+)
+
+__all__ = ["InputBinding", "ExperimentPhase", "TrainPhase", "EvalPhase", "FitPhase",
+           "ResultRecording", "NanPolicy"]
+
+
+class ResultRecording(enum.StrEnum):
+    """Which epochs keep their recorded tensors (per-epoch losses are always kept)."""
+
+    ALL = "all"
+    LAST = "last"
+    NONE = "none"
+
+    @classmethod
+    def from_value(cls, value: str | ResultRecording) -> ResultRecording:
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"result_recording must be one of {[m.value for m in cls]}, "
+                             f"got {value!r}") from None
+
+
+class NanPolicy(enum.StrEnum):
+    """What a non-finite training loss does: raise (default), stop the phase, or ignore."""
+
+    RAISE = "raise"
+    STOP = "stop"
+    IGNORE = "ignore"
+
+
+def _graph_node(graph: Any, node: Any) -> Any:
+    label = getattr(node, "label", node)
+    for n in graph.nodes.values():
+        if n.label == label or getattr(n, "node_id", None) == label:
+            return n
+    raise GraphStructureError(f"node {label!r} is not in graph {graph.label!r}; nodes like it: "
+                              f"{closest_names(str(label), graph.node_labels)}")
+
+
+def _fs_refs(node: Any) -> list[Any]:
+    return [r for r in node.get_upstream_refs()
+            if hasattr(r, "featureset_label") and hasattr(r, "feature_shape")]
+
+
+@register("InputBinding")
+class InputBinding:
+    """Which data (FeatureSet/split, sampler, stream) feeds a head node in one phase.
+
+    Use :meth:`for_training` (with a sampler) or :meth:`for_evaluation` (all rows).
+    ``upstream`` may be a FeatureSet, a FeatureSetView (fed as-is), a FeatureSet label,
+    or None when the node reads a single FeatureSet.
+    """
+
+    def __init__(self, node: Any, *, upstream: Any = None, split: str | None = None,
+                 sampler: Any = None, stream: str = DEFAULT_ROLE) -> None:
+        self.node = getattr(node, "label", node)
+        if not isinstance(self.node, str):
+            raise TypeError(f"InputBinding: node must be a node or label, got {node!r}")
+        self.upstream = upstream
+        self.split = split
+        self.sampler = sampler
+        self.stream = stream
+
+    @classmethod
+    def for_training(cls, *, node: Any, sampler: Any, upstream: Any = None,
+                     split: str | None = None, stream: str = DEFAULT_ROLE) -> InputBinding:
+        """A binding that batches the data with ``sampler`` (required)."""
+        if sampler is None:
+            raise ValueError(f"InputBinding.for_training(node={getattr(node, 'label', node)!r}) "
+                             "needs a sampler")
+        return cls(node, upstream=upstream, split=split, sampler=sampler, stream=stream)
+
+    @classmethod
+    def for_evaluation(cls, *, node: Any, upstream: Any = None, split: str | None = None
+                       ) -> InputBinding:
+        """A binding that feeds every row of the FeatureSet/split, in order."""
+        return cls(node, upstream=upstream, split=split)
+
+    # ----------------------------------------------------------------- resolution
+    def resolve(self, graph: Any, *, owner: str) -> tuple[Any, Any, Any, str]:
+        """``(node, reference, view, batch_key)`` against ``graph``."""
+        node = _graph_node(graph, self.node)
+        refs = _fs_refs(node)
+        if not refs:
+            raise GraphStructureError(
+                f"{owner}: InputBinding targets node {node.label!r}, which is not a head node (it "
+                f"reads no FeatureSet; it is fed by {graph.upstream_of(node.label)}); bind one of "
+                f"the head nodes {[n.label for n in graph.input_nodes.values()]}")
+        up = self.upstream
+        view = None
+        if up is None:
+            if len(refs) != 1:
+                raise ValueError(f"{owner}: node {node.label!r} reads several FeatureSets "
+                                 f"{[r.featureset_label for r in refs]}; pass upstream=")
+            ref = refs[0]
+        else:
+            if hasattr(up, "indices") and hasattr(up, "source") and not hasattr(up, "splits"):
+                view, fs_label = up, up.source.label
+            else:
+                fs_label = getattr(up, "label", up)
+            match = [r for r in refs if r.featureset_label == fs_label]
+            if not match:
+                raise ValueError(f"{owner}: node {node.label!r} does not read FeatureSet "
+                                 f"{fs_label!r}; it reads {[r.featureset_label for r in refs]}")
+            ref = match[0]
+        if view is None:
+            fs = ref.resolve()
+            if self.split is not None and self.split not in fs.available_splits:
+                raise KeyError(f"{owner}: FeatureSet {fs.label!r} has no split {self.split!r}; "
+                               f"splits: {fs.available_splits}")
+            view = ref.to_view(self.split)
+        key = node.label if len(refs) == 1 else ref.featureset_label
+        return node, ref, view, key
+
+    def get_config(self) -> dict[str, Any]:
+        up = self.upstream
+        up_cfg = None if up is None else getattr(getattr(up, "source", up), "label", up)
+        return {"node": self.node, "upstream": up_cfg, "split": self.split,
+                "sampler": None if self.sampler is None else serialize(self.sampler),
+                "stream": self.stream}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **kw: Any) -> InputBinding:
+        from modjax.io.registry import deserialize
+        s = config.get("sampler")
+        return cls(config["node"], upstream=config.get("upstream"), split=config.get("split"),
+                   sampler=None if s is None else deserialize(s, **kw),
+                   stream=config.get("stream", DEFAULT_ROLE))
+
+    def __repr__(self) -> str:
+        return (f"InputBinding(node={self.node!r}, split={self.split!r}, "
+                f"sampler={type(self.sampler).__name__ if self.sampler else None})")
+
+
+class _Feed:
+    """A resolved binding: device store + how to turn plans into its batch entry."""
+
+    def __init__(self, binding: InputBinding, graph: Any, *, owner: str, mesh: Any,
+                 tags: Sequence[str]) -> None:
+        self.binding = binding
+        self.node, self.ref, self.view, self.key = binding.resolve(graph, owner=owner)
+        tag_keys = [t for t in tags if t in self.view.tag_keys]
+        self.store = DeviceStore(self.view, features=list(self.ref.features),
+                                 targets=list(self.ref.targets), tags=tag_keys,
+                                 rep=self.ref.rep, mesh=mesh)
+        self.sampler = binding.sampler
+        if self.sampler is not None:
+            src = getattr(self.sampler, "source", None)
+            same = src is not None and src.source is self.view.source and np.array_equal(
+                np.asarray(src.indices), np.asarray(self.view.indices))
+            if not same:
+                self.sampler.bind(self.view)
+            streams = tuple(getattr(self.sampler, "roles", (DEFAULT_ROLE,)))
+            if binding.stream != DEFAULT_ROLE and binding.stream not in streams:
+                raise KeyError(f"{owner}: InputBinding of node {self.node.label!r} asks for stream "
+                               f"{binding.stream!r}, but the sampler's streams are {list(streams)}")
+
+    def select_stream(self, plan: IndexPlan) -> IndexPlan:
+        s = self.binding.stream
+        if s == DEFAULT_ROLE or s not in plan.indices or len(plan.indices) == 1:
+            return plan
+        return IndexPlan({DEFAULT_ROLE: plan.indices[s]}, {DEFAULT_ROLE: plan.mask[s]},
+                         {DEFAULT_ROLE: plan.weights[s]})
+
+
+class ExperimentPhase:
+    """Common parts of the phases: label, bindings, losses, active nodes, callbacks."""
+
+    kind = "phase"
+
+    def __init__(self, label: str, *, input_sources: Sequence[InputBinding],
+                 losses: Sequence[AppliedLoss] | None = None,
+                 active_nodes: Sequence[Any] | None = None,
+                 callbacks: Sequence[Callback] | None = None) -> None:
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"a phase label must be a non-empty string, got {label!r}")
+        self.label = label
+        if isinstance(input_sources, InputBinding):
+            input_sources = [input_sources]
+        self.input_sources = list(input_sources or [])
+        for b in self.input_sources:
+            if not isinstance(b, InputBinding):
+                raise TypeError(f"{type(self).__name__} {label!r}: input_sources must be "
+                                f"InputBindings, got {type(b).__name__}")
+        self.losses = list(losses or [])
+        self.active_nodes = None if active_nodes is None else [
+            getattr(n, "label", n) for n in active_nodes]
+        self.callbacks: list[Callback] = []
+        for cb in callbacks or []:
+            self.add_callback(cb)
+        self._split: str | None = None
+
+    def add_callback(self, callback: Callback) -> None:
+        """Append a callback (error if one of the same type and label is there)."""
+        if not isinstance(callback, Callback):
+            raise TypeError(f"phase {self.label!r}: expected a Callback, got {type(callback).__name__}")
+        for cb in self.callbacks:
+            if type(cb) is type(callback) and cb.label == callback.label:
+                raise ValueError(f"phase {self.label!r} already has a {type(cb).__name__} "
+                                 f"labelled {cb.label!r}")
+        self.callbacks.append(callback)
+
+    def _sorted_callbacks(self) -> list[Callback]:
+        return sorted(self.callbacks, key=lambda c: c.execution_order)
+
+    def _bindings(self, graph: Any) -> list[InputBinding]:
+        if self.input_sources:
+            return self.input_sources
+        if self._split is None:
+            raise ValueError(f"phase {self.label!r} has no input_sources")
+        heads = [n for n in graph.input_nodes.values()
+                 if self.active_nodes is None or n.label in self._active_closure(graph)]
+        return [self._default_binding(n) for n in heads]
+
+    def _default_binding(self, node: Any) -> InputBinding:  # pragma: no cover - overridden
+        return InputBinding(node, split=self._split)
+
+    def _active_closure(self, graph: Any) -> set[str]:
+        if self.active_nodes is None:
+            return set(graph.node_labels)
+        need, stack = set(), list(self.active_nodes)
+        while stack:
+            n = stack.pop()
+            if n in need:
+                continue
+            need.add(n)
+            stack.extend(u for u in graph.upstream_of(n) if u in graph.node_labels)
+        return need
+
+    def _record_nodes(self, graph: Any) -> list[str]:
+        active = self._active_closure(graph)
+        nodes = [al.node for al in self.losses] + [n.label for n in graph.tail_nodes.values()]
+        return [n for n in dict.fromkeys(nodes) if n in active]
+
+    def _loss_tags(self) -> list[str]:
+        return sorted({r.key for al in self.losses for r in al.refs if r.domain == "tags"})
+
+    def _base_config(self) -> dict[str, Any]:
+        return {"label": self.label,
+                "input_sources": [b.get_config() for b in self.input_sources],
+                "losses": [serialize(al) for al in self.losses],
+                "active_nodes": self.active_nodes, "split": self._split}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r})"
+
+
+def _stack_feeds(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]) -> tuple[dict, dict]:
+    stores = {f.key: f.store.arrays for f in feeds}
+    dplans = {f.key: f.store.put_plan(p) for f, p in zip(feeds, plans)}
+    return stores, dplans
+
+
+def _host_plan(plan: IndexPlan) -> tuple[dict, dict]:
+    return ({r: np.asarray(v) for r, v in plan.indices.items()},
+            {r: np.asarray(v) for r, v in plan.mask.items()})
+
+
+@register("TrainPhase")
+class TrainPhase(ExperimentPhase):
+    """Train the graph for ``n_epochs``; each epoch is one jitted ``lax.scan``.
+
+    Args:
+        label: phase name.
+        input_sources: ``InputBinding.for_training(...)`` per head node.
+        losses: AppliedLosses (at least one).
+        n_epochs: epochs to run.
+        active_nodes: run (and train) only these nodes and their upstream.
+        batch_schedule: ``zip_strict``, ``zip_cycle``, ``alternate_strict``,
+            ``alternate_cycle`` (several samplers).
+        callbacks: phase callbacks.
+        checkpointing: a ``Checkpointing`` saving at phase/epoch/batch hooks.
+        result_recording: ``"all"``, ``"last"`` (best epoch under EarlyStopping
+            restore_best) or ``"none"``.
+        nan_policy: ``"raise"`` (FloatingPointError naming epoch and batch; variables
+            left as before the phase), ``"stop"`` (end the phase, keep the last finite
+            state) or ``"ignore"``.
+        mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis for data parallelism.
+        seed: PRNG seed for dropout keys (deterministic runs).
+        capture: tag paths to record per batch.
+        observer: a ``modjax.observe.Observer`` fed each epoch's per-batch losses
+            (default: the Experiment's ``observer`` if it has one).
+    """
+
+    kind = "train"
+
+    def __init__(self, label: str, *, input_sources: Sequence[InputBinding],
+                 losses: Sequence[AppliedLoss], n_epochs: int = 1,
+                 active_nodes: Sequence[Any] | None = None,
+                 batch_schedule: str | BatchSchedulingPolicy = "zip_strict",
+                 callbacks: Sequence[Callback] | None = None, checkpointing: Any = None,
+                 result_recording: str | ResultRecording = "all", nan_policy: str = "raise",
+                 mesh: Any = None, seed: int = 0, capture: Sequence[str] = (),
+                 observer: Any = None) -> None:
+        super().__init__(label, input_sources=input_sources, losses=losses,
+                         active_nodes=active_nodes, callbacks=callbacks)
+        if not self.losses:
+            raise ValueError(f"TrainPhase {label!r} has no losses; pass losses=[AppliedLoss(...)]")
+        for b in self.input_sources:
+            if b.sampler is None:
+                raise ValueError(f"TrainPhase {label!r}: the binding of node {b.node!r} has no "
+                                 "sampler; use InputBinding.for_training(node=..., sampler=...)")
+        if not isinstance(n_epochs, int) or n_epochs < 1:
+            raise ValueError(f"TrainPhase {label!r}: n_epochs must be a positive int, got {n_epochs!r}")
+        self.n_epochs = n_epochs
+        self.batch_schedule = BatchSchedulingPolicy.from_value(batch_schedule)
+        self.result_recording = ResultRecording.from_value(result_recording)
+        try:
+            self.nan_policy = NanPolicy(nan_policy)
+        except ValueError:
+            raise ValueError(f"nan_policy must be 'raise', 'stop' or 'ignore', got {nan_policy!r}") from None
+        self.mesh = mesh
+        self.seed = int(seed)
+        self.capture = tuple(capture)
+        self.observer = observer
+        self._sampler: Any = None
+        self.checkpointing = None
+        self.set_checkpointing(checkpointing)
+        self._stop = False
+        self._compiled: dict[Any, Any] = {}
+        self.n_traces = 0
+        self.epochs_run = 0
+        self._carry: Any = None
+        self._graph: Any = None
+
+    @classmethod
+    def from_split(cls, label: str, *, split: str, sampler: Any, losses: Sequence[AppliedLoss],
+                   **kwargs: Any) -> TrainPhase:
+        """A phase whose every active head node reads ``split`` through ``sampler``."""
+        if sampler is None:
+            raise ValueError(f"TrainPhase.from_split({label!r}) needs a sampler")
+        phase = cls(label, input_sources=[], losses=losses, **kwargs)
+        phase._split, phase._sampler = split, sampler
+        return phase
+
+    def _default_binding(self, node: Any) -> InputBinding:
+        return InputBinding.for_training(node=node, sampler=self._sampler, split=self._split)
+
+    def set_checkpointing(self, checkpointing: Any) -> None:
+        """Attach (validated for a TrainPhase) or remove a Checkpointing."""
+        if checkpointing is not None:
+            checkpointing.configure_for("phase")
+        self.checkpointing = checkpointing
+
+    def request_stop(self) -> None:
+        """Stop after the current epoch (used by EarlyStopping)."""
+        self._stop = True
+
+    # ----------------------------------------------------------------- carry access
+    @property
+    def graph(self) -> Any:
+        return self._graph
+
+    def current_variables(self) -> Any:
+        """The variables of the running phase (the graph's are written at phase end)."""
+        return self._carry["variables"] if self._carry is not None else self._graph.variables
+
+    def snapshot(self) -> dict[str, Any]:
+        """In-memory snapshot: variables, optimizer state, step (device arrays, no copy)."""
+        c = self._carry
+        return {"variables": c["variables"], "opt_state": c["opt_state"], "step": c["step"],
+                "key": c["key"]}
+
+    def restore_snapshot(self, snap: Mapping[str, Any]) -> None:
+        """Put a :meth:`snapshot` (or a Checkpointing memory state) back into the carry."""
+        if "variables" in snap:
+            self._carry = dict(self._carry, **{k: snap[k] for k in
+                                               ("variables", "opt_state", "step", "key") if k in snap})
+        elif "graph" in snap:
+            self._carry = dict(self._carry, variables=snap["graph"]["variables"],
+                               opt_state=snap.get("opt_state", self._carry["opt_state"]))
+
+    # checkpointing target protocol (memory: get_state/set_state; disk: save_checkpoint)
+    def get_state(self) -> dict[str, Any]:
+        """Phase counters and sampler RNG state (plus a carry snapshot while running)."""
+        st: dict[str, Any] = {"epochs_run": np.int64(self.epochs_run),
+                              "samplers": {str(i): b.sampler.get_state()
+                                           for i, b in enumerate(self.input_sources) if b.sampler}}
+        if self._sampler is not None:
+            st["samplers"]["split"] = self._sampler.get_state()
+        if self._carry is not None:
+            st.update(self.snapshot())
+        return st
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.epochs_run = int(state.get("epochs_run", self.epochs_run))
+        samplers = state.get("samplers", {})
+        for i, b in enumerate(self.input_sources):
+            if b.sampler is not None and str(i) in samplers:
+                b.sampler.set_state(samplers[str(i)])
+        if self._sampler is not None and "split" in samplers:
+            self._sampler.set_state(samplers["split"])
+        if self._carry is not None and "variables" in state:
+            self.restore_snapshot(state)
+
+    def save_checkpoint(self, path: Any, *, overwrite: bool = True) -> Any:
+        """Disk checkpoint of the running variables through the graph's Orbax writer."""
+        g = self._graph
+        old = g.variables
+        g.set_variables(self.current_variables())
+        try:
+            return g.save_checkpoint(path, overwrite=overwrite)
+        finally:
+            g.set_variables(old)
+
+    # ----------------------------------------------------------------- compiled epoch
+    def _epoch_fn(self, graph: Any, feeds: Sequence[_Feed], optimizer: Any, chunked: bool) -> Any:
+        sig = (id(graph), tuple(f.key for f in feeds), id(optimizer), chunked,
+               tuple(graph.node_labels), id(self.mesh))
+        fn = self._compiled.get(sig)
+        if fn is not None:
+            return fn
+        record = self._record_nodes(graph) if self.result_recording is not ResultRecording.NONE else []
+        step = make_train_step(graph, self.losses, optimizer, active_nodes=self.active_nodes,
+                               capture=self.capture, record=record)
+        gather = make_gather(self.mesh)
+        guard = self.nan_policy is not NanPolicy.IGNORE
+        keys = [f.key for f in feeds]
+
+        def epoch(carry, stores, plans, first_bad):
+            self.n_traces += 1  # Python runs only while tracing: counts compilations
+
+            def body(c, xs):
+                carry, bad, i = c
+                batch = {k: gather(stores[k], xs[k]) for k in keys}
+                new, m = step(carry, batch)
+                if guard:
+                    ok = m["finite"] & (bad < 0)
+                    new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, carry)
+                    bad = jnp.where((bad < 0) & ~m["finite"], i, bad)
+                return (new, bad, i + 1), {"loss": m["loss"], "losses": m["losses"],
+                                           "records": m["records"]}
+
+            (carry, bad, _), out = jax.lax.scan(body, (carry, first_bad, jnp.int32(0)), plans)
+            return carry, bad, out
+
+        fn = jax.jit(epoch)
+        fn.step = step  # type: ignore[attr-defined]
+        self._compiled[sig] = fn
+        return fn
+
+    # ----------------------------------------------------------------- run
+    def execute(self, graph: Any, *, experiment: Any = None, show_training_progress: bool = True,
+                show_sampler_progress: bool = False, persist_progress: bool = False,
+                val_loss_metric: str = "val_loss", **_: Any) -> TrainResults:
+        """Run the phase on ``graph`` (what ``Experiment.run_phase`` calls).
+
+        The graph's variables (and optimizer state) are written back only when the
+        phase completes; if it raises, they are exactly as before.
+        """
+        from modjax.train.progress import EpochProgress
+
+        if not graph.is_built:
+            graph.build()
+        owner = f"TrainPhase {self.label!r}"
+        feeds = [_Feed(b, graph, owner=owner, mesh=self.mesh, tags=self._loss_tags())
+                 for b in self._bindings(graph)]
+        if not feeds:
+            raise ValueError(f"{owner}: no input bindings")
+        optimizer = graph_optimizers(graph)
+        fn = self._epoch_fn(graph, feeds, optimizer, chunked=False)
+        chunked = any(cb.uses_batch_hooks for cb in self.callbacks) or (
+            self.checkpointing is not None and any(h.startswith("batch") for h in self.checkpointing.save_on))
+        step_fn = self._epoch_fn(graph, feeds, optimizer, chunked=True) if chunked else None
+        results = TrainResults(self.label, graph=graph,
+                               loss_nodes={al.label: al.node for al in self.losses})
+        # start state: the graph's variables and (matching) optimizer state
+        variables = graph.variables
+        if isinstance(optimizer, dict):
+            opt_state = {k: o.state for k, o in optimizer.items()}
+            if any(s is None for s in opt_state.values()):
+                opt_state = None
+        else:
+            opt_state = graph.opt_state
+            if opt_state is not None and jax.tree.structure(opt_state) != jax.tree.structure(
+                    jax.eval_shape(optimizer.init, variables["params"])):
+                opt_state = None
+        frozen = sorted(graph.frozen_paths)
+        key = jax.random.fold_in(jax.random.key(self.seed), self.epochs_run)
+        carry = init_train_carry(variables, optimizer, key, frozen_paths=frozen,
+                                 opt_state=opt_state)
+        if self.mesh is not None:
+            carry = jax.device_put(carry, NamedSharding(self.mesh, PartitionSpec()))
+        self._graph, self._carry, self._stop = graph, carry, False
+        if self.checkpointing is not None:
+            self.checkpointing.reset()
+        cbs = self._sorted_callbacks()
+        progress = EpochProgress(self.label, self.n_epochs, enabled=show_training_progress,
+                                 persist=persist_progress, val_metric=val_loss_metric)
+        ctx = {"experiment": experiment, "phase": self}
+        self._checkpoint("phase_start", experiment)
+        try:
+            for cb in cbs:
+                cb.on_phase_start(results=results, **ctx)
+            for epoch in range(self.n_epochs):
+                for cb in cbs:
+                    cb.on_epoch_start(epoch=epoch, results=results, **ctx)
+                self._checkpoint("epoch_start", experiment, epoch=epoch)
+                plans = [f.select_stream(f.sampler.next_plan()) for f in feeds]
+                plans = schedule_plans(plans, self.batch_schedule)
+                rec = self._run_epoch(fn, step_fn, feeds, plans, epoch, cbs, results, experiment)
+                results.add_epoch(rec, keep_records=self.result_recording is not ResultRecording.NONE)
+                if self.result_recording is ResultRecording.LAST:
+                    results.drop_records_except(epoch)
+                train_loss = float(np.mean(rec.loss[self._valid(rec)])) if len(rec.loss) else 0.0
+                results.metrics.log("train_loss", train_loss, epoch=epoch)
+                self.epochs_run += 1
+                self._feed_observer(experiment, rec, self.observer)
+                for cb in cbs:
+                    cb.on_epoch_end(epoch=epoch, results=results, **ctx)
+                self._checkpoint("epoch_end", experiment, epoch=epoch)
+                progress.update(epoch, results.metrics)
+                if self._stop or getattr(rec, "nan_stop", False):
+                    break
+            for cb in cbs:
+                cb.on_phase_end(results=results, **ctx)
+            if self.result_recording is ResultRecording.LAST:
+                best = getattr(results, "best_epoch", None)
+                if best is not None and best in results.epochs and results.epochs[best].records is None:
+                    pass  # best epoch's tensors were already dropped: keep the last epoch's
+            self._checkpoint("phase_end", experiment)
+        finally:
+            progress.close()
+        final = self._carry
+        self._carry = None
+        self._write_back(graph, optimizer, final)
+        return results
+
+    def _valid(self, rec: EpochRecord) -> np.ndarray:
+        n = len(rec.loss)
+        ok = np.zeros(n, dtype=bool)
+        for b in rec.bindings.values():
+            for m in b.mask.values():
+                ok |= np.asarray(m).reshape(n, -1).any(axis=1)
+        return ok
+
+    def _run_epoch(self, fn, step_fn, feeds, plans, epoch, cbs, results, experiment) -> EpochRecord:
+        stores, dplans = _stack_feeds(feeds, plans)
+        bindings = {}
+        for f, p in zip(feeds, plans):
+            idx, msk = _host_plan(p)
+            bindings[f.key] = BindingRecord(f.key, f.node.label, f.view, f.ref, idx, msk)
+        bad0 = jnp.int32(-1)
+        if step_fn is None:
+            carry, bad, out = fn(self._carry, stores, dplans, bad0)
+        else:
+            n = plans[0].n_batches
+            outs, carry, bad = [], self._carry, bad0
+            ctx = {"experiment": experiment, "phase": self, "epoch": epoch, "results": results}
+            for b in range(n):
+                for cb in cbs:
+                    cb.on_batch_start(batch=b, **ctx)
+                self._checkpoint("batch_start", experiment, epoch=epoch, batch=b)
+                chunk = jax.tree.map(lambda a, b=b: a[b:b + 1], dplans)
+                carry, bad, o = step_fn(carry, stores, chunk, bad)
+                self._carry = carry
+                outs.append(o)
+                for cb in cbs:
+                    cb.on_batch_end(batch=b, **ctx)
+                self._checkpoint("batch_end", experiment, epoch=epoch, batch=b)
+            out = jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
+        bad = int(bad)
+        loss = np.asarray(out["loss"])
+        losses = {k: np.asarray(v) for k, v in out["losses"].items()}
+        rec = EpochRecord(epoch, loss, losses, out["records"], bindings)
+        if bad >= 0:
+            if self.nan_policy is NanPolicy.RAISE:
+                raise FloatingPointError(
+                    f"TrainPhase {self.label!r}: non-finite loss at epoch {epoch}, batch {bad} "
+                    f"(losses: { {k: float(v[bad]) for k, v in losses.items()} }); the graph's "
+                    "variables are left as they were before the phase (nan_policy='stop' ends the "
+                    "phase instead)")
+            rec.nan_stop = True  # type: ignore[attr-defined]
+            rec.loss = loss[:bad]
+            rec.losses = {k: v[:bad] for k, v in losses.items()}
+            for b in rec.bindings.values():
+                b.indices = {r: v[:bad] for r, v in b.indices.items()}
+                b.mask = {r: v[:bad] for r, v in b.mask.items()}
+            if rec.records is not None:
+                rec.records = jax.tree.map(lambda a: a[:bad], rec.records)
+        self._carry = carry
+        return rec
+
+    def _checkpoint(self, hook: str, experiment: Any, **placeholders: Any) -> None:
+        ck = self.checkpointing
+        if ck is None or (experiment is not None and not getattr(
+                experiment, "checkpointing_enabled", True)):
+            return
+        directory = None
+        if experiment is not None and getattr(experiment, "checkpoint_dir", None) is not None:
+            directory = experiment.checkpoint_dir / self.label
+        key = placeholders.get("epoch") if hook == "epoch_end" else None
+        ck.maybe_save(hook, self, key=key, directory=directory, phase=self.label, **placeholders)
+
+    def _feed_observer(self, experiment: Any, rec: EpochRecord, observer: Any = None) -> None:
+        """Push the epoch's per-batch losses into an Observer, weighted by real samples."""
+        obs = observer if observer is not None else getattr(experiment, "observer", None)
+        if obs is None:
+            return
+        n = len(rec.loss)
+        w = np.zeros(n)
+        for b in rec.bindings.values():
+            for m in b.mask.values():
+                w = np.maximum(w, np.asarray(m).reshape(n, -1).sum(axis=1))
+        obs.record_batches({"train_loss": rec.loss, **rec.losses}, weights=w)
+        obs.flush()
+
+    def _write_back(self, graph: Any, optimizer: Any, carry: Any) -> None:
+        variables = carry["variables"]
+        if self.mesh is not None:
+            variables = jax.device_get(variables)
+        graph.set_variables(variables)
+        if isinstance(optimizer, dict):
+            for k, o in optimizer.items():
+                o.state = carry["opt_state"].get(k)
+        else:
+            graph.set_opt_state(carry["opt_state"])
+            optimizer.state = carry["opt_state"]
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = self._base_config()
+        cfg.update(n_epochs=self.n_epochs, batch_schedule=self.batch_schedule.value,
+                   result_recording=self.result_recording.value, nan_policy=self.nan_policy.value,
+                   seed=self.seed, capture=list(self.capture),
+                   sampler=None if self._sampler is None else serialize(self._sampler),
+                   checkpointing=None if self.checkpointing is None else serialize(self.checkpointing))
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **kw: Any) -> TrainPhase:
+        from modjax.io.registry import deserialize
+        common = dict(losses=[deserialize(c, **kw) for c in config["losses"]],
+                      n_epochs=config["n_epochs"], active_nodes=config.get("active_nodes"),
+                      batch_schedule=config["batch_schedule"],
+                      result_recording=config["result_recording"],
+                      nan_policy=config.get("nan_policy", "raise"), seed=config.get("seed", 0),
+                      capture=config.get("capture", ()),
+                      checkpointing=None if config.get("checkpointing") is None else
+                      deserialize(config["checkpointing"]))
+        if config.get("split") is not None and not config["input_sources"]:
+            return cls.from_split(config["label"], split=config["split"],
+                                  sampler=deserialize(config["sampler"], **kw), **common)
+        return cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
+                                                   for b in config["input_sources"]], **common)
+
+
+@register("EvalPhase")
+class EvalPhase(ExperimentPhase):
+    """A jitted forward pass over a split in fixed-size chunks (no gradients).
+
+    Args:
+        label: phase name.
+        input_sources: ``InputBinding.for_evaluation(...)`` per head node.
+        losses: optional AppliedLosses to compute.
+        active_nodes: nodes to run (plus their upstream).
+        batch_size: rows per chunk (default: all rows at once).
+        callbacks: phase callbacks (phase and epoch hooks run once).
+    """
+
+    kind = "eval"
+
+    def __init__(self, label: str, *, input_sources: Sequence[InputBinding],
+                 losses: Sequence[AppliedLoss] | None = None,
+                 active_nodes: Sequence[Any] | None = None, batch_size: int | None = None,
+                 callbacks: Sequence[Callback] | None = None, mesh: Any = None) -> None:
+        super().__init__(label, input_sources=input_sources, losses=losses,
+                         active_nodes=active_nodes, callbacks=callbacks)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"EvalPhase {label!r}: batch_size must be a positive int or None")
+        self.batch_size = batch_size
+        self.mesh = mesh
+        self._compiled: dict[Any, Any] = {}
+        self.n_traces = 0
+        self._graph: Any = None
+
+    @classmethod
+    def from_split(cls, label: str, *, split: str, **kwargs: Any) -> EvalPhase:
+        """Evaluate every active head node on ``split``."""
+        phase = cls(label, input_sources=[], **kwargs)
+        phase._split = split
+        return phase
+
+    @property
+    def graph(self) -> Any:
+        return self._graph
+
+    def _fn(self, graph: Any, feeds: Sequence[_Feed]) -> Any:
+        labels = tuple(al.label for al in self.losses)
+        sig = (id(graph), tuple(f.key for f in feeds), labels, tuple(graph.node_labels))
+        fn = self._compiled.get(sig)
+        if fn is not None:
+            return fn
+        ev = make_eval_step(graph, self.losses, active_nodes=self.active_nodes,
+                            record=self._record_nodes(graph))
+        gather = make_gather(self.mesh)
+        keys = [f.key for f in feeds]
+
+        def run(variables, stores, plans):
+            self.n_traces += 1
+
+            def body(_, xs):
+                m = ev(variables, {k: gather(stores[k], xs[k]) for k in keys})
+                return None, {"loss": m["loss"], "losses": m["losses"], "records": m["records"]}
+
+            return jax.lax.scan(body, None, plans)[1]
+
+        fn = self._compiled[sig] = jax.jit(run)
+        return fn
+
+    def execute(self, graph: Any, *, variables: Any = None, experiment: Any = None,
+                show_progress: bool = False, **_: Any) -> EvalResults:
+        """Evaluate (with ``variables`` if given, else the graph's); nothing is mutated."""
+        if not graph.is_built:
+            graph.build()
+        owner = f"EvalPhase {self.label!r}"
+        self._graph = graph
+        feeds = [_Feed(b, graph, owner=owner, mesh=self.mesh, tags=self._loss_tags())
+                 for b in self._bindings(graph)]
+        sizes = {f.view.n_samples for f in feeds}
+        if len(sizes) != 1:
+            raise ValueError(f"{owner}: bindings cover different numbers of rows {sorted(sizes)}; "
+                             "evaluate them in separate EvalPhases")
+        n = sizes.pop()
+        if n == 0:
+            raise ValueError(f"{owner}: the bound split has no rows")
+        bs = self.batch_size or n
+        plans = [IndexPlan.from_flat(np.arange(n), bs) for _ in feeds]
+        results = EvalResults(self.label, graph=graph,
+                              loss_nodes={al.label: al.node for al in self.losses})
+        cbs = self._sorted_callbacks()
+        ctx = {"experiment": experiment, "phase": self}
+        for cb in cbs:
+            cb.on_phase_start(results=results, **ctx)
+            cb.on_epoch_start(epoch=0, results=results, **ctx)
+        stores, dplans = _stack_feeds(feeds, plans)
+        v = graph.variables if variables is None else variables
+        out = self._fn(graph, feeds)(v, stores, dplans)
+        bindings = {}
+        for f, p in zip(feeds, plans):
+            idx, msk = _host_plan(p)
+            bindings[f.key] = BindingRecord(f.key, f.node.label, f.view, f.ref, idx, msk)
+        rec = EpochRecord(0, np.asarray(out["loss"]),
+                          {k: np.asarray(x) for k, x in out["losses"].items()}, out["records"],
+                          bindings)
+        results.add_epoch(rec)
+        for al in self.losses:
+            results.metrics.log(al.label, results.aggregated_losses(al.node)[al.label], epoch=0)
+        for cb in cbs:
+            cb.on_epoch_end(epoch=0, results=results, **ctx)
+            cb.on_phase_end(results=results, **ctx)
+        return results
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = self._base_config()
+        cfg["batch_size"] = self.batch_size
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **kw: Any) -> EvalPhase:
+        from modjax.io.registry import deserialize
+        losses = [deserialize(c, **kw) for c in config.get("losses", [])]
+        if config.get("split") is not None and not config["input_sources"]:
+            return cls.from_split(config["label"], split=config["split"], losses=losses,
+                                  active_nodes=config.get("active_nodes"),
+                                  batch_size=config.get("batch_size"))
+        return cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
+                                                   for b in config["input_sources"]],
+                   losses=losses, active_nodes=config.get("active_nodes"),
+                   batch_size=config.get("batch_size"))
+
+
+@register("FitPhase")
+class FitPhase(ExperimentPhase):
+    """Closed-form fitting of ``Fittable`` nodes (``model.fit(params, state, x, y)``).
+
+    Upstream nodes run forward (jitted) to produce a fitted node's inputs; targets are
+    routed through the graph. Fitted nodes are frozen afterwards unless
+    ``freeze_after_fit=False``. Losses, when given, are computed after fitting.
+    """
+
+    kind = "fit"
+
+    def __init__(self, label: str, *, input_sources: Sequence[InputBinding],
+                 losses: Sequence[AppliedLoss] | None = None,
+                 active_nodes: Sequence[Any] | None = None, freeze_after_fit: bool = True,
+                 callbacks: Sequence[Callback] | None = None) -> None:
+        super().__init__(label, input_sources=input_sources, losses=losses,
+                         active_nodes=active_nodes, callbacks=callbacks)
+        self.freeze_after_fit = bool(freeze_after_fit)
+        self._graph: Any = None
+
+    @classmethod
+    def from_split(cls, label: str, *, split: str, **kwargs: Any) -> FitPhase:
+        phase = cls(label, input_sources=[], **kwargs)
+        phase._split = split
+        return phase
+
+    @property
+    def graph(self) -> Any:
+        return self._graph
+
+    def _fittable(self, graph: Any) -> list[Any]:
+        active = self._active_closure(graph)
+        nodes = [n for n in graph.nodes.values()
+                 if n.label in active and callable(getattr(getattr(n, "model", None), "fit", None))]
+        if self.active_nodes is not None:
+            nodes = [n for n in nodes if n.label in self.active_nodes]
+        if not nodes:
+            raise ValueError(f"FitPhase {self.label!r}: no active node has a Fittable model "
+                             "(a model with fit(params, state, x, y))")
+        return nodes
+
+    def execute(self, graph: Any, *, experiment: Any = None, **_: Any) -> FitResults:
+        if not graph.is_built:
+            graph.build()
+        owner = f"FitPhase {self.label!r}"
+        self._graph = graph
+        feeds = [_Feed(b, graph, owner=owner, mesh=None, tags=()) for b in self._bindings(graph)]
+        sizes = {f.view.n_samples for f in feeds}
+        if len(sizes) != 1:
+            raise ValueError(f"{owner}: all bindings must cover the same rows, got sizes {sorted(sizes)}")
+        results = FitResults(self.label, graph=graph,
+                             loss_nodes={al.label: al.node for al in self.losses})
+        cbs = self._sorted_callbacks()
+        ctx = {"experiment": experiment, "phase": self}
+        for cb in cbs:
+            cb.on_phase_start(results=results, **ctx)
+        arrays = {f.key: f.store.arrays for f in feeds}
+        inputs = {k: a["features"] for k, a in arrays.items()}
+        targets = {k: a["targets"] for k, a in arrays.items()}
+        variables = graph.variables
+        params, state = dict(variables["params"]), dict(variables["state"])
+        for node in self._fittable(graph):
+            ups = graph.upstream_of(node.label)
+            v = {"params": params, "state": state}
+            if ups and ups[0] in graph.node_labels:
+                x = jax.jit(lambda v, xs, u=ups[0]: graph.apply(v, xs, active_nodes=(u,))[0][u])(
+                    v, inputs)
+            else:
+                x = inputs[node.label]
+            y = graph.route_targets(targets)[node.label]
+            if y is None:
+                raise ValueError(f"{owner}: no targets reach node {node.label!r} to fit it on")
+            params[node.label], state[node.label] = jax.jit(node.model.fit)(
+                params[node.label], state[node.label], x, y)
+        new_vars = {"params": params, "state": state}
+        n = sizes.pop()
+        plan = IndexPlan.from_flat(np.arange(n), n)
+        ev = make_eval_step(graph, self.losses, active_nodes=self.active_nodes,
+                            record=self._record_nodes(graph))
+        batch = {k: {"features": inputs[k][None], "targets": targets[k][None],
+                     "mask": jnp.ones((1, n), bool), "weights": jnp.ones((1, n))}
+                 for k in inputs}
+        m = jax.jit(lambda v, b: jax.lax.scan(lambda c, x: (c, ev(v, x)), None, b)[1])(
+            new_vars, batch)
+        bindings = {f.key: BindingRecord(f.key, f.node.label, f.view, f.ref,
+                                         *_host_plan(plan)) for f in feeds}
+        rec = EpochRecord(0, np.asarray(m["loss"]), {k: np.asarray(v) for k, v in m["losses"].items()},
+                          m["records"], bindings)
+        results.add_epoch(rec)
+        graph.set_variables(new_vars)
+        if self.freeze_after_fit:
+            graph.freeze([n.label for n in self._fittable(graph)])
+        for cb in cbs:
+            cb.on_epoch_end(epoch=0, results=results, **ctx)
+            cb.on_phase_end(results=results, **ctx)
+        return results
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = self._base_config()
+        cfg["freeze_after_fit"] = self.freeze_after_fit
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **kw: Any) -> FitPhase:
+        from modjax.io.registry import deserialize
+        losses = [deserialize(c, **kw) for c in config.get("losses", [])]
+        if config.get("split") is not None and not config["input_sources"]:
+            return cls.from_split(config["label"], split=config["split"], losses=losses,
+                                  active_nodes=config.get("active_nodes"),
+                                  freeze_after_fit=config.get("freeze_after_fit", True))
+        return cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
+                                                   for b in config["input_sources"]],
+                   losses=losses, active_nodes=config.get("active_nodes"),
+                   freeze_after_fit=config.get("freeze_after_fit", True))
