@@ -27,6 +27,7 @@ from modjax.data.schema import (
     DOMAIN_TAGS,
     DOMAIN_TARGETS,
     REP_RAW,
+    REP_TRANSFORMED,
     SAMPLE_UUIDS,
     check_key,
     column_name,
@@ -286,16 +287,17 @@ class FeatureSet(DataAccessMixin, ExperimentNode, FeatureSetPersistence):
 
     def _swap_table(self, table: pa.Table) -> None:
         """Install a new table (columns added/replaced); drops stale numpy caches."""
-        old = self._table
         self._table = table
         for name in list(self._np_cache):
-            if table.schema.get_field_index(name) < 0 or \
-                    table.column(name) is not old.column(name):
+            # raw columns and uuids never change in place; transformed ones may
+            if table.schema.get_field_index(name) < 0 or name.endswith("." + REP_TRANSFORMED):
                 del self._np_cache[name]
 
-    def with_columns(self, columns: Mapping[str, np.ndarray]) -> pa.Table:
-        """A new table with ``columns`` (full names) added or replaced; self unchanged."""
-        table = self._table
+    def with_columns(self, columns: Mapping[str, np.ndarray], *,
+                     base: pa.Table | None = None) -> pa.Table:
+        """A new table: ``base`` (default: the current table) with ``columns`` (full names)
+        added or replaced; the FeatureSet itself is unchanged."""
+        table = self._table if base is None else base
         for name, values in columns.items():
             arr = to_arrow_array(values, name=name)
             if len(arr) != table.num_rows:
@@ -409,6 +411,224 @@ class FeatureSet(DataAccessMixin, ExperimentNode, FeatureSetPersistence):
     def scaler_records(self) -> list[Any]:
         """ScalerRecords, oldest first."""
         return list(self._scaler_records)
+
+    # ------------------------------------------------------------------ splitting
+    def _add_splits(self, parts: Mapping[str, np.ndarray], record: Any) -> dict[str, FeatureSetView]:
+        views = {name: FeatureSetView(self, rows, label=name) for name, rows in parts.items()}
+        self._splits.update(views)
+        self._splitter_records.append(record)
+        return views
+
+    def split_random(self, ratios: Mapping[str, float | int], *,
+                     group_by: str | Sequence[str] | None = None,
+                     stratify_by: str | Sequence[str] | None = None, seed: int = 13,
+                     source_split: str | None = None) -> dict[str, FeatureSetView]:
+        """Random split into named views (no data copied).
+
+        Args:
+            ratios: ``{name: fraction}`` summing to 1, or ``{name: count}`` summing to the
+                number of samples (groups with ``group_by``).
+            group_by: column key(s) (tags usually); a group never straddles splits.
+            stratify_by: column key(s); each stratum is split with the same ratios.
+            seed: RNG seed (the record keeps it, so copies re-split identically).
+            source_split: split an existing split instead of all rows.
+
+        Returns:
+            ``{name: view}`` of the new splits.
+
+        Raises:
+            ValueError: ratios do not sum to 1 (or counts to n), or a split name exists.
+            KeyError: unknown group/stratify column or source split.
+
+        Example:
+            >>> fs = FeatureSet.from_dict("sr", {"x": np.arange(10.0), "y": np.zeros(10)},
+            ...                           "x", "y")
+            >>> parts = fs.split_random({"train": 0.8, "test": 0.2}, seed=0)
+            >>> {k: v.n_samples for k, v in parts.items()}, fs.available_splits
+            ({'train': 8, 'test': 2}, ['train', 'test'])
+        """
+        from modjax.data.splitters import SplitterRecord, random_split
+        gb, sb = as_key_list(group_by), as_key_list(stratify_by)
+        rows = self.get_split(source_split).indices if source_split is not None else None
+        parts = random_split(self, ratios, group_by=gb, stratify_by=sb, seed=seed, rows=rows)
+        params = {"ratios": {k: (v if isinstance(v, int) else float(v))
+                             for k, v in ratios.items()},
+                  "group_by": gb, "stratify_by": sb, "seed": int(seed),
+                  "source_split": source_split}
+        return self._add_splits(parts, SplitterRecord("random", params, list(parts)))
+
+    def split_by_condition(self, conditions: Mapping[str, Mapping[str, Any]], *,
+                           source_split: str | None = None) -> dict[str, FeatureSetView]:
+        """Splits by predicates on columns.
+
+        Args:
+            conditions: ``{split name: {column: value | [values] | callable}}``; a row
+                joins a split when it meets all of that split's conditions. Columns are
+                ``[domain.]key[.rep]``.
+            source_split: restrict to an existing split.
+
+        Returns:
+            ``{name: view}``.
+
+        Example:
+            >>> fs = FeatureSet.from_dict("sc", {"x": np.arange(6.0), "cell": list("aabbcc")},
+            ...                           "x", None, "cell")
+            >>> v = fs.split_by_condition({"ab": {"cell": ["a", "b"]},
+            ...                            "big": {"x": lambda x: x > 3.5}})
+            >>> v["ab"].indices.tolist(), v["big"].indices.tolist()
+            ([0, 1, 2, 3], [4, 5])
+        """
+        from modjax.data.splitters import SplitterRecord, condition_split, describe_conditions
+        rows = self.get_split(source_split).indices if source_split is not None else None
+        parts = condition_split(self, conditions, rows=rows)
+        params = {"conditions": describe_conditions(conditions), "source_split": source_split}
+        record = SplitterRecord("condition", params, list(parts),
+                                conditions={k: dict(v) for k, v in conditions.items()})
+        return self._add_splits(parts, record)
+
+    def _replay_split(self, record: Any) -> None:
+        p = record.params
+        if record.kind == "random":
+            self.split_random(p["ratios"], group_by=p["group_by"], stratify_by=p["stratify_by"],
+                              seed=p["seed"], source_split=p["source_split"])
+        else:
+            self.split_by_condition(record.conditions, source_split=p["source_split"])
+
+    # ------------------------------------------------------------------ scaling
+    def fit_transform(self, scaler: Any, *, domain: str, keys: str | Sequence[str] | None = None,
+                      fit_to_split: str | None = None,
+                      merged_axes: int | Sequence[int] | None = None) -> Any:
+        """Fit a scaler and write ``domain.key.transformed`` for every sample.
+
+        The selected keys' current data (``transformed`` if present, so transforms
+        chain) is stacked to ``(n, n_keys, *s)`` and flattened to 2-D: rows are the
+        sample axis plus ``merged_axes``, columns the remaining axes. The scaler (a
+        private copy of ``scaler``) is fitted on ``fit_to_split`` rows and applied to all.
+
+        Args:
+            scaler: a :class:`Scaler`, a built-in name, a class, or an sklearn-style object.
+            domain: ``"features"``, ``"targets"`` or ``"tags"``.
+            keys: keys to transform jointly (default: all of the domain).
+            fit_to_split: split to fit on (default: all rows).
+            merged_axes: axes (>= 1) folded into the rows, e.g. ``2`` for ``(n, 1, 10)``
+                curves scales all 10 points with one statistic.
+
+        Returns:
+            The new ScalerRecord.
+
+        Raises:
+            KeyError: unknown key or split. ValueError: bad merged_axes. TypeError: not a
+            scaler.
+
+        Example:
+            >>> fs = FeatureSet.from_dict("ft", {"x": [1.0, 2.0, 3.0, 4.0], "y": [0., 0, 1, 1]},
+            ...                           "x", "y")
+            >>> _ = fs.split_random({"train": 2, "test": 2}, seed=0)
+            >>> _ = fs.fit_transform("MinMaxScaler", domain="features", fit_to_split="train")
+            >>> fs.columns[-1], fs.get_features(rep="raw")[:, 0].tolist()
+            ('features.x.transformed', [1.0, 2.0, 3.0, 4.0])
+        """
+        from modjax.data.scaling import fit_transform
+        return fit_transform(self, scaler, domain=domain, keys=keys, fit_to_split=fit_to_split,
+                             merged_axes=merged_axes)
+
+    def undo_last_transform(self, domain: str, keys: str | Sequence[str] | None = None) -> None:
+        """Undo the newest transform applied to exactly ``keys`` of ``domain``.
+
+        Raises:
+            ValueError: nothing to undo, or a later transform depends on it.
+        """
+        from modjax.data.scaling import undo_last_transform
+        undo_last_transform(self, domain, keys)
+
+    def undo_all_transforms(self, domain: str | None = None,
+                            keys: str | Sequence[str] | None = None) -> None:
+        """Undo every transform touching ``keys`` of ``domain`` (everything when None)."""
+        from modjax.data.scaling import undo_all_transforms
+        undo_all_transforms(self, domain, keys)
+
+    def unscale_data_for_cols(self, *, data: Any, domain: str,
+                              columns: str | Sequence[str]) -> np.ndarray:
+        """Invert this FeatureSet's transforms on user data (e.g. predictions).
+
+        Args:
+            data: ``(n, n_columns, *s)``, or ``(n, *s)`` for a single column.
+            domain: the domain of ``columns``.
+            columns: keys the data represents, in order.
+
+        Returns:
+            Data in raw units, same shape as ``data``.
+        """
+        from modjax.data.scaling import unscale_data_for_cols
+        return unscale_data_for_cols(self, data=data, domain=domain, columns=columns)
+
+    def iter_scalers_on_cols(self, *, domain: str, columns: str | Sequence[str]) -> list[Any]:
+        """Scalers applied to ``columns``, newest first (the order to invert them)."""
+        from modjax.data.scaling import iter_scalers_on_cols
+        return iter_scalers_on_cols(self, domain=domain, columns=columns)
+
+    # ------------------------------------------------------------------ copy / visualize
+    def copy(self, *, label: str | None = None, share_raw_data_buffer: bool = True,
+             restore_splits: bool = False, restore_scalers: bool = False,
+             register: bool = False) -> FeatureSet:
+        """A new FeatureSet with the raw columns (shared buffers by default).
+
+        Args:
+            label: new label (default ``"<label>_copy"``).
+            share_raw_data_buffer: share Arrow buffers (zero-copy) or deep-copy them.
+            restore_splits: re-apply SplitterRecords (explicit splits copied by index).
+            restore_scalers: re-fit ScalerRecords in order (needs ``restore_splits`` when
+                a scaler was fitted on a split).
+            register: register the copy in the active context.
+
+        Returns:
+            The copy; the original is not modified.
+        """
+        if restore_scalers and not restore_splits and any(
+                r.fit_to_split is not None for r in self._scaler_records):
+            raise ValueError(f"copy of FeatureSet {self.label!r}: restore_scalers=True needs "
+                             "restore_splits=True because scalers were fitted on splits "
+                             f"{sorted({r.fit_to_split for r in self._scaler_records} - {None})}")
+        raw = [c for c in self._table.column_names if not c.endswith("." + REP_TRANSFORMED)]
+        table = self._table.select(raw)
+        if not share_raw_data_buffer:
+            table = table.take(pa.array(np.arange(table.num_rows)))
+        new = FeatureSet(label or f"{self.label}_copy", table, register=register)
+        if restore_splits:
+            done: set[str] = set()
+            for rec in self._splitter_records:
+                if rec.replayable:
+                    new._replay_split(rec)
+                    done.update(rec.split_names)
+            for name, view in self._splits.items():
+                if name not in done and name not in new._splits:
+                    new._splits[name] = FeatureSetView(new, view.indices, label=name)
+        if restore_scalers:
+            for rec in self._scaler_records:
+                new.fit_transform(rec.scaler, domain=rec.domain,
+                                  keys=list(rec.keys), fit_to_split=rec.fit_to_split,
+                                  merged_axes=rec.merged_axes)
+        return new
+
+    def visualize(self, *, show_features: bool = True, show_targets: bool = True,
+                  show_tags: bool | str = "root", show_overlaps: bool = True) -> str:
+        """Mermaid ``flowchart`` text: the FeatureSet, its splits and their overlaps.
+
+        Args:
+            show_features, show_targets: list those columns (with shapes) on the nodes.
+            show_tags: ``"root"`` (only on the FeatureSet node), True (every node), False.
+            show_overlaps: dotted edges labelled with the overlap count between splits.
+
+        Example:
+            >>> fs = FeatureSet.from_dict("viz", {"x": np.arange(4.0), "y": np.zeros(4)},
+            ...                           "x", "y")
+            >>> _ = fs.split_random({"a": 2, "b": 2})
+            >>> print(fs.visualize().splitlines()[0])
+            flowchart TD
+        """
+        from modjax.data.mermaid import featureset_mermaid
+        return featureset_mermaid(self, show_features=show_features, show_targets=show_targets,
+                                  show_tags=show_tags, show_overlaps=show_overlaps)
 
     # ------------------------------------------------------------------ config / state
     def get_config(self) -> dict[str, Any]:
