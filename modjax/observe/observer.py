@@ -59,18 +59,29 @@ def _scalar(owner: str, tag: str, value: Any) -> float:
 
 
 class _Series:
-    """Buffers and epoch history of one kind of metric (values, or timings)."""
+    """Buffers and epoch history of one kind of metric (values, or timings).
+
+    Buffers hold float64 chunks (one per ``push``) so a scanned epoch's per-batch array
+    goes in without a Python loop; ``flush`` concatenates once.
+    """
 
     def __init__(self) -> None:
-        self.buffers: dict[str, list[float]] = {}
-        self.weights: dict[str, list[float]] = {}
+        self.buffers: dict[str, list[np.ndarray]] = {}
+        self.weights: dict[str, list[np.ndarray]] = {}
         self.history: dict[str, list[float]] = {}
         self.epochs: dict[str, list[int]] = {}
 
-    def push(self, tag: str, values: Sequence[float], weights: Sequence[float] | None) -> None:
-        self.buffers.setdefault(tag, []).extend(values)
-        w = self.weights.setdefault(tag, [])
-        w.extend([1.0] * len(values) if weights is None else weights)
+    def push(self, tag: str, values: Any, weights: Any | None) -> None:
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.size == 0:
+            return
+        w = np.ones_like(v) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+        self.buffers.setdefault(tag, []).append(v)
+        self.weights.setdefault(tag, []).append(w)
+
+    def buffered(self, tag: str) -> np.ndarray | None:
+        chunks = self.buffers.get(tag)
+        return np.concatenate(chunks) if chunks else None
 
     def pending(self, tags: Sequence[str]) -> list[str]:
         keys = tags if tags else list(self.buffers)
@@ -79,8 +90,8 @@ class _Series:
     def flush(self, tags: Sequence[str], epoch: int) -> dict[str, float]:
         out: dict[str, float] = {}
         for t in self.pending(tags):
-            v = np.asarray(self.buffers.pop(t), dtype=np.float64)
-            w = np.asarray(self.weights.pop(t), dtype=np.float64)
+            v = np.concatenate(self.buffers.pop(t))
+            w = np.concatenate(self.weights.pop(t))
             total = w.sum()
             mean = float(np.dot(v, w) / total) if total > 0 else float("nan")
             self.history.setdefault(t, []).append(mean)
@@ -100,9 +111,11 @@ class _Series:
         def arrs(d, dtype):
             return {k: np.asarray(v, dtype=dtype) for k, v in d.items()}
 
+        def cat(d):
+            return {k: np.concatenate(v) for k, v in d.items() if v}
+
         return {"history": arrs(self.history, np.float64), "epochs": arrs(self.epochs, np.int64),
-                "buffers": arrs(self.buffers, np.float64),
-                "buffer_weights": arrs(self.weights, np.float64)}
+                "buffers": cat(self.buffers), "buffer_weights": cat(self.weights)}
 
     @classmethod
     def from_state(cls, owner: str, state: Mapping[str, Any]) -> _Series:
@@ -110,8 +123,9 @@ class _Series:
         try:
             s.history = {k: [float(x) for x in np.ravel(v)] for k, v in state["history"].items()}
             s.epochs = {k: [int(x) for x in np.ravel(v)] for k, v in state["epochs"].items()}
-            s.buffers = {k: [float(x) for x in np.ravel(v)] for k, v in state["buffers"].items()}
-            s.weights = {k: [float(x) for x in np.ravel(v)]
+            s.buffers = {k: [np.array(v, dtype=np.float64).reshape(-1)]
+                         for k, v in state["buffers"].items()}
+            s.weights = {k: [np.array(v, dtype=np.float64).reshape(-1)]
                          for k, v in state["buffer_weights"].items()}
         except (KeyError, AttributeError, TypeError) as e:
             raise ValueError(f"{owner}: malformed observer state ({e!r}); expected keys "
@@ -121,7 +135,7 @@ class _Series:
                 raise ValueError(f"{owner}: state for tag {k!r} has {len(s.history[k])} values "
                                  f"but {len(s.epochs.get(k, ()))} epoch numbers")
         for k in s.buffers:
-            if len(s.weights.get(k, ())) != len(s.buffers[k]):
+            if k not in s.weights or s.weights[k][0].shape != s.buffers[k][0].shape:
                 raise ValueError(f"{owner}: buffer state for tag {k!r} has mismatched weights")
         return s
 
@@ -422,6 +436,19 @@ class Observer:
         head, local = path.rsplit(".", 1)
         self.child(head).record(local, *values)
 
+    def _batch_weights(self, what: str, weights: Any, n: int) -> np.ndarray:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w.shape != (n,):
+            raise ValueError(f"{self._owner}: {what}: {n} values but {w.shape[0]} weights")
+        if not (np.isfinite(w).all() and (w >= 0).all()):
+            raise ValueError(f"{self._owner}: {what}: weights must be finite and non-negative")
+        return w
+
+    @staticmethod
+    def _batch_array(values: Any) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64)
+        return v.reshape(1) if v.ndim == 0 else v
+
     def record_batch_values(self, tag: str, values: Any, weights: Any | None = None) -> None:
         """Push a whole epoch of per-batch values (e.g. the stacked output of a ``lax.scan``).
 
@@ -436,33 +463,36 @@ class Observer:
             ValueError: values not 1-D, weights of another length, or negative weights.
         """
         node, local = self._route(tag)
-        v = np.asarray(values, dtype=np.float64)
-        if v.ndim == 0:
-            v = v.reshape(1)
+        v = self._batch_array(values)
+        what = f"record_batch_values({tag!r})"
         if v.ndim != 1:
-            raise ValueError(f"{node._owner}: record_batch_values({tag!r}) takes one value per "
-                             f"batch (1-D); got shape {v.shape}")
-        w = None
-        if weights is not None:
-            w = np.asarray(weights, dtype=np.float64).reshape(-1)
-            if w.shape != v.shape:
-                raise ValueError(f"{node._owner}: record_batch_values({tag!r}): {v.shape[0]} "
-                                 f"values but {w.shape[0]} weights")
-            if (w < 0).any() or not np.isfinite(w).all():
-                raise ValueError(f"{node._owner}: record_batch_values({tag!r}): weights must "
-                                 f"be finite and non-negative")
-            keep = w > 0
-            v, w = v[keep], w[keep]
+            raise ValueError(f"{node._owner}: {what} takes one value per batch (1-D); got "
+                             f"shape {v.shape}")
+        w = None if weights is None else node._batch_weights(what, weights, v.shape[0])
         self.mark_start()
         node.mark_start()
-        node._values.push(local, v.tolist(), None if w is None else w.tolist())
+        node._push_batches(local, v, w)
+
+    def _push_batches(self, local: str, v: np.ndarray, w: np.ndarray | None) -> None:
+        if w is not None and not w.all():
+            keep = w > 0
+            v, w = v[keep], w[keep]
+        self._values.push(local, v, w)
 
     def record_batches(self, metrics: Mapping[str, Any], weights: Any | None = None) -> None:
         """Push per-batch arrays of several metrics at once (one host transfer).
 
+        This is the scan-driven entry point: after ``carry, metrics = epoch(carry)`` (one
+        ``lax.scan``), call ``record_batches(metrics, weights)`` then ``flush()``.
+
         Args:
             metrics: ``{tag: (n_batches,) array}``, e.g. the metrics a scanned epoch returned.
-            weights: optional ``(n_batches,)`` weights shared by every metric.
+            weights: optional ``(n_batches,)`` weights shared by every metric (e.g.
+                unmasked samples per batch).
+
+        Raises:
+            ValueError: a metric is not 1-D or disagrees with the weights (nothing is
+                recorded then).
 
         Example:
             >>> obs = Observer()
@@ -472,25 +502,30 @@ class Observer:
         """
         import jax
 
-        host = jax.device_get(dict(metrics))
-        w = None if weights is None else np.asarray(jax.device_get(weights))
-        arrays = {}
-        for tag, v in host.items():  # validate all before pushing any
-            a = np.asarray(v, dtype=np.float64)
-            a = a.reshape(1) if a.ndim == 0 else a
-            if a.ndim != 1 or (w is not None and w.reshape(-1).shape != a.shape):
-                raise ValueError(
-                    f"{self._owner}: record_batches: metric {tag!r} has shape {a.shape}; expected "
-                    f"one value per batch" + ("" if w is None else f" ({w.size} batches)"))
-            arrays[tag] = a
+        metrics, weights = jax.device_get((dict(metrics), weights))  # one transfer
+        arrays = {tag: self._batch_array(v) for tag, v in metrics.items()}
+        for tag, a in arrays.items():  # validate everything before pushing anything
+            if a.ndim != 1:
+                raise ValueError(f"{self._owner}: record_batches: metric {tag!r} has shape "
+                                 f"{a.shape}; expected one value per batch")
+        w = None
+        if weights is not None and arrays:
+            n = {a.shape[0] for a in arrays.values()}
+            if len(n) > 1:
+                raise ValueError(f"{self._owner}: record_batches: metrics disagree on the "
+                                 f"number of batches: { {t: a.shape[0] for t, a in arrays.items()} }")
+            w = self._batch_weights("record_batches", weights, n.pop())
+        self.mark_start()
         for tag, a in arrays.items():
-            self.record_batch_values(tag, a, w)
+            node, local = self._route(tag)
+            node.mark_start()
+            node._push_batches(local, a, w)
 
     def collected(self, tag: str) -> list[float] | None:
         """The raw batch buffer of ``tag`` since the last flush, or ``None`` when empty."""
         node, local = self._route(tag)
-        buf = node._values.buffers.get(local)
-        return list(buf) if buf else None
+        buf = node._values.buffered(local)
+        return None if buf is None else buf.tolist()
 
     # ------------------------------------------------------------------- flush
     def _flush_here(self, tags: Sequence[str]) -> dict[str, float]:
@@ -715,8 +750,8 @@ class Observer:
     def collected_timings(self, tag: str) -> list[float] | None:
         """The raw timing buffer of ``tag`` since the last timing flush, or ``None``."""
         node, local = self._route(tag)
-        buf = node._timings.buffers.get(local)
-        return list(buf) if buf else None
+        buf = node._timings.buffered(local)
+        return None if buf is None else buf.tolist()
 
     def flush_timings(self, *tags: str) -> dict[str, float]:
         """Promote timing batch means to the timing history (all buffered when no tags)."""

@@ -1,0 +1,121 @@
+"""Cost of observing a scan-driven training run, against the same run unobserved.
+
+Workload: a 2-layer MLP (16 -> 64 -> 1) trained with optax Adam, one epoch = one
+jitted ``lax.scan`` over ``--batches`` batches of 32 samples, ``--epochs`` epochs.
+
+What is timed (median of ``--repeats`` runs, same process, compiled beforehand):
+  bare      ``carry, metrics = epoch(carry)`` then ``block_until_ready(metrics)``: the
+            reference; the loss values still come back to the host once per epoch.
+  observed  the same plus ``observer.record_batches(metrics, weights)`` and
+            ``observer.flush()`` per epoch (+ a trend query, as an LR-plateau callback
+            would): what modjax adds per epoch.
+  per-batch the eager alternative: a jitted step per batch and ``observer.record(tag,
+            float(loss))`` per batch (host sync every batch), for contrast.
+
+Run:  .venv/bin/python benchmarks/bench_observe.py [--epochs 50] [--batches 100] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from modjax.observe import Observer
+
+
+def build(n_batches: int):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(k1, (n_batches, 32, 16))
+    y = jnp.sin(x.sum(-1, keepdims=True))
+    params = {"w1": jax.random.normal(k2, (16, 64)) * 0.2, "b1": jnp.zeros(64),
+              "w2": jax.random.normal(k3, (64, 1)) * 0.2, "b2": jnp.zeros(1)}
+    opt = optax.adam(1e-3)
+
+    def loss_fn(p, xb, yb):
+        h = jax.nn.relu(xb @ p["w1"] + p["b1"])
+        return jnp.mean((h @ p["w2"] + p["b2"] - yb) ** 2)
+
+    def step(carry, batch):
+        p, s = carry
+        loss, g = jax.value_and_grad(loss_fn)(p, *batch)
+        upd, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, upd), s), {"loss": loss, "gnorm": optax.global_norm(g)}
+
+    epoch = jax.jit(lambda c: jax.lax.scan(step, c, (x, y)))
+    step_jit = jax.jit(step)
+    carry0 = (params, opt.init(params))
+    weights = jnp.full((n_batches,), 32.0)
+    return epoch, step_jit, carry0, (x, y), weights
+
+
+def run_bare(epoch, carry, epochs):
+    for _ in range(epochs):
+        carry, m = epoch(carry)
+        jax.block_until_ready(m)
+    return carry
+
+
+def run_observed(epoch, carry, epochs, weights):
+    obs = Observer()
+    obs.mark_start()
+    for _ in range(epochs):
+        carry, m = epoch(carry)
+        obs.record_batches(m, weights)
+        obs.flush()
+        obs.trend("loss").stalled(5, 1e-4)
+    return carry, obs
+
+
+def run_per_batch(step_jit, carry, epochs, data):
+    x, y = data
+    obs = Observer()
+    for _ in range(epochs):
+        for b in range(x.shape[0]):
+            carry, m = step_jit(carry, (x[b], y[b]))
+            obs.record("loss", float(m["loss"]))
+            obs.record("gnorm", float(m["gnorm"]))
+        obs.flush()
+    return carry, obs
+
+
+def timed(fn, repeats):
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--batches", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    epoch, step_jit, carry0, data, weights = build(a.batches)
+    run_bare(epoch, carry0, 2)  # compile
+    run_observed(epoch, carry0, 2, weights)
+    run_per_batch(step_jit, carry0, 1, data)
+    # interleave so drift in machine load hits all variants alike
+    t_bare = timed(lambda: run_bare(epoch, carry0, a.epochs), a.repeats)
+    t_obs = timed(lambda: run_observed(epoch, carry0, a.epochs, weights), a.repeats)
+    t_bare2 = timed(lambda: run_bare(epoch, carry0, a.epochs), a.repeats)
+    t_per = timed(lambda: run_per_batch(step_jit, carry0, max(1, a.epochs // 5), data),
+                  max(1, a.repeats // 2)) * (a.epochs / max(1, a.epochs // 5))
+    ref = min(t_bare, t_bare2)
+    n = a.epochs
+    print(f"{n} epochs x {a.batches} batches, median of {a.repeats}")
+    print(f"bare scan          {ref * 1e3:9.1f} ms  ({ref / n * 1e3:.2f} ms/epoch)")
+    print(f"observed scan      {t_obs * 1e3:9.1f} ms  ratio {t_obs / ref:.3f}  "
+          f"(+{(t_obs - ref) / n * 1e6:.0f} us/epoch)")
+    print(f"per-batch + record {t_per * 1e3:9.1f} ms  ratio {t_per / ref:.2f}  (extrapolated)")
+
+
+if __name__ == "__main__":
+    main()
