@@ -696,7 +696,9 @@ class ModelGraph(GraphPersistence):
                 return self.apply(variables, xs, active_nodes=labels)[0]
 
             fn = self._forward_cache[plan] = jax.jit(run)
-        return fn(self._variables, dict(inputs))
+        out = fn(self._variables, dict(inputs))
+        # jit returns dicts with sorted keys; give them back in topological order
+        return {self._nodes[nid].label: out[self._nodes[nid].label] for nid in plan}
 
     # ================================================================ variables
     @property
