@@ -18,3 +18,9 @@ from modjax.graph.paths import get_at, has_path, join_path, path_mask, set_at, s
 __all__ = ["get_at", "has_path", "join_path", "path_mask", "set_at", "split_path"]
 __all__ += ["AddNode", "ConcatNode", "GraphNode", "MeanNode", "MergeNode", "ModelGraph",
             "ModelNode", "NodeReference", "StackNode", *_models_all]
+
+# FlowBuilder and the graph tree (issue 6)
+from modjax.graph.flow import *
+from modjax.graph.flow import __all__ as _flow_all
+
+__all__ += [*_flow_all]

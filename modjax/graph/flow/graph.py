@@ -1,0 +1,635 @@
+"""The built flow ``Graph``: a model (Graph-as-Module) with a stateful shell.
+
+Pure core (what runs under ``jit``): :meth:`Graph.init` and :meth:`Graph.apply` in
+the model protocol of docs/architecture.md, walking the nodes in construction order
+at trace time so XLA compiles the whole flow as one program. Shell: the graph holds
+its own ``variables`` for eager ``graph(x)`` / ``graph.forward(x)``, the last tagged
+values, its :class:`~modjax.observe.Observer` (log/collect/record/flush/trends/...),
+profiling, the graph tree (:class:`~modjax.graph.tree.GraphTree`) and persistence.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from modjax.errors import ConfigError, LabelPathError, ShapeMismatchError, closest_names
+from modjax.graph.flow.nodes import FlowNode, node_from_config
+from modjax.graph.flow.observing import GraphObservation
+from modjax.graph.paths import flatten_paths, split_path
+from modjax.graph.tree import GraphTree
+from modjax.io.persistable import GraphPersistence
+from modjax.io.registry import register
+from modjax.observe import Observer, ProfileRecorder
+
+__all__ = ["Graph", "REFS_KEY"]
+
+Spec = jax.ShapeDtypeStruct
+#: Key of ``state`` holding forward-reference values (tag -> last value).
+REFS_KEY = "_refs"
+
+
+@dataclass
+class Entry:
+    """One node of a built graph (internal; exposed for viz and the tree helpers).
+
+    Attributes:
+        id: node id, unique in the graph (a child graph's label, the first tag, or
+            ``ClassName_k``); it is the node's key in ``params``/``state``.
+        node: the executable node.
+        inputs: stream sources (node ids, or ``"$in0"``... for graph inputs).
+        refs: ``(tag, producer id, forward)`` per ``using`` reference.
+        tags: tags naming this node's output.
+        step: the builder step that made it, for error messages.
+        level: topological level (0 = reads graph inputs only).
+    """
+
+    id: str
+    node: FlowNode
+    inputs: tuple[str, ...]
+    refs: tuple[tuple[str, str, bool], ...] = ()
+    tags: tuple[str, ...] = ()
+    step: str = ""
+    level: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def child(self) -> Graph | None:
+        """The labelled Graph this node runs directly, if any (a tree child)."""
+        m = getattr(self.node, "model", None)
+        return m if isinstance(m, Graph) and m.label else None
+
+
+def _in_id(i: int) -> str:
+    return f"$in{i}"
+
+
+def _as_shapes(input_shape: Any, n_inputs: int, who: str) -> tuple[tuple[int, ...], ...]:
+    def one(s: Any) -> tuple[int, ...]:
+        if isinstance(s, int):
+            return (s,)
+        return tuple(int(d) for d in s)
+
+    if n_inputs == 1:
+        return (one(input_shape),)
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != n_inputs or not all(
+            isinstance(s, (tuple, list)) for s in input_shape):
+        raise ShapeMismatchError(
+            f"{who} takes {n_inputs} inputs; give input_shape as a tuple of {n_inputs} "
+            f"per-sample shapes, got {input_shape!r}")
+    return tuple(one(s) for s in input_shape)
+
+
+@register("Graph")
+class Graph(GraphTree, GraphObservation, GraphPersistence):
+    """A built flow: a model (``init``/``apply``) and an eager, observable module.
+
+    Build graphs with :class:`~modjax.graph.flow.FlowBuilder`; the constructor is
+    internal. Key facts:
+
+    * ``params``/``state`` are nested dicts keyed by node id; a labelled child graph's
+      variables nest under its label, so ``"encoder.scan"`` is a label path.
+    * ``state["_refs"]`` holds forward-reference values between calls.
+    * ``apply(..., capture=[...])`` also returns the requested tagged values.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from modjax.graph.models import Linear
+        >>> from modjax.graph.flow import FlowBuilder
+        >>> g = FlowBuilder.from_(Linear(8)).tag("hidden").through(Linear(2)).build()
+        >>> params, state = g.init(jax.random.key(0), (4,))
+        >>> y, state, cap = g.apply(params, state, jnp.ones((3, 4)), capture=["hidden"])
+        >>> y.shape, cap["hidden"].shape
+        ((3, 2), (3, 8))
+    """
+
+    def __init__(self, entries: list[Entry], *, output: str, label: str | None = None,
+                 tags: Mapping[str, str] | None = None,
+                 tag_groups: Mapping[str, Iterable[str]] | None = None,
+                 internal: Iterable[str] = (), input_names: Iterable[str] = (),
+                 input_shape: Any = None, seed: int = 0, verbose: bool = False) -> None:
+        self._entries = list(entries)
+        self._by_id = {e.id: e for e in self._entries}
+        self._output = output
+        self.label = label
+        self._tags = dict(tags or {})
+        self._tag_groups = {k: tuple(v) for k, v in (tag_groups or {}).items()}
+        self._internal = set(internal)
+        self._input_names = tuple(input_names)
+        self._n_inputs = 1 + len(self._input_names)
+        self._forward_tags = sorted({t for e in self._entries for (t, _, fwd) in e.refs if fwd})
+        self._seed = int(seed)
+        self._verbose = bool(verbose)
+        self._composed = False
+        self._in_specs: tuple[Spec, ...] | None = None
+        self._out_spec: Spec | None = None
+        self._node_specs: dict[str, Spec] = {}
+        self._variables: dict[str, Any] | None = None
+        self._state_batch = 1
+        self._training = True
+        self._rng = jax.random.key(self._seed)
+        self._jit_cache: dict[Any, Any] = {}
+        self._observer = Observer(self._tag_groups, name=label or "(root)")
+        self._init_tree()
+        for e in self._entries:
+            if e.child is not None:
+                self._observer.attach_child(e.id, e.child._observer)
+        self._compute_levels()
+        if input_shape is not None:
+            self.build(input_shape)
+        if self._verbose:
+            print(self.verbose_text(), file=sys.stderr)
+
+    # ---------------------------------------------------------------- structure
+    def _compute_levels(self) -> None:
+        level: dict[str, int] = {_in_id(i): -1 for i in range(self._n_inputs)}
+        for e in self._entries:
+            deps = list(e.inputs) + [pid for (_, pid, fwd) in e.refs if not fwd]
+            e.level = 1 + max(level[d] for d in deps)
+            level[e.id] = e.level
+
+    @property
+    def entries(self) -> tuple[Entry, ...]:
+        """The nodes in execution (construction) order."""
+        return tuple(self._entries)
+
+    @property
+    def output_node(self) -> str:
+        """Id of the node whose output is the graph's output."""
+        return self._output
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """``{tag: node id}`` of this graph's own tags (internal ones included)."""
+        return dict(self._tags)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the auxiliary inputs declared with ``input(...)``."""
+        return self._input_names
+
+    def tag_group(self, name: str) -> tuple[str, ...] | None:
+        """Member tags of a tag group, or ``None`` when no group has that name."""
+        return self._tag_groups.get(name)
+
+    @property
+    def input_shape(self) -> Any:
+        """Per-sample input shape (a tuple of shapes with auxiliary inputs); None until built."""
+        if self._in_specs is None:
+            return None
+        shapes = tuple(tuple(s.shape) for s in self._in_specs)
+        return shapes[0] if self._n_inputs == 1 else shapes
+
+    @property
+    def output_shape(self) -> tuple[int, ...] | None:
+        """Per-sample output shape; None until built."""
+        return None if self._out_spec is None else tuple(self._out_spec.shape)
+
+    def node_spec(self, node_id: str) -> Spec:
+        """Per-sample output shape/dtype of a node (after build)."""
+        if node_id not in self._node_specs:
+            raise LabelPathError(self._no_node(node_id))
+        return self._node_specs[node_id]
+
+    def _no_node(self, node_id: str) -> str:
+        return (f"graph {self._name!r} has no node {node_id!r}" + (
+            "" if self._node_specs else " (not built yet)") +
+            f"; nodes: {[e.id for e in self._entries]}; did you mean "
+            f"{closest_names(node_id, self._by_id)}?")
+
+    @property
+    def _name(self) -> str:
+        return self.label or "(root)"
+
+    # ---------------------------------------------------------------- model core
+    def build(self, input_shape: Any = None, output_shape: Any = None) -> None:
+        """Resolve every node's shapes for ``input_shape`` (no arrays are allocated).
+
+        Args:
+            input_shape: per-sample input shape (a tuple of shapes when the graph has
+                auxiliary ``input(...)`` names); ``None`` reuses the known one.
+            output_shape: ignored (a flow's output shape follows from its nodes); accepted
+                for the model protocol.
+
+        Raises:
+            ShapeMismatchError / GraphStructureError: naming the node and builder step.
+        """
+        if input_shape is None:
+            if self._in_specs is None:
+                raise ValueError(f"graph {self._name!r} needs an input_shape to build")
+            return
+        shapes = _as_shapes(input_shape, self._n_inputs, f"graph {self._name!r}")
+        specs = tuple(Spec(s, jnp.float32) for s in shapes)
+        if self._in_specs is not None and specs == self._in_specs and self._node_specs:
+            return
+        jax.eval_shape(lambda k: self._init_impl(k, specs, 1), jax.random.key(0))
+        if self._variables is not None and self._in_specs != specs:
+            self._variables = None
+        self._in_specs = specs
+        self._jit_cache.clear()
+
+    def init(self, key: Any, input_shape: Any, *, batch_size: int = 1) -> tuple[dict, dict]:
+        """Fresh ``(params, state)`` for per-sample ``input_shape``.
+
+        Args:
+            key: PRNG key.
+            input_shape: per-sample input shape (tuple of shapes with auxiliary inputs).
+            batch_size: leading size of forward-reference state (1 broadcasts to any
+                batch on the first call; give the training batch size to keep the
+                state's shape fixed inside ``lax.scan``).
+
+        Returns:
+            ``(params, state)``, nested dicts keyed by node id.
+        """
+        self.build(input_shape)
+        return self._compiled_init(batch_size)(key)
+
+    def _compiled_init(self, batch_size: int) -> Any:
+        # eager on purpose: op-by-op initialisers are cached per shape across graphs, while
+        # a jitted init would recompile the RNG code for every new graph
+        specs = self._in_specs
+        return lambda k: self._init_impl(k, specs, int(batch_size))
+
+    def _init_impl(self, key: Any, in_specs: tuple[Spec, ...],
+                   batch_size: int) -> tuple[dict, dict]:
+        specs: dict[str, Spec] = {_in_id(i): s for i, s in enumerate(in_specs)}
+        guessed: dict[str, Spec] = {}
+        params: dict[str, Any] = {}
+        state: dict[str, Any] = {}
+        for i, e in enumerate(self._entries):
+            ins = tuple(specs[s] for s in e.inputs)
+            refs = []
+            for tag, pid, fwd in e.refs:
+                if fwd:  # the producer comes later: assume the stream's spec, checked below
+                    guessed.setdefault(tag, ins[0])
+                    refs.append(guessed[tag])
+                else:
+                    refs.append(specs[pid])
+            where = f"graph {self._name!r} node {e.id!r} ({e.step})"
+            params[e.id], state[e.id], specs[e.id] = e.node.init(
+                jax.random.fold_in(key, i), ins + tuple(refs), where)
+        refs_state = {}
+        for tag in self._forward_tags:
+            got, want = specs[self._tags[tag]], guessed[tag]
+            if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
+                raise ShapeMismatchError(
+                    f"graph {self._name!r}: forward reference {tag!r} is read with the shape of "
+                    f"its reader's stream {tuple(want.shape)} ({want.dtype}) but node "
+                    f"{self._tags[tag]!r} produces {tuple(got.shape)} ({got.dtype})")
+            refs_state[tag] = jnp.zeros((batch_size, *got.shape), got.dtype)
+        if refs_state:
+            state[REFS_KEY] = refs_state
+        self._node_specs = {k: v for k, v in specs.items() if not k.startswith("$")}
+        self._out_spec = specs[self._output]
+        self._in_specs = in_specs
+        return params, state
+
+    def apply(self, params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False,
+              capture: Iterable[str] = ()) -> tuple[Any, ...]:
+        """Run the graph (pure, jittable).
+
+        Args:
+            params: from :meth:`init`.
+            state: from :meth:`init` or a previous apply.
+            x: batched input ``(batch, *input_shape)``; a tuple ``(main, *aux)`` when the
+                graph declares auxiliary inputs.
+            key: PRNG key for stochastic nodes (dropout); folded per node.
+            train: training flag (nodes with ``set_training_at`` overrides keep theirs).
+            capture: tag paths to return as well (``"hidden"``, ``"encoder.output"``).
+
+        Returns:
+            ``(y, new_state)``, or ``(y, new_state, captured)`` when ``capture`` is given.
+        """
+        capture = tuple(capture)
+        y, new_state, cap = self._apply_impl(params, state, x, key=key, train=train,
+                                             capture=capture, check=True)
+        return (y, new_state, cap) if capture else (y, new_state)
+
+    def apply_capture(self, params: Any, state: Any, x: Any, *, key: Any = None,
+                      train: bool = False, capture: Iterable[str] = ()) -> tuple[Any, Any, dict]:
+        """Like :meth:`apply` but always returns ``(y, new_state, captured)``."""
+        return self._apply_impl(params, state, x, key=key, train=train,
+                                capture=tuple(capture), check=True)
+
+    def _inputs(self, x: Any) -> tuple[Any, ...]:
+        if self._n_inputs == 1:
+            return (x,)
+        if not isinstance(x, (tuple, list)) or len(x) != self._n_inputs:
+            raise ValueError(
+                f"graph {self._name!r} takes {self._n_inputs} inputs (main, "
+                f"{', '.join(self._input_names)}); pass them as a tuple in that order")
+        return tuple(x)
+
+    def _split_capture(self, capture: tuple[str, ...], check: bool) -> tuple[
+            list[str], dict[str, list[str]]]:
+        own, routed = [], {}
+        for path in capture:
+            parts = split_path(path)
+            if len(parts) == 1 and parts[0] in self._tags:
+                own.append(path)
+                continue
+            if len(parts) > 1 and parts[0] in self._children:
+                child = self._children[parts[0]]
+                if check:
+                    child._check_visible(parts[1:], path)
+                routed.setdefault(parts[0], []).append(".".join(parts[1:]))
+                continue
+            raise LabelPathError(
+                f"capture path {path!r} does not resolve in graph {self._name!r}: tags "
+                f"{sorted(self._tags)}, child graphs {sorted(self._children)}; did you mean "
+                f"{closest_names(parts[0] if parts else '', [*self._tags, *self._children])}?")
+        return own, routed
+
+    def _apply_impl(self, params: Any, state: Any, x: Any, *, key: Any, train: bool,
+                    capture: tuple[str, ...], check: bool,
+                    recorder: ProfileRecorder | None = None) -> tuple[Any, Any, dict]:
+        if self._in_specs is None:
+            raise ValueError(f"graph {self._name!r} is not built: call init(key, input_shape) "
+                             "or build(input_shape) first")
+        own, routed = self._split_capture(capture, check)
+        values: dict[str, Any] = {_in_id(i): v for i, v in enumerate(self._inputs(x))}
+        batch = jnp.shape(values[_in_id(0)])[0]
+        old_refs = state.get(REFS_KEY, {}) if isinstance(state, Mapping) else {}
+        new_state = dict(state)
+        captured: dict[str, Any] = {}
+        order = self._entries
+        if recorder is not None:  # level by level, so level wall-clocks are meaningful
+            order = sorted(self._entries, key=lambda e: e.level)
+        current_level = None
+        level_ctx = None
+        for e in order:
+            ins = tuple(values[s] for s in e.inputs)
+            refs = []
+            for tag, pid, fwd in e.refs:
+                if fwd:
+                    r = old_refs[tag]
+                    refs.append(r if r.shape[0] == batch else jnp.broadcast_to(
+                        r, (batch, *r.shape[1:])))
+                else:
+                    refs.append(values[pid])
+            idx = self._index[e.id]
+            k = None if key is None else jax.random.fold_in(key, idx)
+            t = train if e.node.train_override is None else e.node.train_override
+            sub = tuple(routed.get(e.id, ()))
+            if recorder is None:
+                with jax.named_scope(e.id):
+                    y, s, cap = e.node.apply(params[e.id], state[e.id], ins + tuple(refs),
+                                             key=k, train=t, capture=sub)
+            else:
+                if e.level != current_level:
+                    if level_ctx is not None:
+                        level_ctx.__exit__(None, None, None)
+                    level_ctx = recorder.level(e.level)
+                    level_ctx.__enter__()
+                    current_level = e.level
+                fn = self._node_fn(e, t, sub)
+                y, s, cap = recorder.node(e.id, e.tags[0] if e.tags else None, fn,
+                                          params[e.id], state[e.id], ins + tuple(refs), k)
+            values[e.id] = y
+            new_state[e.id] = s
+            for c, v in cap.items():
+                captured[f"{e.id}.{c}"] = v
+        if level_ctx is not None:
+            level_ctx.__exit__(None, None, None)
+        if self._forward_tags:
+            new_state[REFS_KEY] = {t: values[self._tags[t]] for t in self._forward_tags}
+        for t in own:
+            captured[t] = values[self._tags[t]]
+        return values[self._output], new_state, captured
+
+    def _node_fn(self, e: Entry, train: bool, sub: tuple[str, ...]) -> Any:
+        """Per-node jitted function for profiled forwards (compiled once per node)."""
+        ck = ("node", e.id, train, sub)
+        if ck not in self._jit_cache:
+            node = e.node
+
+            def run(p, s, ins, k):
+                with jax.named_scope(e.id):
+                    return node.apply(p, s, ins, key=k, train=train, capture=sub)
+            self._jit_cache[ck] = jax.jit(run)
+        return self._jit_cache[ck]
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {e.id: i for i, e in enumerate(self._entries)}
+
+    # ---------------------------------------------------------------- eager shell
+    @property
+    def variables(self) -> dict[str, Any] | None:
+        """``{"params", "state"}`` held by the eager graph (None until built).
+
+        Initialised lazily (key from ``seed``) once the input shape is known.
+        """
+        if self._variables is None and self._in_specs is not None:
+            params, state = self._compiled_init(self._state_batch)(jax.random.key(self._seed))
+            self._variables = {"params": params, "state": state}
+        return self._variables
+
+    def set_variables(self, variables: Mapping[str, Any]) -> None:
+        """Replace the held variables after checking structure, shapes and dtypes.
+
+        Raises:
+            ShapeMismatchError: naming the first leaf path that differs; the graph is
+                left unchanged.
+        """
+        current = self.variables
+        if current is None:
+            raise ValueError(f"graph {self._name!r} is not built: call build(input_shape) first")
+        if not isinstance(variables, Mapping) or set(variables) != {"params", "state"}:
+            raise ShapeMismatchError(
+                f"graph {self._name!r}: variables must be a dict with 'params' and 'state'")
+        new = {"params": variables["params"], "state": variables["state"]}
+        _check_like(current, new, f"graph {self._name!r}")
+        self._variables = jax.tree.map(jnp.asarray, new)
+
+    def initialize(self, input_shape: Any, *, key: Any = None, batch_size: int = 1) -> Graph:
+        """Build for ``input_shape`` and (re)initialise the held variables. Returns self."""
+        self.build(input_shape)
+        self._state_batch = int(batch_size)
+        key = jax.random.key(self._seed) if key is None else key
+        params, state = self._compiled_init(self._state_batch)(key)
+        self._variables = {"params": params, "state": state}
+        return self
+
+    @property
+    def training(self) -> bool:
+        """Training flag used by eager forwards (default True)."""
+        return self._training
+
+    def set_training(self, training: bool) -> None:
+        """Training/eval mode for eager forwards (``set_training_at`` overrides parts)."""
+        self._training = bool(training)
+
+    def _observe_paths(self, top: bool = True) -> tuple[str, ...]:
+        """Tags captured by eager forwards for the observers of this graph and its tree.
+
+        The top graph skips the visibility check for its direct children, so their
+        internal tags reach their own observers; deeper levels see visible tags only.
+        """
+        out = list(self._tags)
+        for label, child in self._children.items():
+            out += [f"{label}.{p}" for p in child._observe_paths(False)
+                    if top or split_path(p)[0] not in child._internal]
+        return tuple(out)
+
+    def forward(self, x: Any) -> Any:
+        """Eager forward with the held variables; updates state and tagged values.
+
+        Builds and initialises on the first call from ``x``'s per-sample shape. With
+        profiling enabled it runs node by node (see :meth:`profile`); otherwise one
+        jitted call.
+
+        Returns:
+            The graph's output.
+        """
+        xs = tuple(jnp.asarray(v) for v in self._inputs(x))
+        shapes = tuple(tuple(v.shape[1:]) for v in xs)
+        if self._in_specs is None or shapes != tuple(tuple(s.shape) for s in self._in_specs):
+            self.initialize(shapes[0] if self._n_inputs == 1 else shapes,
+                            batch_size=self._state_batch)
+        x = xs[0] if self._n_inputs == 1 else xs
+        variables = self.variables
+        self._rng, key = jax.random.split(self._rng)
+        paths = self._observe_paths()
+        if self._observer.profiling:
+            rec = ProfileRecorder()
+            y, state, cap = self._apply_impl(variables["params"], variables["state"], x,
+                                             key=key, train=self._training, capture=paths,
+                                             check=False, recorder=rec)
+            self._observer.set_profile(rec.finish())
+        else:
+            y, state, cap = self._eager_fn(paths)(variables["params"], variables["state"], x,
+                                                  key)
+        self._variables = {"params": variables["params"], "state": state}
+        self._distribute_tagged(cap)
+        return y
+
+    __call__ = forward
+
+    def _eager_fn(self, paths: tuple[str, ...]) -> Any:
+        ck = ("eager", self._training, paths, self._overrides_key())
+        if ck not in self._jit_cache:
+            train = self._training
+            self._jit_cache[ck] = jax.jit(lambda p, s, x, k: self._apply_impl(
+                p, s, x, key=k, train=train, capture=paths, check=False))
+        return self._jit_cache[ck]
+
+    def _overrides_key(self) -> tuple:
+        out = []
+        for e in self._entries:
+            out.append(e.node.train_override)
+            if e.child is not None:
+                out.append(e.child._overrides_key())
+        return tuple(out)
+
+    def _distribute_tagged(self, captured: Mapping[str, Any]) -> None:
+        own = {k: v for k, v in captured.items() if "." not in k}
+        self._observer.set_tagged(own)
+        for label, child in self._children.items():
+            p = f"{label}."
+            child._distribute_tagged({k[len(p):]: v for k, v in captured.items()
+                                      if k.startswith(p)})
+
+    def detach_state(self, state: Any = None) -> Any:
+        """``stop_gradient`` on forward-reference state (this graph and its children).
+
+        Args:
+            state: a state pytree to detach (pure: returns a new one, usable in a scan);
+                ``None`` detaches the held variables' state in place.
+        """
+        return self._map_refs(jax.lax.stop_gradient, state)
+
+    def reset_state(self, state: Any = None) -> Any:
+        """Zero forward-reference state (start of a new sequence); see :meth:`detach_state`."""
+        return self._map_refs(jnp.zeros_like, state)
+
+    def _map_refs(self, fn: Any, state: Any) -> Any:
+        if state is None:
+            v = self.variables
+            if v is None:
+                return None
+            self._variables = {"params": v["params"], "state": self._map_refs(fn, v["state"])}
+            return None
+        new = dict(state)
+        if REFS_KEY in new:
+            new[REFS_KEY] = jax.tree.map(fn, new[REFS_KEY])
+        for e in self._entries:
+            m = getattr(e.node, "model", None)
+            if isinstance(m, Graph) and e.id in new:
+                new[e.id] = m._map_refs(fn, new[e.id])
+        return new
+
+    # ---------------------------------------------------------------- config / state
+    def get_config(self) -> dict[str, Any]:
+        """Structure as JSON: nodes (with serialized models), tags, groups, label."""
+        return {
+            "label": self.label,
+            "nodes": [{"id": e.id, "node": e.node.get_config(), "inputs": list(e.inputs),
+                       "refs": [[t, p, f] for t, p, f in e.refs], "tags": list(e.tags),
+                       "step": e.step} for e in self._entries],
+            "output": self._output,
+            "tags": dict(self._tags),
+            "tag_groups": {k: list(v) for k, v in self._tag_groups.items()},
+            "internal": sorted(self._internal),
+            "input_names": list(self._input_names),
+            "input_shape": None if self.input_shape is None else json.loads(
+                json.dumps(self.input_shape)),
+            "seed": self._seed,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **kw: Any) -> Graph:
+        """Rebuild a graph from :meth:`get_config` output (fresh variables)."""
+        try:
+            entries = [Entry(n["id"], node_from_config(n["node"], **kw), tuple(n["inputs"]),
+                             tuple((t, p, bool(f)) for t, p, f in n["refs"]), tuple(n["tags"]),
+                             n.get("step", "")) for n in config["nodes"]]
+            return cls(entries, output=config["output"], label=config.get("label"),
+                       tags=config["tags"], tag_groups=config.get("tag_groups"),
+                       internal=config.get("internal", ()),
+                       input_names=config.get("input_names", ()),
+                       input_shape=config.get("input_shape"), seed=config.get("seed", 0))
+        except KeyError as e:
+            raise ConfigError(f"flow Graph config is missing {e}") from e
+
+    def get_state(self) -> dict[str, Any]:
+        """Learned values: ``{"variables": {"params", "state"}}`` (None entries when unbuilt)."""
+        return {"variables": self.variables}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`get_state` output (checked like :meth:`set_variables`)."""
+        self.set_variables(state["variables"])
+
+    def structural_hash(self) -> str:
+        """8-hex-digit hash of the structure (config without label/seed/shapes)."""
+        cfg = self.get_config()
+        for k in ("label", "seed", "input_shape"):
+            cfg.pop(k, None)
+        return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]
+
+    def __repr__(self) -> str:
+        return (f"Graph(label={self.label!r}, nodes={[e.id for e in self._entries]}, "
+                f"input_shape={self.input_shape}, output_shape={self.output_shape})")
+
+
+def _check_like(old: Any, new: Any, where: str) -> None:
+    a, b = flatten_paths(old), flatten_paths(new)
+    if set(a) != set(b):
+        missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        raise ShapeMismatchError(
+            f"{where}: variables do not match the graph's structure; missing {missing[:6]}, "
+            f"unexpected {extra[:6]}")
+    for p in a:
+        sa, sb = jnp.shape(a[p]), jnp.shape(b[p])
+        da, db = jnp.asarray(a[p]).dtype, jnp.asarray(b[p]).dtype
+        if sa != sb or da != db:
+            raise ShapeMismatchError(
+                f"{where}: variable {p!r} has shape {sb} ({db}); expected {sa} ({da})")
