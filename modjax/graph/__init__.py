@@ -20,7 +20,7 @@ __all__ += ["AddNode", "ConcatNode", "GraphNode", "MeanNode", "MergeNode", "Mode
             "ModelNode", "NodeReference", "StackNode", *_models_all]
 
 # FlowBuilder and the graph tree (issue 6)
-from modjax.graph.flow import *
-from modjax.graph.flow import __all__ as _flow_all
+from modjax.graph.flow import *  # noqa: E402
+from modjax.graph.flow import __all__ as _flow_all  # noqa: E402
 
 __all__ += [*_flow_all]
