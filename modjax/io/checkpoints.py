@@ -4,7 +4,8 @@ An artifact generation directory (see :mod:`modjax.io.atomic`) holds::
 
     manifest.json        checkpoint_version, kind, created, meta, structural_hash,
                          items (one pytree spec each), files (relative path -> bytes)
-    arrays/<item>/       Orbax data of each pytree item ("variables", "opt_state", ...)
+    arrays/              one Orbax checkpoint holding every pytree item ("variables",
+                         "opt_state", ...), each readable alone
     *.json, *.parquet    whatever the writer adds (configs, FeatureSet tables)
 
 The manifest is written last and lists every file with its size, so a truncated or
@@ -22,7 +23,7 @@ from typing import Any
 
 from modjax.errors import CheckpointError, ConfigError
 from modjax.io.atomic import MANIFEST_FILE, atomic_artifact, read_pointer, resolve_artifact
-from modjax.io.pytree_store import TreeSpec, restore_tree, save_tree
+from modjax.io.pytree_store import TreeSpec, restore_tree, save_trees
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
@@ -86,9 +87,7 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
     for name, data in json_files.items():
         _check_json(data, f"{name} of {str(path)!r}")
     with atomic_artifact(path, kind, overwrite=overwrite) as gen:
-        specs: dict[str, TreeSpec] = {}
-        for name, tree in items.items():
-            specs[name] = save_tree(gen / "arrays" / name, tree)
+        specs = save_trees(gen / "arrays", items)
         for name, data in json_files.items():
             (gen / name).parent.mkdir(parents=True, exist_ok=True)
             (gen / name).write_text(json.dumps(data, indent=1, sort_keys=True))
@@ -158,7 +157,7 @@ class Artifact:
     def restore(self, item: str, target: Any = None, *, template: Any = None) -> Any:
         """Restore pytree ``item`` (onto ``target``'s structure and shardings if given,
         reusing ``template``'s custom node types otherwise)."""
-        return restore_tree(self.directory / "arrays" / item, self.spec(item), target,
+        return restore_tree(self.directory / "arrays", self.spec(item), target, item=item,
                             template=template, where=f"checkpoint {str(self.path)!r} item {item!r}")
 
     def read_json(self, name: str) -> Any:

@@ -139,15 +139,33 @@ def _to_storable(rec: dict[str, Any], x: Any) -> Any:
     return x
 
 
-def save_tree(directory: Path, tree: Any) -> TreeSpec:
-    """Write ``tree``'s arrays with Orbax into ``directory`` and return its spec."""
-    spec, leaves = describe_tree(tree)
-    payload = {f"l{r['i']:06d}": _to_storable(r, x)
-               for r, x in zip(spec["leaves"], leaves) if r["kind"] not in _NO_DATA}
-    spec["orbax"] = bool(payload)
+def save_trees(directory: Path, trees: dict[str, Any]) -> dict[str, TreeSpec]:
+    """Write several named trees as ONE Orbax checkpoint in ``directory``.
+
+    One Orbax save per artifact (not per tree) keeps the fixed cost of a checkpoint low;
+    each tree can still be read alone (:func:`restore_tree` restores partially).
+
+    Returns:
+        ``{name: spec}``; a spec's ``orbax`` entry says whether it has array data.
+    """
+    specs: dict[str, TreeSpec] = {}
+    payload: dict[str, dict[str, Any]] = {}
+    for name, tree in trees.items():
+        spec, leaves = describe_tree(tree)
+        data = {f"l{r['i']:06d}": _to_storable(r, x)
+                for r, x in zip(spec["leaves"], leaves) if r["kind"] not in _NO_DATA}
+        spec["orbax"] = bool(data)
+        if data:
+            payload[name] = data
+        specs[name] = spec
     if payload:
         ocp.PyTreeCheckpointer().save(Path(directory).absolute(), payload)
-    return spec
+    return specs
+
+
+def save_tree(directory: Path, tree: Any, item: str = "tree") -> TreeSpec:
+    """Write one tree with Orbax into ``directory`` (as item ``item``); return its spec."""
+    return save_trees(directory, {item: tree})[item]
 
 
 def _from_stored(rec: dict[str, Any], x: Any) -> Any:
@@ -217,13 +235,14 @@ def _target_records(target: Any) -> tuple[list[dict[str, Any]], Any, list[Any]]:
     return spec["leaves"], treedef, leaves
 
 
-def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *,
+def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *, item: str = "tree",
                  template: Any = None, where: str = "checkpoint") -> Any:
     """Read a tree written by :func:`save_tree`.
 
     Args:
-        directory: the Orbax directory given to ``save_tree``.
+        directory: the Orbax directory given to ``save_tree``/``save_trees``.
         spec: the spec it returned (stored in the manifest).
+        item: the tree's name in that directory (only it is read).
         target: optional tree of the same structure (arrays or ShapeDtypeStructs). Its
             pytree types are reproduced and array leaves are placed with its shardings.
             Without it the result is nested dicts/lists of NumPy arrays.
@@ -268,8 +287,10 @@ def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *,
             args[name] = (ocp.ArrayRestoreArgs(sharding=sh, global_shape=tuple(r["shape"]))
                           if sh is not None else ocp.RestoreArgs(restore_type=np.ndarray))
         try:
-            stored = ocp.PyTreeCheckpointer().restore(Path(directory).absolute(),
-                                                      restore_args=args)
+            stored = ocp.PyTreeCheckpointer().restore(
+                Path(directory).absolute(), args=ocp.args.PyTreeRestore(
+                    item={item: dict.fromkeys(args, 0)}, restore_args={item: args},
+                    partial_restore=True))[item]
         except Exception as e:  # orbax raises many types for missing/corrupt data
             raise CheckpointError(
                 f"{where}: cannot read the array data in {str(directory)!r} "
