@@ -349,20 +349,42 @@ class Observer:
         node, local = self._route(tag)
         return node._last_tagged.get(local)
 
-    def _resolve(self, tags: Sequence[str], values: Mapping[str, Any] | None,
-                 what: str) -> dict[str, Any]:
-        src = self._last_tagged if values is None else values
+    def _missing(self, what: str, tag: str, src: Mapping[str, Any]) -> LabelPathError:
+        if not src:
+            return LabelPathError(
+                f"{self._owner}: cannot {what} {tag!r}: no tagged values (run a forward "
+                f"first, or pass values={{tag: value}})")
+        return LabelPathError(
+            f"{self._owner}: cannot {what} unknown tag {tag!r}; tagged values: "
+            f"{sorted(src)}; did you mean {closest_names(tag, src)}?")
+
+    def _pick(self, tags: Sequence[str], src: Mapping[str, Any], what: str) -> dict[str, Any]:
+        """Local lookup of ``tags`` (groups expanded; all of ``src`` when none) in ``src``."""
         wanted = self.expand_tags(*tags) if tags else list(src)
-        missing = [t for t in wanted if t not in src]
-        if missing:
-            if not src:
-                raise LabelPathError(
-                    f"{self._owner}: cannot {what} {missing}: no tagged values (run a forward "
-                    f"first, or pass values={{tag: value}})")
-            raise LabelPathError(
-                f"{self._owner}: cannot {what} unknown tag {missing[0]!r}; tagged values: "
-                f"{sorted(src)}; did you mean {closest_names(missing[0], src)}?")
+        for t in wanted:
+            if t not in src:
+                raise self._missing(what, t, src)
         return {t: src[t] for t in wanted}
+
+    def _resolve(self, tags: Sequence[str], values: Mapping[str, Any] | None,
+                 what: str) -> list[tuple[Observer, str, str, Any]]:
+        """Find each tag's value: ``(owner observer, local tag, name as asked, value)``.
+
+        With ``values`` every tag is looked up there; otherwise in the last forward's
+        tagged values of the observer the tag routes to (``encoder.hidden`` -> child).
+        """
+        if values is not None:
+            picked = self._pick(tags, values, what)
+            return [(*self._route(t), t, v) for t, v in picked.items()]
+        if not tags:
+            return [(self, t, t, v) for t, v in self._last_tagged.items()]
+        out = []
+        for t in self.expand_tags(*tags):
+            node, local = self._route(t)
+            if local not in node._last_tagged:
+                raise node._missing(what, local, node._last_tagged)
+            out.append((node, local, t, node._last_tagged[local]))
+        return out
 
     def log(self, *tags: str, values: Mapping[str, Any] | None = None) -> None:
         """Show current tagged values (all when no tags): ``loss: 0.2341 | acc: 0.891``.
@@ -374,7 +396,7 @@ class Observer:
         The ``on_log`` hook, when set, receives ``{tag: value}`` instead of printing.
         """
         self.mark_start()
-        picked = self._resolve(tags, values, "log")
+        picked = {name: v for _, _, name, v in self._resolve(tags, values, "log")}
         if self._on_log is not None:
             self._on_log(picked)
             return
@@ -392,9 +414,11 @@ class Observer:
         """Append scalar tagged values to the batch buffers (all tagged values when no tags).
 
         Args:
-            *tags: tags or tag groups to collect.
+            *tags: tags or tag groups to collect; ``child.tag`` collects an attached
+                child's tagged value into the child's buffer.
             values: ``{tag: scalar}`` of the last forward; defaults to what
-                :meth:`set_tagged` stored.
+                :meth:`set_tagged` stored (on this observer, or on the child a dotted
+                tag routes to).
 
         Raises:
             LabelPathError: a tag has no value (names it and the tags that exist).
@@ -402,11 +426,12 @@ class Observer:
 
         Nothing is appended unless every requested tag is valid.
         """
+        found = self._resolve(tags, values, "collect")
+        scalars = [(node, local, _scalar(node._owner, local, v)) for node, local, _, v in found]
         self.mark_start()
-        picked = self._resolve(tags, values, "collect")
-        scalars = {t: _scalar(self._owner, t, v) for t, v in picked.items()}
-        for t, v in scalars.items():
-            self._values.push(t, [v], None)
+        for node, local, v in scalars:
+            node.mark_start()
+            node._values.push(local, [v], None)
 
     def record(self, tag: str, *values: Any) -> None:
         """Inject scalar values computed outside the graph into ``tag``'s batch buffer.
@@ -736,7 +761,7 @@ class Observer:
             raise RuntimeError(f"{self._owner}: collect_timings needs a profiled forward; "
                                f"call enable_profiling() and run a forward first")
         src = self._profile.tag_timings()
-        picked = self._resolve(tags, src, "collect timings of")
+        picked = self._pick(tags, src, "collect timings of")
         for t, v in picked.items():
             self._timings.push(t, [float(v)], None)
 

@@ -318,3 +318,23 @@ def test_state_round_trip_and_atomic_failure():
     np.testing.assert_array_equal(b.get_state()["flush_times"], before["flush_times"])
     b.reset()
     assert b.flush_count() == 0 and len(b.trend("loss")) == 0
+
+
+def test_collect_and_log_route_dotted_tags_to_children():
+    root, enc = Observer(name="root"), Observer(name="encoder")
+    root.attach_child("encoder", enc)
+    root.set_tagged({"loss": 1.0})
+    enc.set_tagged({"hidden_norm": jnp.float32(2.5), "h": jnp.ones(3)})
+    root.collect("loss", "encoder.hidden_norm")
+    assert enc.collected("hidden_norm") == [2.5]
+    assert root.collected("encoder.hidden_norm") == [2.5]
+    logged = []
+    root.on_log(logged.append)
+    root.log("loss", "encoder.hidden_norm")
+    assert list(logged[0]) == ["loss", "encoder.hidden_norm"]
+    with pytest.raises(LabelPathError, match=r"'encoder'.*'hidden_nrm'.*\['hidden_norm'"):
+        root.collect("loss", "encoder.hidden_nrm")
+    with pytest.raises(ValueError, match=r"'encoder'.*'h'.*shape \(3,\)"):
+        root.collect("loss", "encoder.h")
+    assert root.collected("loss") == [1.0]  # failed collects appended nothing
+    assert root.flush() == {"loss": 1.0, "encoder.hidden_norm": 2.5}
