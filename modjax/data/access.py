@@ -163,10 +163,29 @@ class DataAccessMixin:
         return (len(ks), *(distinct.pop() if distinct else ()))
 
     # ------------------------------------------------------------------ data
+    def _contiguous(self) -> slice | None:
+        """``slice(a, b)`` when the rows are exactly ``a..b-1`` in order (checked once), so
+        reads are zero-copy slices instead of gathers."""
+        if self._rows is None:
+            return slice(None)
+        cached = getattr(self, "_contig_cache", False)
+        if cached is not False:
+            return cached
+        r = self._rows
+        out = None
+        if r.size and int(r[-1]) - int(r[0]) == r.size - 1 and (
+                r.size == 1 or bool((np.diff(r) == 1).all())):
+            out = slice(int(r[0]), int(r[-1]) + 1)
+        self._contig_cache = out
+        return out
+
+    def _take_rows(self, arr: np.ndarray) -> np.ndarray:
+        sl = self._contiguous()
+        return arr[sl] if sl is not None else arr[self._rows]
+
     def _column(self, domain: str, key: str, rep: str | None) -> np.ndarray:
         col = column_name(domain, key, self.resolve_rep(domain, key, rep))
-        arr = self._fs._numpy_column(col)
-        return arr if self._rows is None else arr[self._rows]
+        return self._take_rows(self._fs._numpy_column(col))
 
     def get_domain(self, domain: str, keys: str | Sequence[str] | None = None, *,
                    rep: str | None = None, fmt: str = "numpy") -> Any:
@@ -190,6 +209,8 @@ class DataAccessMixin:
         self.stacked_shape(domain, ks)
         if not ks:
             out = np.zeros((self.n_samples, 0), dtype=np.float32)
+        elif len(ks) == 1 and self._contiguous() is not None:
+            out = self._column(domain, ks[0], rep)[:, None]  # zero-copy view of the column
         else:
             out = np.stack([self._column(domain, k, rep) for k in ks], axis=1)
         if fmt == "jax":
@@ -218,13 +239,11 @@ class DataAccessMixin:
     @property
     def sample_uuids(self) -> np.ndarray:
         """Sample uuids (host-side object array of str)."""
-        arr = self._fs._numpy_column(SAMPLE_UUIDS)
-        return arr if self._rows is None else arr[self._rows]
+        return self._take_rows(self._fs._numpy_column(SAMPLE_UUIDS))
 
     def get_column(self, column: str) -> np.ndarray:
         """One column by full name (``features.voltage.raw`` or ``sample_uuids``)."""
         if column != SAMPLE_UUIDS and column not in self.columns:
             raise KeyError(f"{self._where()} has no column {column!r}; columns like it: "
                            f"{closest_names(column, self.columns)}")
-        arr = self._fs._numpy_column(column)
-        return arr if self._rows is None else arr[self._rows]
+        return self._take_rows(self._fs._numpy_column(column))

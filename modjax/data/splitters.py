@@ -143,6 +143,8 @@ def random_split(fs: FeatureSet, ratios: Mapping[str, float | int], *,
         ``{name: sorted int64 row indices}``.
     """
     where = f"split_random on FeatureSet {fs.label!r}"
+    if rows is None and not group_by and not stratify_by:
+        return _plain_random_split(fs, ratios, seed)
     view = fs.to_view() if rows is None else fs.take(rows)
     base = view.indices
     groups = _unit_codes(view, group_by, where=where)
@@ -172,6 +174,26 @@ def random_split(fs: FeatureSet, ratios: Mapping[str, float | int], *,
             start += counts[name]
     row_split = unit_split[groups]
     return {name: np.sort(base[row_split == i]) for i, name in enumerate(names)}
+
+
+def _plain_random_split(fs: FeatureSet, ratios: Mapping[str, float | int],
+                        seed: int) -> dict[str, np.ndarray]:
+    """Ungrouped split of all rows: one permutation buffer, each split a sorted slice of it.
+
+    The splits share that single int64 buffer, so splitting costs exactly ``8 * n``
+    bytes (same result as the general path: the same permutation, cut the same way).
+    """
+    n = fs.n_samples
+    check_ratios(fs, ratios, n, "samples")
+    counts = _allocate(n, ratios, where="")
+    perm = np.random.default_rng(seed).permutation(n)
+    bounds, start = {}, 0
+    for name in ratios:
+        bounds[name] = (start, start + counts[name])
+        perm[start:start + counts[name]].sort()
+        start += counts[name]
+    perm.flags.writeable = False  # slices taken now are read-only, so views adopt them
+    return {name: perm[a:b] for name, (a, b) in bounds.items()}
 
 
 def _predicate_mask(values: np.ndarray, cond: Any, column: str, where: str) -> np.ndarray:

@@ -18,7 +18,15 @@ __all__ = ["FeatureSetView"]
 
 
 def as_index_array(rows: Any, n: int, *, where: str) -> np.ndarray:
-    """Validate row positions into a read-only int64 array (bool masks allowed)."""
+    """Validate row positions into a read-only int64 array (bool masks and slices allowed).
+
+    Zero-copy where it is safe: an already read-only int64 array (a split's indices, a
+    slice of them) is used as is, and an int64 array that owns its memory is *adopted*:
+    it is made read-only in place instead of copied, so a later edit by the caller raises
+    instead of silently moving the view's rows. Anything else is copied.
+    """
+    if isinstance(rows, slice):
+        rows = np.arange(n, dtype=np.int64)[rows]
     arr = np.asarray(rows)
     if arr.dtype == bool:
         if arr.shape != (n,):
@@ -27,12 +35,11 @@ def as_index_array(rows: Any, n: int, *, where: str) -> np.ndarray:
     if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
         raise TypeError(f"{where}: rows must be a 1-D integer array, got dtype {arr.dtype} "
                         f"shape {arr.shape}")
-    if arr.dtype != np.int64 or arr.flags.writeable:
-        # own a private read-only copy so later edits of the caller's array cannot move rows
-        arr = np.array(arr, dtype=np.int64, copy=True)
     if arr.size and (arr.min() < 0 or arr.max() >= n):
         bad = int(arr[(arr < 0) | (arr >= n)][0])
         raise IndexError(f"{where}: row {bad} is out of range for {n} rows")
+    if arr.dtype != np.int64 or (arr.flags.writeable and arr.base is not None):
+        arr = np.array(arr, dtype=np.int64, copy=True)
     arr.flags.writeable = False
     return arr
 
@@ -63,8 +70,11 @@ class FeatureSetView(DataAccessMixin):
     def __init__(self, source: FeatureSet | FeatureSetView, indices: Any,
                  columns: Sequence[str] | None = None, label: str | None = None) -> None:
         if isinstance(source, FeatureSetView):
-            rows = as_index_array(indices, source.n_samples, where=f"view {source.label!r}")
-            indices = source.indices[rows]
+            if isinstance(indices, slice):
+                indices = source.indices[indices]  # a read-only view: no copy
+            else:
+                rows = as_index_array(indices, source.n_samples, where=f"view {source.label!r}")
+                indices = source.indices[rows]
             if columns is None and source._allowed is not None:
                 columns = sorted(source._allowed)
             source = source.source
