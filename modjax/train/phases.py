@@ -531,13 +531,13 @@ class TrainPhase(ExperimentPhase):
                 for cb in cbs:
                     cb.on_epoch_start(epoch=epoch, results=results, **ctx)
                 self._checkpoint("epoch_start", experiment, epoch=epoch)
-                plans = [f.select_stream(f.sampler.next_plan()) for f in feeds]
-                plans = schedule_plans(plans, self.batch_schedule)
+                plans = self._epoch_plans(feeds)
                 rec = self._run_epoch(fn, step_fn, feeds, plans, epoch, cbs, results, experiment)
                 results.add_epoch(rec, keep_records=self.result_recording is not ResultRecording.NONE)
                 if self.result_recording is ResultRecording.LAST:
                     results.drop_records_except(epoch)
-                train_loss = float(np.mean(rec.loss[self._valid(rec)])) if len(rec.loss) else 0.0
+                counts = results._batch_counts(rec)
+                train_loss = float(np.sum(rec.loss * counts) / max(counts.sum(), 1.0))
                 results.metrics.log("train_loss", train_loss, epoch=epoch)
                 self.epochs_run += 1
                 self._feed_observer(experiment, rec, self.observer)
@@ -561,13 +561,16 @@ class TrainPhase(ExperimentPhase):
         self._write_back(graph, optimizer, final)
         return results
 
-    def _valid(self, rec: EpochRecord) -> np.ndarray:
-        n = len(rec.loss)
-        ok = np.zeros(n, dtype=bool)
-        for b in rec.bindings.values():
-            for m in b.mask.values():
-                ok |= np.asarray(m).reshape(n, -1).any(axis=1)
-        return ok
+    def _epoch_plans(self, feeds: Sequence[_Feed]) -> list[IndexPlan]:
+        """One plan per distinct sampler (bindings sharing a sampler see the same rows),
+        scheduled across samplers, then the stream each binding asked for."""
+        samplers: list[Any] = []
+        for f in feeds:
+            if not any(f.sampler is s for s in samplers):
+                samplers.append(f.sampler)
+        scheduled = schedule_plans([s.next_plan() for s in samplers], self.batch_schedule)
+        return [f.select_stream(scheduled[next(i for i, s in enumerate(samplers) if s is f.sampler)])
+                for f in feeds]
 
     def _run_epoch(self, fn, step_fn, feeds, plans, epoch, cbs, results, experiment) -> EpochRecord:
         stores, dplans = _stack_feeds(feeds, plans)

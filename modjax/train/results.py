@@ -163,7 +163,8 @@ class PhaseResults:
                           epoch: int | None = None) -> dict[str, float]:
         """Losses on ``node`` reduced over the batches of an epoch (default: last).
 
-        Padded/inactive batches (no valid sample) are skipped.
+        ``"mean"`` weights each batch by its real (unmasked) samples, so it is the
+        per-sample mean for batch-mean losses; fully padded/inactive batches drop out.
         """
         label = self._node_label(node)
         rec = self._epoch(epoch)
@@ -171,16 +172,25 @@ class PhaseResults:
         if not mine:
             raise KeyError(f"phase {self.label!r} has no loss on node {label!r}; losses are on "
                            f"{sorted(set(self.loss_nodes.values()))}")
-        valid = self._valid_batches(rec)
-        return {lbl: _reduce(np.asarray(rec.losses[lbl])[valid], reducer) for lbl in mine}
+        counts = self._batch_counts(rec)
+        out = {}
+        for lbl in mine:
+            vals = np.asarray(rec.losses[lbl], dtype=np.float64)
+            if reducer == "mean" and counts.sum() > 0:
+                # weighted by real samples: a short last batch counts for what it holds
+                out[lbl] = float(np.sum(vals * counts) / counts.sum())
+            else:
+                out[lbl] = _reduce(vals[counts > 0] if (counts > 0).any() else vals, reducer)
+        return out
 
-    def _valid_batches(self, rec: EpochRecord) -> np.ndarray:
+    def _batch_counts(self, rec: EpochRecord) -> np.ndarray:
+        """Real (unmasked) samples per batch (max over bindings and roles)."""
         n = len(rec.loss)
-        ok = np.zeros(n, dtype=bool)
+        c = np.zeros(n)
         for b in rec.bindings.values():
             for m in b.mask.values():
-                ok |= np.asarray(m).reshape(n, -1).any(axis=1)
-        return ok if ok.any() else np.ones(n, dtype=bool)
+                c = np.maximum(c, np.asarray(m).reshape(n, -1).sum(axis=1))
+        return c
 
     # ----------------------------------------------------------------- tensors
     def _binding_for(self, rec: EpochRecord, node: str) -> BindingRecord:

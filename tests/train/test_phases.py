@@ -1,0 +1,297 @@
+"""TrainPhase / EvalPhase / FitPhase on real FeatureSets and ModelGraphs."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import make_branching_graph, make_featureset, make_mlp_graph, mse_on, train_phase
+
+from modjax.data import SimpleSampler
+from modjax.errors import GraphStructureError, LabelPathError
+from modjax.graph import ModelGraph, ModelNode, RidgeRegression, SequentialMLP
+from modjax.train import (
+    AppliedLoss,
+    Callback,
+    EarlyStopping,
+    EvalLossMetric,
+    EvalPhase,
+    Evaluation,
+    FitPhase,
+    InputBinding,
+    MetricCallback,
+    Optimizer,
+    TrainPhase,
+)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """One graph + phase reused by several tests (one compilation)."""
+    fs = make_featureset(register=False)
+    g = make_mlp_graph(fs, register=False)
+    init = g.variables
+    phase = train_phase(n_epochs=4)
+    res = phase.execute(g, show_training_progress=False)
+    return fs, g, init, phase, res
+
+
+def test_losses_decrease_and_results_line_up(trained):
+    fs, g, init, phase, res = trained
+    tl = res.metrics.series("train_loss")
+    assert len(tl) == 4 and tl[-1] < 0.6 * tl[0]
+    assert res.n_epochs == 4 and res.epoch_indices == [0, 1, 2, 3]
+    out = res.stacked_tensors("mlp", "outputs")
+    tgt = res.stacked_tensors("mlp", "targets")
+    uuids = res.stacked_tensors("mlp", "sample_uuids")
+    assert out.shape == tgt.shape == (192, 1) and uuids.shape == (192,)
+    # targets come back row for row with the sample uuids the sampler drew
+    src = fs.get_split("train")
+    lookup = dict(zip(src.sample_uuids, src.get_targets()[:, 0]))
+    np.testing.assert_allclose(tgt[:, 0], [lookup[u] for u in uuids], rtol=1e-6)
+    view = res.source_view("mlp")
+    assert sorted(view.sample_uuids) == sorted(src.sample_uuids)
+    agg = res.aggregated_losses("mlp")
+    assert set(agg) == {"mlp.mse"} and agg["mlp.mse"] == pytest.approx(tl[-1], rel=1e-5)
+    assert len(res.batch_losses(0)["mlp.mse"]) == 6  # 192 rows / 32
+    with pytest.raises(KeyError, match="no loss on node 'nope'"):
+        res.aggregated_losses("nope")
+
+
+def test_compiles_once_and_rerun_compiles_nothing(trained):
+    fs, g, init, phase, res = trained
+    assert phase.n_traces == 1  # one trace for 4 epochs
+    compiles = []
+
+    def listener(event, duration, **kw):
+        if event == "/jax/compilation/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        phase.execute(g, show_training_progress=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert phase.n_traces == 1 and compiles == []
+
+
+def test_freeze_in_phase_bit_identical_and_no_retrace():
+    fs = make_featureset(register=False)
+    g = make_branching_graph(fs, optimizer=Optimizer("adamw", opt_kwargs={"lr": 1e-2,
+                                                                          "weight_decay": 0.5}),
+                             register=False)
+    sampler = SimpleSampler(32, seed=3)
+    phase = TrainPhase("t", input_sources=[
+        InputBinding.for_training(node="enc_a", sampler=sampler, split="train"),
+        InputBinding.for_training(node="enc_b", sampler=sampler, split="train")],
+        losses=[mse_on("head")], n_epochs=2)
+    before = g.variables
+    g.freeze(["enc_a"])
+    phase.execute(g, show_training_progress=False)
+    after = g.variables
+    chex.assert_trees_all_equal(after["params"]["enc_a"], before["params"]["enc_a"])
+    assert _changed(after["params"]["enc_b"], before["params"]["enc_b"])
+    # unfreezing resumes from the kept moments and does not retrace the epoch
+    mu_a = g.opt_state[0].mu["enc_a"]
+    g.unfreeze(["enc_a"])
+    phase.execute(g, show_training_progress=False)
+    assert phase.n_traces == 1
+    assert _changed(g.variables["params"]["enc_a"], before["params"]["enc_a"])
+    assert jax.tree.structure(mu_a) == jax.tree.structure(g.opt_state[0].mu["enc_a"])
+
+
+def _changed(a, b) -> bool:
+    return not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_determinism_same_seeds_bit_identical():
+    def run():
+        fs = make_featureset(seed=5, register=False)
+        g = make_mlp_graph(fs, register=False, seed=7)
+        train_phase(n_epochs=2, seed=11).execute(g, show_training_progress=False)
+        return g.variables
+
+    chex.assert_trees_all_equal(run(), run())
+
+
+def test_stage_wise_phase_trains_each_node_on_its_own_losses():
+    fs = make_featureset(register=False)
+    opts = {k: Optimizer("sgd", opt_kwargs={"lr": 0.05}) for k in ("enc_a", "enc_b", "head")}
+    g = make_branching_graph(fs, node_optimizers=opts, register=False)
+    before = g.variables
+    sampler = SimpleSampler(32, seed=0)
+    phase = TrainPhase("sw", input_sources=[
+        InputBinding.for_training(node="enc_a", sampler=sampler, split="train"),
+        InputBinding.for_training(node="enc_b", sampler=sampler, split="train")],
+        losses=[mse_on("head")], n_epochs=2)
+    res = phase.execute(g, show_training_progress=False)
+    # only the head has a loss: stop_gradient at its input leaves the encoders untouched
+    chex.assert_trees_all_equal(g.variables["params"]["enc_a"], before["params"]["enc_a"])
+    chex.assert_trees_all_equal(g.variables["params"]["enc_b"], before["params"]["enc_b"])
+    tl = res.metrics.series("train_loss")
+    assert tl[-1] < tl[0]
+    assert opts["head"].state is not None
+    g2 = make_branching_graph(fs, node_optimizers={"head": opts["head"]}, register=False)
+    with pytest.raises(ValueError, match="node 'enc_a' has none"):
+        phase.execute(g2, show_training_progress=False)
+
+
+def test_phase_input_errors():
+    fs = make_featureset(register=False)
+    g = make_branching_graph(fs, optimizer=Optimizer("adam"), register=False)
+    with pytest.raises(ValueError, match="has no losses"):
+        TrainPhase("t", input_sources=[InputBinding.for_training(
+            node="enc_a", sampler=SimpleSampler(8), split="train")], losses=[])
+    with pytest.raises(ValueError, match="binding of node 'enc_a' has no sampler"):
+        TrainPhase("t", input_sources=[InputBinding.for_evaluation(node="enc_a", split="train")],
+                   losses=[mse_on("head")])
+    with pytest.raises(ValueError, match="needs a sampler"):
+        InputBinding.for_training(node="enc_a", sampler=None)
+    bad_head = TrainPhase("t", input_sources=[InputBinding.for_training(
+        node="head", sampler=SimpleSampler(8), split="train")], losses=[mse_on("head")])
+    with pytest.raises(GraphStructureError, match="'head', which is not a head node"):
+        bad_head.execute(g, show_training_progress=False)
+    unknown = TrainPhase("t", input_sources=[InputBinding.for_training(
+        node="enc_a", sampler=SimpleSampler(8), split="train")], losses=[mse_on("tail")])
+    with pytest.raises(LabelPathError, match="node 'tail', which is not in the graph"):
+        unknown.execute(g, show_training_progress=False)
+    bad_split = TrainPhase("t", input_sources=[InputBinding.for_training(
+        node="enc_a", sampler=SimpleSampler(8), split="tets")], losses=[mse_on("head")])
+    with pytest.raises(KeyError, match="no split 'tets'"):
+        bad_split.execute(g, show_training_progress=False)
+    with pytest.raises(ValueError, match="unknown batch_schedule"):
+        train_phase(batch_schedule="zip")
+    with pytest.raises(ValueError, match="nan_policy"):
+        train_phase(nan_policy="skip")
+
+
+def test_nan_policy_raise_leaves_variables_and_stop_ends_phase():
+    fs = make_featureset(register=False)
+    g = make_mlp_graph(fs, register=False, optimizer=Optimizer("sgd", opt_kwargs={"lr": 1e3}))
+    before = g.variables
+    phase = train_phase(n_epochs=5)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at epoch \d+, batch \d+"):
+        phase.execute(g, show_training_progress=False)
+    chex.assert_trees_all_equal(g.variables, before)
+    stopper = train_phase(n_epochs=5, nan_policy="stop")
+    res = stopper.execute(g, show_training_progress=False)
+    assert res.n_epochs < 5 or len(res.epochs[res.epoch_indices[-1]].loss) < 6
+    assert all(np.isfinite(jax.tree.leaves(g.variables)[0]).ravel())
+    assert np.isfinite(np.concatenate([r.loss for r in res.epochs.values()])).all()
+
+
+def test_evaluation_early_stopping_restore_best():
+    fs = make_featureset(register=False)
+    g = make_mlp_graph(fs, register=False, optimizer=Optimizer("sgd", opt_kwargs={"lr": 0.5}))
+    loss = mse_on("mlp")
+    ev = EvalPhase("val", input_sources=[InputBinding.for_evaluation(node="mlp", split="val")],
+                   batch_size=24)
+    es = EarlyStopping(monitor="val_loss", patience=1, restore_best=True)
+    seen = []
+    phase = train_phase(n_epochs=12, callbacks=[
+        Evaluation(eval_phase=ev, metrics=[EvalLossMetric(loss=loss)]), es,
+        MetricCallback("w_norm", lambda variables, **kw: float(
+            sum(jnp.sum(x ** 2) for x in jax.tree.leaves(variables["params"])))),
+    ])
+
+    class Spy(Callback):
+        def on_epoch_end(self, *, epoch, results, **kw):
+            seen.append((epoch, results.metrics.epoch_value("val_loss", epoch)))
+
+    phase.add_callback(Spy(execution_order=5))
+    res = phase.execute(g, show_training_progress=False)
+    val = res.metrics.series("val_loss")
+    assert len(val) == res.n_epochs == len(res.metrics.series("w_norm")) == len(seen)
+    assert es.best_epoch == int(np.argmin(val))
+    # the restored variables reproduce the best validation loss
+    check = ev.execute(g)
+    assert check.aggregated_losses("mlp")["mlp.mse"] == pytest.approx(min(val), rel=1e-5)
+    if es.stopped_epoch is not None:
+        assert res.n_epochs == es.stopped_epoch + 1 < 12
+    with pytest.raises(ValueError, match="already has a EarlyStopping"):
+        phase.add_callback(EarlyStopping())
+
+
+def test_result_recording_modes(trained):
+    fs, g, init, _, _ = trained
+    last = train_phase(n_epochs=2, result_recording="last").execute(g, show_training_progress=False)
+    assert last.epochs[0].records is None and last.epochs[1].records is not None
+    none = train_phase(n_epochs=2, result_recording="none").execute(g, show_training_progress=False)
+    assert none.metrics.series("train_loss") and none.epochs[1].records is None
+    with pytest.raises(ValueError, match="did not record tensors"):
+        none.stacked_tensors("mlp", "outputs")
+    assert len(none.stacked_tensors("mlp", "sample_uuids")) == 192
+
+
+def test_batch_hooks_chunk_scan_same_numbers():
+    fs = make_featureset(register=False)
+    g1 = make_mlp_graph(fs, register=False)
+    g2 = make_mlp_graph(fs, register=False)
+    calls = []
+
+    class BatchSpy(Callback):
+        def on_batch_end(self, *, epoch, batch, **kw):
+            calls.append((epoch, batch))
+
+    train_phase(n_epochs=2).execute(g1, show_training_progress=False)
+    p2 = train_phase(n_epochs=2, callbacks=[BatchSpy()])
+    p2.execute(g2, show_training_progress=False)
+    assert calls == [(e, b) for e in range(2) for b in range(6)]
+    chex.assert_trees_all_close(g1.variables, g2.variables, rtol=1e-5, atol=1e-6)
+
+
+def test_eval_phase_chunks_and_errors(trained):
+    fs, g, *_ = trained
+    ev = EvalPhase("test", input_sources=[InputBinding.for_evaluation(node="mlp", split="val")],
+                   losses=[mse_on("mlp")], batch_size=20)
+    res = ev.execute(g)
+    out = res.stacked_tensors("mlp", "outputs")
+    assert out.shape == (64, 1) and res.n_batches == 4
+    full = g.forward({"mlp": fs.get_split("val").get_features()})["mlp"]
+    np.testing.assert_allclose(out, np.asarray(full), rtol=1e-5, atol=1e-6)
+    whole = EvalPhase.from_split("all", split="val", losses=[mse_on("mlp")]).execute(g)
+    assert whole.aggregated_losses("mlp")["mlp.mse"] == pytest.approx(
+        res.aggregated_losses("mlp")["mlp.mse"], rel=1e-4)
+    with pytest.raises(ValueError, match="batch_size"):
+        EvalPhase("x", input_sources=[], batch_size=0)
+
+
+def test_fit_phase_ridge_then_frozen():
+    fs = make_featureset(n=128, register=False)
+    enc = ModelNode("enc", SequentialMLP(output_shape=(1, 6), n_layers=1, hidden_dim=6),
+                    upstream_ref=fs.reference(), register=False)
+    ridge = ModelNode("ridge", RidgeRegression(alpha=1e-3), upstream_ref=enc, register=False)
+    g = ModelGraph([enc, ridge], optimizer=Optimizer("adam"), register=False).build()
+    before = g.variables
+    fit = FitPhase.from_split("fit", split="train", losses=[mse_on("ridge")])
+    res = fit.execute(g)
+    assert "ridge" in g.frozen_paths
+    chex.assert_trees_all_equal(g.variables["params"]["enc"], before["params"]["enc"])
+    # the closed-form fit beats the random initial head
+    ev = EvalPhase.from_split("e", split="train", losses=[mse_on("ridge")])
+    fitted = res.aggregated_losses("ridge")["ridge.mse"]
+    assert fitted == pytest.approx(ev.execute(g).aggregated_losses("ridge")["ridge.mse"], rel=1e-4)
+    assert fitted < ev.execute(g, variables=before).aggregated_losses("ridge")["ridge.mse"]
+    with pytest.raises(ValueError, match="no active node has a Fittable model"):
+        FitPhase.from_split("f2", split="train", active_nodes=["enc"]).execute(g)
+
+
+def test_triplet_roles_through_phase():
+    from modjax.data import SimilarityCondition, TripletSampler
+    fs = make_featureset(register=False)
+    enc = ModelNode("enc", SequentialMLP(output_shape=(1, 3), n_layers=1, hidden_dim=8),
+                    upstream_ref=fs.reference(), register=False)
+    g = ModelGraph([enc], optimizer=Optimizer("adam", opt_kwargs={"lr": 1e-2}),
+                   register=False).build()
+    sampler = TripletSampler({"group": SimilarityCondition(mode="similar")},
+                             {"group": SimilarityCondition(mode="dissimilar")}, batch_size=16)
+    trip = AppliedLoss("triplet", on="enc", inputs=["anchor.outputs", "positive.outputs",
+                                                    "negative.outputs"])
+    phase = TrainPhase("trip", input_sources=[InputBinding.for_training(
+        node="enc", sampler=sampler, split="train")], losses=[trip], n_epochs=3)
+    res = phase.execute(g, show_training_progress=False)
+    tl = res.metrics.series("train_loss")
+    assert tl[-1] < tl[0]
+    assert res.stacked_tensors("enc", "outputs", role="positive").shape[1:] == (1, 3)
