@@ -699,17 +699,25 @@ class Observer:
             return 0.0
         return self._flush_times[-1] - self._flush_times[-2]
 
-    def eta(self, total_epochs: int) -> float:
-        """Estimated seconds left: mean epoch time so far times the epochs remaining.
+    def eta(self, total_epochs: int, window: int = 0) -> float:
+        """Estimated seconds left: mean epoch time times the epochs remaining.
 
-        Counts epoch 1 in full (from the start stamp). ``0.0`` before the first flush or
-        once ``total_epochs`` flushes happened.
+        Args:
+            total_epochs: the planned number of epochs (flushes).
+            window: average the last ``window`` epochs only (``0``: all, counting epoch 1
+                in full from the start stamp, as goDl does). Epoch 1 of a jitted run
+                includes compilation, so a small window gives a steadier estimate.
+
+        Returns:
+            Seconds; ``0.0`` before the first flush or once ``total_epochs`` flushes happened.
         """
         n = len(self._flush_times)
         if n == 0 or total_epochs <= n:
             return 0.0
-        start = self._start if self._start is not None else self._flush_times[0]
-        return (self._flush_times[-1] - start) / n * (total_epochs - n)
+        durations = self.epoch_durations()
+        if window > 0:
+            durations = durations[-window:]
+        return sum(durations) / len(durations) * (total_epochs - n)
 
     @staticmethod
     def format_duration(seconds: float) -> str:

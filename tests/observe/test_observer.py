@@ -176,6 +176,7 @@ def test_clock_elapsed_eta_durations():
     assert obs.epoch_durations() == pytest.approx([2.0, 4.0])
     assert obs.eta(10) == pytest.approx(3.0 * 8)
     assert obs.eta(2) == 0.0
+    assert obs.eta(10, window=1) == pytest.approx(4.0 * 8)
     clock.tick(1.0)
     assert obs.elapsed() == pytest.approx(7.0)
     assert obs.format_duration(obs.eta(10)) == "24.0s"
