@@ -663,8 +663,14 @@ class FeatureSet(DataAccessMixin, ExperimentNode, FeatureSetPersistence):
         if len(scaler_states) != len(self._scaler_records):
             raise ValueError(f"FeatureSet {self.label!r}: state has {len(scaler_states)} scaler "
                              f"states but {len(self._scaler_records)} ScalerRecords")
-        for r, s in zip(self._scaler_records, scaler_states):
-            r.scaler.set_state(s)
+        previous = [r.scaler.get_state() for r in self._scaler_records]
+        try:
+            for r, s in zip(self._scaler_records, scaler_states):
+                r.scaler.set_state(s)
+        except Exception:
+            for r, s in zip(self._scaler_records, previous):
+                r.scaler.set_state(s)
+            raise
         self._table = table
         self._np_cache.clear()
         self._splits = {k: FeatureSetView(self, v, label=k) for k, v in splits.items()}

@@ -140,6 +140,8 @@ def to_arrow_array(values: Any, *, name: str) -> pa.Array:
         if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
             return to_arrow_array(values.to_numpy(zero_copy_only=False), name=name)
         return values
+    if not isinstance(values, np.ndarray) and hasattr(values, "__array__"):
+        values = np.asarray(values)  # jax arrays, pandas Series, ... without a Python loop
     if isinstance(values, np.ndarray) and values.dtype != object:
         if values.ndim == 0:
             raise ValueError(f"column {name!r}: expected one value per sample, got a scalar")

@@ -170,3 +170,25 @@ def test_reference_resolves_through_context_or_instance(fs):
 def test_repr(fs):
     r = repr(fs)
     assert "label='cells'" in r and "voltage(8,)" in r and "n_samples=10" in r
+
+
+def test_accepts_jax_and_pandas_values():
+    fs = FeatureSet.from_dict("jx", {"x": jnp.ones((3, 2)), "y": pd.Series([1.0, 2.0, 3.0]),
+                                     "name": pd.Series(["a", "b", "c"])}, "x", "y", "name")
+    assert fs.get_features().shape == (3, 1, 2)
+    assert fs.get_tags()[:, 0].tolist() == ["a", "b", "c"]
+
+
+def test_reference_errors_leave_featureset_unchanged(fs):
+    table, cols = fs.table, list(fs.columns)
+    with pytest.raises(KeyError, match="no targets key matching 'soc'"):
+        fs.reference(features="voltage", targets="soc")
+    with pytest.raises(KeyError, match="features.voltage.transformed"):
+        fs.reference(features="voltage", rep="transformed")
+    assert fs.table is table and fs.columns == cols
+
+
+def test_config_without_state_rebuilds_schema(fs):
+    empty = FeatureSet.from_config(fs.get_config(), register=False)
+    assert empty.n_samples == 0 and empty.columns == fs.columns
+    assert empty.feature_shapes == fs.feature_shapes
