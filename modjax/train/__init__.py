@@ -10,6 +10,7 @@ from modjax.train.callbacks import (
     MetricCallback,
 )
 from modjax.train.checkpointing import EXPERIMENT_HOOKS, PHASE_HOOKS, Checkpointing
+from modjax.train.cv import CrossValidation, CVBinding, CVResults
 from modjax.train.experiment import Experiment, ExperimentRun, PhaseGroup
 from modjax.train.losses import LOSS_NAMES, AppliedLoss, Loss
 from modjax.train.optim import OPTIMIZER_NAMES, Optimizer, frozen_mask
@@ -41,3 +42,4 @@ __all__ += ["Callback", "EarlyStopping", "EvalLossMetric", "Evaluation", "Evalua
             "EvalPhase", "ExperimentPhase", "FitPhase", "InputBinding", "NanPolicy",
             "ResultRecording", "TrainPhase", "EvalResults", "FitResults", "MetricStore",
             "PhaseGroupResults", "PhaseResults", "TrainResults", "BatchSchedulingPolicy"]
+__all__ += ["CrossValidation", "CVBinding", "CVResults"]

@@ -274,11 +274,9 @@ class PhaseResults:
         b = self._binding_for(rec, node)
         fs = b.view.source
         keys = list(getattr(b.reference, "targets", ()) or fs.target_keys)
-        for name in ("inverse_transform", "unscale"):
-            fn = getattr(fs, name, None)
-            if callable(fn):
-                return np.asarray(fn(arr, domain="targets", keys=keys))
-        raise TypeError(f"FeatureSet {fs.label!r} cannot invert its scalers (no inverse_transform)")
+        if not callable(getattr(fs, "unscale_data_for_cols", None)):
+            raise TypeError(f"FeatureSet {fs.label!r} cannot invert its scalers")
+        return np.asarray(fs.unscale_data_for_cols(data=arr, domain="targets", columns=keys))
 
     def stacked_batches(self, node: Any, *, role: str = "default", epoch: int | None = None
                         ) -> dict[str, Any]:
