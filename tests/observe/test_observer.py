@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modjax.errors import LabelPathError
 from modjax.io.registry import deserialize, serialize
@@ -339,3 +341,21 @@ def test_collect_and_log_route_dotted_tags_to_children():
         root.collect("loss", "encoder.h")
     assert root.collected("loss") == [1.0]  # failed collects appended nothing
     assert root.flush() == {"loss": 1.0, "encoder.hidden_norm": 2.5}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.floats(-1e3, 1e3), st.integers(0, 5)), min_size=1,
+                         max_size=8), min_size=1, max_size=4))
+def test_weighted_epoch_mean_matches_numpy(chunks):
+    obs = Observer()
+    for chunk in chunks:  # several scan outputs within one epoch
+        v, w = zip(*chunk)
+        obs.record_batch_values("m", np.array(v), weights=np.array(w))
+    v = np.array([x for c in chunks for x, _ in c])
+    w = np.array([x for c in chunks for _, x in c], dtype=np.float64)
+    out = obs.flush()
+    if w.sum() == 0:
+        assert out == {}  # every batch was padding: no epoch
+    else:
+        assert out["m"] == pytest.approx(np.average(v, weights=w), rel=1e-9, abs=1e-9)
+        assert obs.flush_count() == 1
