@@ -146,7 +146,10 @@ def to_arrow_array(values: Any, *, name: str) -> pa.Array:
         if values.ndim == 0:
             raise ValueError(f"column {name!r}: expected one value per sample, got a scalar")
         if values.dtype.kind in "US":
-            return pa.array(values.astype(str).tolist(), type=pa.string())
+            if values.ndim != 1:
+                raise ValueError(f"column {name!r}: string columns hold one string per sample, "
+                                 f"got shape {values.shape}")
+            return pa.array(values.astype(str), type=pa.string())
         return _numpy_to_arrow(values)
     if isinstance(values, str) or not isinstance(values, Sequence | np.ndarray):
         try:
@@ -158,26 +161,26 @@ def to_arrow_array(values: Any, *, name: str) -> pa.Array:
     seq = list(values)
     if not seq:
         return pa.array([], type=pa.float64())
+    try:  # the common case: one C-level conversion, no per-row Python work
+        arr = np.asarray(seq)
+    except ValueError:
+        arr = None
+    if arr is not None and arr.dtype != object:
+        return to_arrow_array(arr, name=name)
+    # diagnose: strings, mixed types or ragged samples
     if all(isinstance(v, str) for v in seq):
         return pa.array(seq, type=pa.string())
     if any(isinstance(v, str) for v in seq):
         raise ValueError(f"column {name!r} mixes strings and non-strings")
-    shapes = {np.shape(v) for v in seq}
-    if len(shapes) > 1:
-        first = np.shape(seq[0])
-        bad = next(i for i, v in enumerate(seq) if np.shape(v) != first)
+    first = np.shape(seq[0])
+    bad = next((i for i, v in enumerate(seq) if np.shape(v) != first), None)
+    if bad is not None:
         raise ValueError(
             f"column {name!r} is ragged: sample 0 has shape {first} but sample {bad} has shape "
             f"{np.shape(seq[bad])}; every sample of a column must have the same shape")
-    try:
-        arr = np.asarray(seq)
-    except ValueError as e:  # nested raggedness numpy detects
-        raise ValueError(f"column {name!r} is ragged: {e}") from None
-    if arr.dtype == object:
-        raise ValueError(
-            f"column {name!r}: cannot convert values of type {type(seq[0]).__name__} "
-            "to a numeric or string column")
-    return to_arrow_array(arr, name=name)
+    raise ValueError(
+        f"column {name!r}: cannot convert values of type {type(seq[0]).__name__} "
+        "to a numeric or string column")
 
 
 def column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
