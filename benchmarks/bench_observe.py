@@ -6,6 +6,8 @@ jitted ``lax.scan`` over ``--batches`` batches of 32 samples, ``--epochs`` epoch
 What is timed (median of ``--repeats`` runs, same process, compiled beforehand):
   bare      ``carry, metrics = epoch(carry)`` then ``block_until_ready(metrics)``: the
             reference; the loss values still come back to the host once per epoch.
+  fetched   bare plus ``jax.device_get(metrics)``: the least any loop that looks at its
+            losses pays.
   observed  the same plus ``observer.record_batches(metrics, weights)`` and
             ``observer.flush()`` per epoch (+ a trend query, as an LR-plateau callback
             would): what modjax adds per epoch.
@@ -60,6 +62,13 @@ def run_bare(epoch, carry, epochs):
     return carry
 
 
+def run_fetched(epoch, carry, epochs):
+    for _ in range(epochs):
+        carry, m = epoch(carry)
+        jax.device_get(m)
+    return carry
+
+
 def run_observed(epoch, carry, epochs, weights):
     obs = Observer()
     obs.mark_start()
@@ -102,18 +111,25 @@ def main() -> None:
     run_bare(epoch, carry0, 2)  # compile
     run_observed(epoch, carry0, 2, weights)
     run_per_batch(step_jit, carry0, 1, data)
-    # interleave so drift in machine load hits all variants alike
-    t_bare = timed(lambda: run_bare(epoch, carry0, a.epochs), a.repeats)
-    t_obs = timed(lambda: run_observed(epoch, carry0, a.epochs, weights), a.repeats)
-    t_bare2 = timed(lambda: run_bare(epoch, carry0, a.epochs), a.repeats)
-    t_per = timed(lambda: run_per_batch(step_jit, carry0, max(1, a.epochs // 5), data),
-                  max(1, a.repeats // 2)) * (a.epochs / max(1, a.epochs // 5))
-    ref = min(t_bare, t_bare2)
-    n = a.epochs
-    print(f"{n} epochs x {a.batches} batches, median of {a.repeats}")
+    # interleave the variants each repeat so drift in machine load hits all alike
+    runs = {"bare": lambda: run_bare(epoch, carry0, a.epochs),
+            "fetched": lambda: run_fetched(epoch, carry0, a.epochs),
+            "observed": lambda: run_observed(epoch, carry0, a.epochs, weights)}
+    times = {k: [] for k in runs}
+    for _ in range(a.repeats):
+        for k, fn in runs.items():
+            times[k].append(timed(fn, 1))
+    t = {k: statistics.median(v) for k, v in times.items()}
+    per_epochs = max(1, a.epochs // 5)
+    t_per = timed(lambda: run_per_batch(step_jit, carry0, per_epochs, data),
+                  max(1, a.repeats // 3)) * (a.epochs / per_epochs)
+    ref, n = t["bare"], a.epochs
+    print(f"{n} epochs x {a.batches} batches, median of {a.repeats} interleaved repeats")
     print(f"bare scan          {ref * 1e3:9.1f} ms  ({ref / n * 1e3:.2f} ms/epoch)")
-    print(f"observed scan      {t_obs * 1e3:9.1f} ms  ratio {t_obs / ref:.3f}  "
-          f"(+{(t_obs - ref) / n * 1e6:.0f} us/epoch)")
+    for k in ("fetched", "observed"):
+        print(f"{k + ' scan':<18} {t[k] * 1e3:9.1f} ms  ratio {t[k] / ref:.3f}  "
+              f"(+{(t[k] - ref) / n * 1e6:.0f} us/epoch)")
+    print(f"observed / fetched {t['observed'] / t['fetched']:.3f}  (modjax's own share)")
     print(f"per-batch + record {t_per * 1e3:9.1f} ms  ratio {t_per / ref:.2f}  (extrapolated)")
 
 

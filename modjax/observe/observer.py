@@ -58,6 +58,36 @@ def _scalar(owner: str, tag: str, value: Any) -> float:
     return float(arr.reshape(()))
 
 
+class _Column:
+    """An append-only numeric column with amortised O(1) appends and O(1) array views."""
+
+    __slots__ = ("_buf", "_n")
+
+    def __init__(self, dtype: Any, values: Any = ()) -> None:
+        init = np.asarray(values, dtype=dtype).reshape(-1)
+        self._buf = np.empty(max(16, 2 * init.size), dtype=dtype)
+        self._buf[: init.size] = init
+        self._n = init.size
+
+    def append(self, v: Any) -> None:
+        if self._n == self._buf.size:
+            self._buf = np.concatenate([self._buf, np.empty_like(self._buf)])
+        self._buf[self._n] = v
+        self._n += 1
+
+    def view(self) -> np.ndarray:
+        return self._buf[: self._n]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> Any:
+        return self.view()[i].item()
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self.view().tolist())
+
+
 class _Series:
     """Buffers and epoch history of one kind of metric (values, or timings).
 
@@ -68,8 +98,10 @@ class _Series:
     def __init__(self) -> None:
         self.buffers: dict[str, list[np.ndarray]] = {}
         self.weights: dict[str, list[np.ndarray]] = {}
-        self.history: dict[str, list[float]] = {}
-        self.epochs: dict[str, list[int]] = {}
+        self.history: dict[str, _Column] = {}
+        self.epochs: dict[str, _Column] = {}
+        # Trends are immutable: one per tag is built after each flush, then shared
+        self._trends: dict[str, Trend] = {}
 
     def push(self, tag: str, values: Any, weights: Any | None) -> None:
         v = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -94,8 +126,12 @@ class _Series:
             w = np.concatenate(self.weights.pop(t))
             total = w.sum()
             mean = float(np.dot(v, w) / total) if total > 0 else float("nan")
-            self.history.setdefault(t, []).append(mean)
-            self.epochs.setdefault(t, []).append(epoch)
+            if t not in self.history:
+                self.history[t] = _Column(np.float64)
+                self.epochs[t] = _Column(np.int64)
+            self.history[t].append(mean)
+            self.epochs[t].append(epoch)
+            self._trends.pop(t, None)
             out[t] = mean
         return out
 
@@ -103,31 +139,36 @@ class _Series:
         for t in tags if tags else list(self.history):
             self.history.pop(t, None)
             self.epochs.pop(t, None)
+            self._trends.pop(t, None)
 
     def trend(self, tag: str) -> Trend:
-        return Trend(self.history.get(tag, ()), tag=tag, epochs=self.epochs.get(tag, ()))
+        t = self._trends.get(tag)
+        if t is None:
+            if tag not in self.history:
+                return Trend((), tag=tag)
+            t = Trend(self.history[tag].view(), tag=tag, epochs=self.epochs[tag].view())
+            self._trends[tag] = t
+        return t
 
     def get_state(self) -> dict[str, Any]:
-        def arrs(d, dtype):
-            return {k: np.asarray(v, dtype=dtype) for k, v in d.items()}
-
         def cat(d):
             return {k: np.concatenate(v) for k, v in d.items() if v}
 
-        return {"history": arrs(self.history, np.float64), "epochs": arrs(self.epochs, np.int64),
+        return {"history": {k: c.view().copy() for k, c in self.history.items()},
+                "epochs": {k: c.view().copy() for k, c in self.epochs.items()},
                 "buffers": cat(self.buffers), "buffer_weights": cat(self.weights)}
 
     @classmethod
     def from_state(cls, owner: str, state: Mapping[str, Any]) -> _Series:
         s = cls()
         try:
-            s.history = {k: [float(x) for x in np.ravel(v)] for k, v in state["history"].items()}
-            s.epochs = {k: [int(x) for x in np.ravel(v)] for k, v in state["epochs"].items()}
+            s.history = {k: _Column(np.float64, v) for k, v in state["history"].items()}
+            s.epochs = {k: _Column(np.int64, v) for k, v in state["epochs"].items()}
             s.buffers = {k: [np.array(v, dtype=np.float64).reshape(-1)]
                          for k, v in state["buffers"].items()}
             s.weights = {k: [np.array(v, dtype=np.float64).reshape(-1)]
                          for k, v in state["buffer_weights"].items()}
-        except (KeyError, AttributeError, TypeError) as e:
+        except (KeyError, AttributeError, TypeError, ValueError) as e:
             raise ValueError(f"{owner}: malformed observer state ({e!r}); expected keys "
                              f"history/epochs/buffers/buffer_weights of {{tag: array}}") from e
         for k in s.history:
@@ -927,7 +968,7 @@ class Observer:
         except (KeyError, TypeError) as e:
             raise ValueError(f"{self._owner}: malformed observer state: missing or bad {e}; "
                              f"expected the dict returned by get_state()") from e
-        top = max((max(v) for v in values.epochs.values() if v), default=0)
+        top = max((int(v.view().max()) for v in values.epochs.values() if len(v)), default=0)
         if top > len(flush_times):
             raise ValueError(f"{self._owner}: state has epoch {top} but only "
                              f"{len(flush_times)} flush times")
