@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from modjax.context import ExperimentContext
 from modjax.errors import (
@@ -26,7 +27,7 @@ from modjax.errors import (
 )
 from modjax.graph.nodes import GraphNode, MergeNode, ModelNode, NodeReference, ref_label
 from modjax.graph.paths import flatten_paths, get_at, join_path, path_mask, split_path
-from modjax.graph.shapes import NodeShapes, infer_shapes, label_seed
+from modjax.graph.shapes import NodeShapes, infer_shapes, label_seed, model_cache_key
 from modjax.graph.topology import Topology, analyse
 from modjax.io.persistable import GraphPersistence
 from modjax.io.registry import CONFIG_FORMAT_VERSION, get_registered, register, serialize
@@ -44,6 +45,29 @@ def _as_key(key: Any) -> Any:
 
 def _node_key(key: Any, label: str) -> Any:
     return None if key is None else jax.random.fold_in(key, label_seed(label))
+
+
+_INIT_CACHE: dict[Any, Any] = {}
+
+
+def _grouped_init(spec: tuple[tuple[Any, int], ...], models: list[Any]) -> Any:
+    """One jitted program ``(root, seeds per group) -> stacked (params, state) per group``.
+
+    ``spec`` lists ``(model cache key, group size)``; each group is a ``lax.map`` of its
+    model's init over ``fold_in(root, seed)``, so the program has one init body per
+    distinct model config however many nodes share it, and the whole graph compiles once.
+    """
+    fn = _INIT_CACHE.get(spec)
+    if fn is None:
+        def init_all(root: Any, seeds: tuple[Any, ...]) -> list[Any]:
+            return [jax.lax.map(lambda s, m=m, shp=gk[2]: m.init(jax.random.fold_in(root, s),
+                                                                   shp), sd)
+                    for (gk, _), m, sd in zip(spec, models, seeds)]
+
+        if len(_INIT_CACHE) > 256:
+            _INIT_CACHE.clear()
+        fn = _INIT_CACHE[spec] = jax.jit(init_all)
+    return fn
 
 
 def _is_prefix(p: tuple[str, ...], q: tuple[str, ...]) -> bool:
@@ -450,7 +474,7 @@ class ModelGraph(GraphPersistence):
         shapes = infer_shapes(self._nodes, self._topo)
         root = _as_key(key if key is not None else self._key)
         old = self._variables or {"params": {}, "state": {}}
-        params, state, meta = {}, {}, {}
+        params, state, meta, fresh = {}, {}, {}, []
         for nid in self._topo.order:
             node = self._nodes[nid]
             if not isinstance(node, ModelNode):
@@ -462,9 +486,13 @@ class ModelGraph(GraphPersistence):
                 params[node.label] = old["params"][prev[0]]
                 state[node.label] = old["state"][prev[0]]
             else:
-                p, st = node.model.init(_node_key(root, node.label), s.input_shapes[0])
-                params[node.label], state[node.label] = p, st
+                fresh.append(nid)
             meta[nid] = (node.label, *m)
+        for nid, (p, st) in self._init_nodes(root, shapes, fresh).items():
+            params[self._nodes[nid].label], state[self._nodes[nid].label] = p, st
+        order = [self._nodes[nid].label for nid in meta]
+        params = {lab: params[lab] for lab in order}
+        state = {lab: state[lab] for lab in order}
         variables = {"params": params, "state": state}
         self._shapes, self._variables, self._var_meta, self._key = shapes, variables, meta, root
         self._push_shapes(shapes)
@@ -494,14 +522,46 @@ class ModelGraph(GraphPersistence):
             ``{"params": {label: ...}, "state": {label: ...}}`` for every ModelNode.
         """
         shapes = self._ensure_shapes()
-        key = _as_key(key)
-        params, state = {}, {}
-        for nid in self._topo.order:
+        nids = [nid for nid in self._topo.order if isinstance(self._nodes[nid], ModelNode)]
+        done = self._init_nodes(_as_key(key), shapes, nids)
+        return {"params": {self._nodes[n].label: done[n][0] for n in nids},
+                "state": {self._nodes[n].label: done[n][1] for n in nids}}
+
+    def _init_nodes(self, root: Any, shapes: Mapping[str, NodeShapes],
+                    nids: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+        """Initialise nodes from ``fold_in(root, label)``.
+
+        Built-in models with the same config and input shape are initialised together
+        by one cached, jitted ``lax.map`` per model config, all in one program, which is what keeps building a
+        graph of hundreds of similar nodes fast; the values are those of calling each
+        node's ``init`` on its own key.
+        """
+        groups: dict[Any, list[str]] = {}
+        out: dict[str, tuple[Any, Any]] = {}
+        for nid in nids:
             node = self._nodes[nid]
-            if isinstance(node, ModelNode):
-                params[node.label], state[node.label] = node.model.init(
-                    _node_key(key, node.label), shapes[nid].input_shapes[0])
-        return {"params": params, "state": state}
+            in_shape = shapes[nid].input_shapes[0]
+            gkey = model_cache_key(node.model, in_shape)
+            if gkey is None:
+                out[nid] = node.model.init(_node_key(root, node.label), in_shape)
+            else:
+                groups.setdefault(gkey, []).append(nid)
+        if not groups:
+            return out
+        spec = tuple((gk, len(members)) for gk, members in groups.items())
+        fn = _grouped_init(spec, [self._nodes[m[0]].model for m in groups.values()])
+        seeds = tuple(np.array([label_seed(self._nodes[n].label) for n in members], np.uint32)
+                      for members in groups.values())
+        stacked = fn(root, seeds)
+        traced = isinstance(root, jax.core.Tracer)
+        for members, tree in zip(groups.values(), stacked):
+            if not traced:
+                # one device->host copy per group, then cheap per-node arrays (slicing on
+                # the device would dispatch a program per slice)
+                tree = jax.tree.map(np.asarray, tree)
+            for i, nid in enumerate(members):
+                out[nid] = jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), tree)
+        return out
 
     # ================================================================ apply
     def _plan(self, active_nodes: Iterable[Any] | None) -> tuple[str, ...]:

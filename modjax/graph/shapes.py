@@ -8,6 +8,7 @@ no output shape takes the target shape routed to it; merge nodes find their outp
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from modjax.errors import ModjaxError, ShapeMismatchError
 from modjax.graph.nodes import MergeNode, ModelNode, ref_label
 from modjax.graph.topology import Topology
 
-__all__ = ["NodeShapes", "infer_shapes", "label_seed", "featureset_target_shape"]
+__all__ = ["NodeShapes", "infer_shapes", "label_seed", "featureset_target_shape",
+           "model_cache_key"]
 
 _BATCH = 2  # abstract batch size: >1 so a model that squeezes axis 0 is caught
 
@@ -78,6 +80,27 @@ def _declared_output(model: Any) -> Any:
     return getattr(model, "output_shape", None)
 
 
+def model_cache_key(model: Any, in_shape: tuple[int, ...]) -> Any:
+    """Key under which models of identical config and input share traced work, or None.
+
+    Only classes that declare ``_config_determines_model = True`` (the built-ins: their
+    config fully determines init and apply) are shared; adapters and user models that
+    carry code or captured values never are.
+    """
+    cls = type(model)
+    if not (getattr(cls, "_config_determines_model", False)
+            and cls.__module__.startswith("modjax.")):  # user subclasses may hold more
+        return None
+    try:
+        cfg = json.dumps(model.get_config(), sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+    return (type(model), cfg, in_shape, getattr(model, "output_shape", None))
+
+
+_SHAPE_CACHE: dict[Any, tuple[Any, Any, Any]] = {}
+
+
 def _model_node_shapes(node: ModelNode, src: str, in_shape: tuple[int, ...],
                        target: Any, is_tail: bool) -> NodeShapes:
     model = node.model
@@ -90,10 +113,18 @@ def _model_node_shapes(node: ModelNode, src: str, in_shape: tuple[int, ...],
     try:
         if callable(getattr(model, "build", None)):
             model.build(in_shape, requested)
-        key = jax.random.key(0)
-        params, state = jax.eval_shape(lambda k: model.init(k, in_shape), key)
-        y = jax.eval_shape(lambda p, s, x: model.apply(p, s, x)[0], params, state,
-                           _sds(in_shape))
+        ckey = model_cache_key(model, in_shape)
+        if ckey is not None and ckey in _SHAPE_CACHE:
+            params, state, y = _SHAPE_CACHE[ckey]
+        else:
+            key = jax.random.key(0)
+            params, state = jax.eval_shape(lambda k: model.init(k, in_shape), key)
+            y = jax.eval_shape(lambda p, s, x: model.apply(p, s, x)[0], params, state,
+                               _sds(in_shape))
+            if ckey is not None:
+                if len(_SHAPE_CACHE) > 4096:
+                    _SHAPE_CACHE.clear()
+                _SHAPE_CACHE[ckey] = (params, state, y)
     except ShapeMismatchError as e:
         raise ShapeMismatchError(f"node {node.label!r} (input {in_shape} from {src}): {e}") from e
     except Exception as e:  # any tracing failure is reported against the node

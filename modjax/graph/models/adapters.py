@@ -58,6 +58,8 @@ def _typed_key(key: Any) -> Any:
 class _ShapeByTracing(BaseModel):
     """Adapters learn their output shape by ``eval_shape`` of init + apply."""
 
+    _config_determines_model = False  # they wrap code and captured values
+
     def _resolve(self, input_shape: Shape) -> None:
         if self._declared_output is not None:
             return

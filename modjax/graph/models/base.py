@@ -49,6 +49,8 @@ class BaseModel:
     """
 
     backend = "jax"
+    #: The config fully determines init/apply, so identical nodes share traced work.
+    _config_determines_model = True
 
     def __init__(self, *, input_shape: Any = None, output_shape: Any = None,
                  **init_args: Any) -> None:

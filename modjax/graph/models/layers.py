@@ -83,10 +83,11 @@ class Linear(BaseModel):
         return feats
 
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
-        d_in, d_out = int(input_shape[-1]), self._width()
-        params = {"kernel": _kernel_init(key, (d_in, d_out), jnp.float32)}
-        if self.use_bias:
-            params["bias"] = jnp.zeros((d_out,), jnp.float32)
+        from modjax.graph.models.mlp import torch_linear_init
+
+        params = torch_linear_init(key, int(input_shape[-1]), self._width())
+        if not self.use_bias:
+            del params["bias"]
         return params, {}
 
     def apply(self, params: dict, state: dict, x: jax.Array, *, key: Any = None,
