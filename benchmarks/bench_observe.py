@@ -11,6 +11,9 @@ What is timed (median of ``--repeats`` runs, same process, compiled beforehand):
   observed  the same plus ``observer.record_batches(metrics, weights)`` and
             ``observer.flush()`` per epoch (+ a trend query, as an LR-plateau callback
             would): what modjax adds per epoch.
+  host cost the Observer's own CPU time per epoch (``time.process_time``, steady under
+            machine load): record_batches + flush + a trend query on metrics already
+            on the host, averaged over 2000 epochs.
   per-batch the eager alternative: a jitted step per batch and ``observer.record(tag,
             float(loss))`` per batch (host sync every batch), for contrast.
 
@@ -130,6 +133,17 @@ def main() -> None:
         print(f"{k + ' scan':<18} {t[k] * 1e3:9.1f} ms  ratio {t[k] / ref:.3f}  "
               f"(+{(t[k] - ref) / n * 1e6:.0f} us/epoch)")
     print(f"observed / fetched {t['observed'] / t['fetched']:.3f}  (modjax's own share)")
+    host = jax.device_get(epoch(carry0)[1])
+    w_host = jax.device_get(weights)
+    obs = Observer()
+    c0 = time.process_time()
+    for _ in range(2000):
+        obs.record_batches(host, w_host)
+        obs.flush()
+        obs.trend("loss").stalled(5, 1e-4)
+    host_us = (time.process_time() - c0) / 2000 * 1e6
+    print(f"observer host cost {host_us:9.1f} us CPU/epoch ({len(host)} metrics x {a.batches} "
+          f"batches) = {host_us / (ref / n * 1e6):.3f} of a bare epoch")
     print(f"per-batch + record {t_per * 1e3:9.1f} ms  ratio {t_per / ref:.2f}  (extrapolated)")
 
 
