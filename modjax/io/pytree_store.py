@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ def _describe(node: Any, path: tuple[str, ...], leaves: list[tuple[dict[str, Any
             out[k] = _describe(node[k], path + (k,), leaves)
         return {"t": "dict", "c": out}
     if isinstance(node, tuple) and hasattr(node, "_fields"):
-        return {"t": "namedtuple", "name": type(node).__name__, "fields": list(node._fields),
+        return {"t": "namedtuple", "name": type(node).__name__, "module": type(node).__module__,
+                "qualname": type(node).__qualname__, "fields": list(node._fields),
                 "c": [_describe(v, path + (f,), leaves) for f, v in zip(node._fields, node)]}
     if isinstance(node, list | tuple):
         return {"t": "list" if isinstance(node, list) else "tuple",
@@ -195,6 +197,22 @@ def _child(template: Any, key: Any) -> Any:
         return _MISSING
 
 
+def _loaded_namedtuple(node: dict[str, Any]) -> type | None:
+    """The namedtuple class a spec names, if its module is ALREADY imported (never imports).
+
+    Optimizer states (optax's ``ScaleByAdamState``...) then come back with their types
+    even without a template, while no code is loaded because a checkpoint says so.
+    """
+    mod = sys.modules.get(node.get("module") or "")
+    obj: Any = mod
+    for part in (node.get("qualname") or "").split("."):
+        obj = getattr(obj, part, None)
+    if (isinstance(obj, type) and issubclass(obj, tuple)
+            and list(getattr(obj, "_fields", ())) == node["fields"]):
+        return obj
+    return None
+
+
 def _rebuild(node: dict[str, Any], values: list[Any], template: Any = _MISSING) -> Any:
     """Nested containers from the spec; ``template`` supplies custom node types.
 
@@ -219,7 +237,8 @@ def _rebuild(node: dict[str, Any], values: list[Any], template: Any = _MISSING) 
         if (isinstance(template, tuple) and type(template).__name__ == node["name"]
                 and list(getattr(template, "_fields", ())) == node["fields"]):
             return type(template)(*kids)
-        return dict(zip(node["fields"], kids))
+        cls = _loaded_namedtuple(node)
+        return cls(*kids) if cls is not None else dict(zip(node["fields"], kids))
     if template is not _MISSING:
         leaves, treedef = jax.tree_util.tree_flatten(template)
         if type(template).__name__ == node.get("type") and len(leaves) == len(node["leaves"]):

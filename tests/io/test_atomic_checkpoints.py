@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -72,9 +73,21 @@ def test_restore_onto_target_reproduces_optax_state_and_prng_keys(tmp_path):
     chex.assert_trees_all_equal(out["opt"], state)
     np.testing.assert_array_equal(jax.random.key_data(out["key"]), jax.random.key_data(tree["key"]))
     chex.assert_trees_all_equal(out["raw_key"], tree["raw_key"])
-    # Without a target, namedtuples come back as dicts of their fields.
+    # Without a target, namedtuples of already-imported modules (optax) keep their type...
     plain = load_pytree(tmp_path / "o")
-    np.testing.assert_array_equal(plain["opt"][0]["mu"]["w"], np.asarray(state[0].mu["w"]))
+    assert type(plain["opt"][0]) is type(state[0])
+    np.testing.assert_array_equal(plain["opt"][0].mu["w"], np.asarray(state[0].mu["w"]))
+
+
+def test_namedtuple_of_unimported_module_comes_back_as_dict(tmp_path):
+    from modjax.io.checkpoints import open_artifact as _open
+    Pair = collections.namedtuple("Pair", ["a", "b"])
+    Pair.__module__ = "not_imported_anywhere_mod"
+    save_pytree(tmp_path / "p", {"x": Pair(np.ones(1), np.zeros(1))})
+    spec = _open(tmp_path / "p").spec("tree")
+    assert spec["tree"]["c"]["x"]["module"] == "not_imported_anywhere_mod"
+    out = load_pytree(tmp_path / "p")
+    assert out["x"]["a"].tolist() == [1.0] and "not_imported_anywhere_mod" not in sys.modules
 
 
 def test_structural_hash_depends_on_names_shapes_dtypes_only():
