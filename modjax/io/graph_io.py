@@ -124,7 +124,9 @@ def _apply_checkpoint(graph: Any, art: Artifact) -> None:
             new_opt = art.restore("opt_state", target_opt)
             graph.set_opt_state(new_opt)
         if old_frozen - new_frozen:
-            graph.unfreeze(sorted(old_frozen - new_frozen))
+            # ModelGraph calls it unfreeze, the flow Graph tree calls it thaw.
+            thaw = getattr(graph, "unfreeze", None) or graph.thaw
+            thaw(sorted(old_frozen - new_frozen))
         if new_frozen - old_frozen:
             graph.freeze(sorted(new_frozen - old_frozen))
     except BaseException:
