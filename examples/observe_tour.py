@@ -84,7 +84,7 @@ def run(out: Path) -> Observer:
             print(f"epoch {e}: loss {obs.trend('loss').latest():.4f}  "
                   f"val {val.latest():.4f}  ETA {format_duration(obs.eta(MAX_EPOCHS, window=5))}")
 
-    obs.plot_html(out / "training.html", "losses", "grad_norm", "lr")
+    obs.plot_html(out / "training.html", "losses", "grad_norm", "lr", log_y=["losses", "lr"])
     obs.export_trends(out / "metrics.csv")
     obs.write_log(out / "training.log", MAX_EPOCHS, "loss", "val_loss", "lr")
     loss = obs.trend("val_loss")

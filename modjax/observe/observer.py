@@ -444,7 +444,9 @@ class Observer:
         parts = []
         for t, v in picked.items():
             arr = np.asarray(v)
-            if arr.size == 1:
+            if not np.issubdtype(arr.dtype, np.number):
+                parts.append(f"{t}: {v!r}")
+            elif arr.size == 1:
                 parts.append(f"{t}: {float(arr.reshape(())):.4f}")
             else:
                 parts.append(f"{t}: {arr.dtype}{list(arr.shape)} mean={float(arr.mean()):.4f}")
@@ -877,11 +879,13 @@ class Observer:
     def _trend_members(self, tag: str) -> list[str]:
         return list(self._tag_groups.get(tag, (tag,)))
 
-    def plot_html(self, path: str | PathLike, *tags: str, title: str | None = None) -> None:
+    def plot_html(self, path: str | PathLike, *tags: str, title: str | None = None,
+                  log_y: bool | Sequence[str] = False) -> None:
         """Write one self-contained HTML page of training curves (inline SVG + JS, no CDN).
 
         Each argument is one chart: a tag group overlays its members, a tag stands
-        alone; with no tags every tag with history gets a chart.
+        alone; with no tags every tag with history gets a chart. ``log_y`` (``True`` or
+        chart names) draws charts on a log10 axis.
 
         Raises:
             LabelPathError: a tag has no epoch history.
@@ -890,15 +894,15 @@ class Observer:
         from modjax.observe.plots import plot_html
 
         plot_html(path, self._panels(tags, False), title=title or self._title("training curves"),
-                  durations=self.epoch_durations())
+                  durations=self.epoch_durations(), log_y=log_y)
 
-    def plot_timings_html(self, path: str | PathLike, *tags: str,
-                          title: str | None = None) -> None:
+    def plot_timings_html(self, path: str | PathLike, *tags: str, title: str | None = None,
+                          log_y: bool | Sequence[str] = False) -> None:
         """Like :meth:`plot_html` for the timing history (seconds per node per epoch)."""
         from modjax.observe.plots import plot_html
 
         plot_html(path, self._panels(tags, True), title=title or self._title("node timings"),
-                  unit="s")
+                  unit="s", log_y=log_y)
 
     def _title(self, what: str) -> str:
         return f"{self.name}: {what}" if self.name else f"modjax {what}"

@@ -89,8 +89,17 @@ def _normalise(series: Any) -> list[tuple[str, list[Trend]]]:
     return out
 
 
-def _y_range(trends: Sequence[Trend]) -> tuple[float, float]:
-    vals = np.concatenate([t.values() for t in trends]) if trends else np.zeros(0)
+def _y_values(t: Trend, log: bool) -> np.ndarray:
+    """Plotted y values: log10 on a log axis (non-positive values become gaps)."""
+    v = t.values()
+    if not log:
+        return v
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
+
+
+def _y_range(trends: Sequence[Trend], log: bool = False) -> tuple[float, float]:
+    vals = np.concatenate([_y_values(t, log) for t in trends]) if trends else np.zeros(0)
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         return 0.0, 1.0
@@ -102,13 +111,26 @@ def _y_range(trends: Sequence[Trend]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _panel_svg(idx: int, name: str, trends: Sequence[Trend], unit: str) -> str:
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick positions (in log10 units) for a log axis: decades, or finer when few."""
+    decades = list(range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1))
+    if len(decades) >= 3:
+        step = max(1, len(decades) // 6 + (len(decades) % 6 > 0))
+        return [float(d) for d in decades[::step]]
+    mantissas = (1, 2, 5) if len(decades) == 2 else (1, 2, 3, 5, 7)
+    fine = [math.log10(m * 10.0 ** d) for d in range(math.floor(lo), math.ceil(hi) + 1)
+            for m in mantissas]
+    return [f for f in fine if lo - 1e-9 <= f <= hi + 1e-9]
+
+
+def _panel_svg(idx: int, name: str, trends: Sequence[Trend], unit: str,
+               log: bool = False) -> str:
     epochs = np.concatenate([t.epochs() for t in trends]) if trends else np.zeros(0, np.int64)
     x_lo = float(epochs.min()) if epochs.size else 1.0
     x_hi = float(epochs.max()) if epochs.size else 1.0
     if x_hi == x_lo:
         x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
-    y_lo, y_hi = _y_range(trends)
+    y_lo, y_hi = _y_range(trends, log)
     pw, ph = _W - _ML - _MR, _H - _MT - _MB
 
     def sx(x: float) -> float:
@@ -123,12 +145,12 @@ def _panel_svg(idx: int, name: str, trends: Sequence[Trend], unit: str) -> str:
              f'aria-label="{e(name)}">',
              f'<rect x="{_ML}" y="{_MT}" width="{pw}" height="{ph}" fill="#ffffff" '
              f'stroke="#888" stroke-width="1"/>']
-    for t in nice_ticks(y_lo, y_hi, 5):
+    for t in (_log_ticks(y_lo, y_hi) if log else nice_ticks(y_lo, y_hi, 5)):
         y = sy(t)
         parts.append(f'<line x1="{_ML}" x2="{_ML + pw}" y1="{y:.2f}" y2="{y:.2f}" '
                      f'stroke="#e3e3e3"/>')
         parts.append(f'<text x="{_ML - 6}" y="{y + 4:.2f}" text-anchor="end" '
-                     f'class="tick">{e(_fmt_tick(t))}</text>')
+                     f'class="tick">{e(_fmt_tick(10.0 ** t if log else t))}</text>')
     xt = [v for v in nice_ticks(x_lo, x_hi, 6) if float(v).is_integer()] or [x_lo]
     for t in xt:
         x = sx(t)
@@ -143,7 +165,7 @@ def _panel_svg(idx: int, name: str, trends: Sequence[Trend], unit: str) -> str:
                      f'transform="rotate(-90 12 {_MT + ph / 2:.1f})">{e(unit)}</text>')
     for k, tr in enumerate(trends):
         color = _PALETTE[k % len(_PALETTE)]
-        xs, ys = tr.epochs().tolist(), tr.values().tolist()
+        xs, ys = tr.epochs().tolist(), _y_values(tr, log).tolist()
         segs, cur = [], []
         for x, y in zip(xs, ys):
             if math.isfinite(y):
@@ -261,6 +283,7 @@ def plot_html(
     title: str = "modjax training curves",
     unit: str = "",
     durations: Sequence[float] | None = None,
+    log_y: bool | Sequence[str] = False,
 ) -> Path:
     """Write a self-contained HTML page with one chart per panel.
 
@@ -272,6 +295,9 @@ def plot_html(
         title: page heading.
         unit: y-axis label (``"s"`` for timings).
         durations: per-epoch seconds; adds an "epoch duration" chart and the total.
+        log_y: ``True`` for a log10 y axis on every chart, or the names of the charts
+            to draw on one (losses spanning decades, learning rates); values <= 0 are
+            left out of a log chart.
 
     Returns:
         The written path.
@@ -294,6 +320,19 @@ def plot_html(
     for name, trends in panels:
         if not trends or all(len(t) == 0 for t in trends):
             raise ValueError(f"plot_html({str(path)!r}): panel {name!r} has no data")
+    names = [name for name, _ in panels]
+    if isinstance(log_y, bool):
+        log_panels = set(names) if log_y else set()
+    else:
+        log_panels = {str(n) for n in log_y}
+        unknown = sorted(log_panels - set(names))
+        if unknown:
+            raise ValueError(f"plot_html({str(path)!r}): log_y names {unknown}, which are not "
+                             f"charts; charts: {names}")
+    for name, trends in panels:
+        if name in log_panels and not any((t.values() > 0).any() for t in trends):
+            raise ValueError(f"plot_html({str(path)!r}): chart {name!r} has no positive "
+                             f"value to draw on a log axis")
     if durations is not None and len(durations) > 0:
         d = [float(x) for x in durations]
         panels = [*panels, ("epoch duration", [Trend(d, tag="seconds/epoch")])]
@@ -301,12 +340,14 @@ def plot_html(
     blocks, payload = [], []
     for i, (name, trends) in enumerate(panels):
         u = "s" if name == "epoch duration" else unit
+        log = name in log_panels
         legend = "".join(
             f'<span data-series="{k}"><i style="background:{_PALETTE[k % len(_PALETTE)]}">'
             f'</i>{e(str(t.tag))}</span>' for k, t in enumerate(trends))
         blocks.append(
-            f'<div class="panel"><h2>{e(name)}</h2><div class="legend" id="legend-{i}">'
-            f'{legend}</div>{_panel_svg(i, name, trends, u)}'
+            f'<div class="panel"><h2>{e(name)}{" <small>(log scale)</small>" if log else ""}'
+            f'</h2><div class="legend" id="legend-{i}">'
+            f'{legend}</div>{_panel_svg(i, name, trends, u, log)}'
             f'<div class="readout" id="readout-{i}"></div></div>')
         eps = np.concatenate([t.epochs() for t in trends])
         x0, x1 = float(eps.min()), float(eps.max())
@@ -346,6 +387,7 @@ def plot_html(
 
 
 def plot_timings_html(path: str | PathLike, series: Any, *,
-                      title: str = "modjax node timings") -> Path:
+                      title: str = "modjax node timings",
+                      log_y: bool | Sequence[str] = False) -> Path:
     """:func:`plot_html` for timing trends (seconds per node per epoch)."""
-    return plot_html(path, series, title=title, unit="s")
+    return plot_html(path, series, title=title, unit="s", log_y=log_y)

@@ -137,6 +137,8 @@ def test_on_flush_and_on_log_hooks(capsys):
     assert capsys.readouterr().err.strip() == "loss: 0.2500 | acc: 0.5000"
     obs.log("h")
     assert "h: float32[2] mean=1.0000" in capsys.readouterr().err
+    obs.log(values={"phase": "warmup"})
+    assert capsys.readouterr().err.strip() == "phase: 'warmup'"
     logged = []
     obs.on_log(logged.append)
     obs.log()

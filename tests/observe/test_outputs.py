@@ -188,3 +188,25 @@ def test_nice_ticks():
     assert nice_ticks(1, 30, 6) == [5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
     with pytest.raises(ValueError, match="finite"):
         nice_ticks(float("nan"), 1.0)
+
+
+def test_plot_html_log_axis(trained, tmp_path):
+    p = tmp_path / "log.html"
+    trained.plot_html(p, "loss", "acc", log_y=["loss"])
+    text = p.read_text()
+    assert text.count("(log scale)") == 1
+    chart0 = text[text.index('id="chart-0"'):]
+    chart0 = chart0[:chart0.index("</svg>")]
+    pts = re.search(r'<polyline[^>]*points="([^"]+)"', chart0).group(1).split()
+    ys = np.array([float(pt.split(",")[1]) for pt in pts])
+    logv = np.log10(trained.trend("loss").values())
+    # screen y is an affine function of log10(value): residuals of a line fit vanish
+    fit = np.polyfit(logv, ys, 1)
+    assert fit[0] < 0
+    np.testing.assert_allclose(np.polyval(fit, logv), ys, atol=0.02)
+    # decade tick labels
+    assert ">1</text>" in chart0 and ">0.2</text>" in chart0
+    with pytest.raises(ValueError, match=r"log_y names \['lss'\]"):
+        trained.plot_html(p, "loss", log_y=["lss"])
+    with pytest.raises(ValueError, match="'z'.*no positive value"):
+        plot_html(p, {"z": [0.0, -1.0]}, log_y=True)
