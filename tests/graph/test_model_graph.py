@@ -447,3 +447,23 @@ def test_merge_node_variants(ref, x):
     with pytest.raises(ShapeMismatchError, match=r"'Strict'.*A \(1, 10\), C \(1, 3\)"):
         ModelGraph([a, c, strict]).build()
 
+
+
+def test_flow_graph_as_node_model_nests_labels_and_captures(ref, x):
+    from modjax.graph.flow import FlowBuilder
+
+    flow = FlowBuilder.from_(Linear(8)).tag("hidden").through(Linear(4)).build()
+    enc = ModelNode("Encoder", flow, ref)
+    head = ModelNode("Head", mlp((1, 1)), enc)
+    g = ModelGraph([enc, head]).build()
+    assert g.node_shapes("Encoder").output_shape == (1, 4)
+    inner = g.parameters_at("Encoder")
+    first = sorted(k for k in inner if inner[k])[0]
+    assert g.parameters_at(f"Encoder.{first}") is inner[first]
+    out, _ = g.apply(g.variables, {"SensorData": x}, capture=["Encoder.hidden"])
+    assert out["Encoder.hidden"].shape == (N, 1, 8) and out["Encoder"].shape == (N, 1, 4)
+    g.freeze(f"Encoder.{first}")
+    assert g.frozen_paths == {f"Encoder.{first}"}
+    mask = g.frozen_mask()
+    assert all(jax.tree.leaves(mask["Encoder"][first]))
+    assert not any(jax.tree.leaves(mask["Head"]))
