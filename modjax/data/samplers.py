@@ -11,10 +11,19 @@ The number of batches does not change between epochs, so a phase compiles once.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from modjax.data.pairing import (
+    Candidates,
+    RangeProposal,
+    build_candidates,
+    build_proposal,
+    score_pairs,
+    weight_bound,
+)
 from modjax.data.plan import IndexPlan
 from modjax.data.schema import DOMAINS
 from modjax.data.similarity import SimilarityCondition
@@ -170,6 +179,13 @@ class SimpleSampler(BaseSampler):
 
 
 # ---------------------------------------------------------------------------- condition samplers
+@dataclass(frozen=True)
+class _Prepared:
+    values: dict[str, dict[str, np.ndarray]]
+    candidates: dict[str, Candidates | RangeProposal | None]
+    valid: np.ndarray
+
+
 def _condition_values(view: Any, column: str, sampler: str) -> np.ndarray:
     """Per-sample scalar values of a condition column (``[domain.]key[.rep]``)."""
     parts = column.split(".")
@@ -200,6 +216,14 @@ class NSampler(BaseSampler):
     so ``n_batches`` is the same every epoch). Weights: each role gets its pair score,
     the anchor the product over roles.
 
+    Partners are found once per bound view, without scoring all ``n^2`` pairs when a
+    role has a built-in (no custom ``metric``, no ``allow_fallback``) condition: its
+    sorted-order ranges give the candidates, which all conditions then score exactly
+    (see ``modjax.data.pairing``); each epoch then draws with one ``searchsorted`` per
+    anchor. When a role would have more than ``max_pairs`` candidates (e.g. a loose
+    ``dissimilar`` condition), partners are drawn by exact rejection sampling from those
+    ranges; only ``choose_best_only`` on such roles scores densely.
+
     Args:
         conditions: ``{role: {column: SimilarityCondition}}``; columns are
             ``[domain.]key[.rep]`` (tags, then targets, then features are searched).
@@ -219,7 +243,9 @@ class NSampler(BaseSampler):
         (True, ('anchor', 'same'))
     """
 
-    _block_elems = 4_000_000  # anchors x candidates scored at once (bounds memory)
+    _block_elems = 4_000_000  # dense fallback: anchors x candidates scored at once
+    #: candidate pairs above which a role falls back to dense per-epoch scoring
+    max_pairs = 20_000_000
 
     def __init__(self, conditions: Mapping[str, Mapping[str, SimilarityCondition]],
                  batch_size: int, *, shuffle: bool = True, seed: int = 0,
@@ -245,7 +271,7 @@ class NSampler(BaseSampler):
         self.samples_per_anchor = int(samples_per_anchor)
         self.choose_best_only = bool(choose_best_only)
         self.roles = (anchor_role, *self.conditions)
-        self._valid_cache: tuple[Any, np.ndarray] | None = None
+        self._prepared: tuple[Any, _Prepared] | None = None
         super().__init__(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
                          source=source)
 
@@ -254,80 +280,148 @@ class NSampler(BaseSampler):
         return {role: {col: _condition_values(view, col, type(self).__name__)
                        for col in conds} for role, conds in self.conditions.items()}
 
-    def _scores(self, values: dict[str, np.ndarray], role: str, rows: slice) -> np.ndarray:
+    def _scores(self, values: dict[str, np.ndarray], role: str, rows: np.ndarray) -> np.ndarray:
+        """Dense scores ``(len(rows), n)`` of anchors ``rows`` against every sample."""
         out = None
         for col, cond in self.conditions[role].items():
             v = values[col]
             s = cond.score(v[rows, None], v[None, :])
             out = s if out is None else out * s
-        idx = np.arange(rows.start, rows.stop)
-        out[np.arange(len(idx)), idx] = 0.0  # never pair a sample with itself
+        out[np.arange(len(rows)), rows] = 0.0  # never pair a sample with itself
         return out
 
-    def _blocks(self, n: int):
+    def _chunks(self, rows: np.ndarray, n: int):
         step = max(1, self._block_elems // max(n, 1))
-        for start in range(0, n, step):
-            yield slice(start, min(n, start + step))
+        for start in range(0, len(rows), step):
+            yield slice(start, start + step)
 
-    def _valid_anchors(self, view: Any, values: dict) -> np.ndarray:
-        if self._valid_cache is not None and self._valid_cache[0] is view:
-            return self._valid_cache[1]
-        n = view.n_samples
-        ok = np.ones(n, dtype=bool)
-        for role in self.conditions:
-            for rows in self._blocks(n):
-                ok[rows] &= (self._scores(values[role], role, rows) > 0).any(axis=1)
-        self._valid_cache = (view, ok)
+    def _dense_valid(self, values: dict[str, np.ndarray], role: str, rows: np.ndarray,
+                     n: int) -> np.ndarray:
+        ok = np.zeros(len(rows), dtype=bool)
+        for sl in self._chunks(rows, n):
+            ok[sl] = (self._scores(values, role, rows[sl]) > 0).any(axis=1)
         return ok
+
+    def _proposal_valid(self, prop: RangeProposal, values: dict[str, np.ndarray], role: str,
+                        n: int) -> np.ndarray:
+        """Exact validity: a few rounds of random proposals find a partner for most
+        anchors; the rest are scored densely."""
+        conds = self.conditions[role]
+        ok = np.zeros(n, dtype=bool)
+        todo = np.flatnonzero(prop.counts > 0)
+        rng = np.random.default_rng(0)  # any stream: the result is exact either way
+        for _ in range(16):
+            if not todo.size:
+                break
+            hit = score_pairs(values, conds, todo, prop.propose(todo, rng)) > 0
+            ok[todo[hit]] = True
+            todo = todo[~hit]
+        if todo.size:
+            ok[todo] = self._dense_valid(values, role, todo, n)
+        return ok
+
+    def _prepare(self, view: Any) -> _Prepared:
+        """Condition values, per-role candidate lists and the valid anchors (once per view)."""
+        if self._prepared is not None and self._prepared[0] is view:
+            return self._prepared[1]
+        values = self._values(view)  # raises KeyError naming a missing column
+        n = view.n_samples
+        cands: dict[str, Candidates | RangeProposal | None] = {}
+        ok = np.ones(n, dtype=bool)
+        every = np.arange(n)
+        for role in self.conditions:
+            c = build_candidates(values[role], self.conditions[role], max_pairs=self.max_pairs)
+            if c is not None:
+                cands[role] = c.best() if self.choose_best_only else c
+                ok &= cands[role].counts > 0
+            elif not self.choose_best_only:
+                prop = build_proposal(values[role], self.conditions[role])
+                cands[role] = prop
+                ok &= self._proposal_valid(prop, values[role], role, n)
+            else:
+                cands[role] = None
+                ok &= self._dense_valid(values[role], role, every, n)
+        prep = _Prepared(values, cands, ok)
+        self._prepared = (view, prep)
+        return prep
 
     def bind(self, view: Any) -> NSampler:
         view = view.to_view() if hasattr(view, "to_view") else view
-        values = self._values(view)  # raises KeyError naming a missing column
-        self._valid_cache = None
-        self._valid_anchors(view, values)
-        super().bind(view)
+        previous = self._prepared
+        try:
+            self._prepared = None
+            self._prepare(view)
+            super().bind(view)
+        except Exception:
+            self._prepared = previous
+            raise
         return self
 
     def _n_candidates(self, view: Any) -> int:
-        return int(self._valid_anchors(view, self._values(view)).sum()) * self.samples_per_anchor
+        return int(self._prepare(view).valid.sum()) * self.samples_per_anchor
 
     def _n_rows_per_epoch(self, view: Any) -> int:
         return self._n_candidates(view)
 
     # ------------------------------------------------------------------ plan
+    def _dense_draw(self, values: dict[str, np.ndarray], role: str, anchors: np.ndarray,
+                    n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Exact draw by scoring anchors against every sample (Gumbel-max trick)."""
+        chosen = np.empty(len(anchors), dtype=np.int64)
+        weight = np.empty(len(anchors), dtype=np.float64)
+        for sl in self._chunks(anchors, n):
+            s = self._scores(values, role, anchors[sl])
+            with np.errstate(divide="ignore"):
+                logits = np.log(s)
+            if self.choose_best_only:
+                logits = np.where(s == s.max(axis=1, keepdims=True), 0.0, -np.inf)
+            pick = np.argmax(logits + rng.gumbel(size=s.shape), axis=1)
+            chosen[sl] = pick
+            weight[sl] = s[np.arange(len(pick)), pick]
+        return chosen, weight
+
+    def _rejection_draw(self, prop: RangeProposal, values: dict[str, np.ndarray], role: str,
+                        anchors: np.ndarray, n: int, rng: np.random.Generator
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact weight-proportional draw for huge candidate sets: uniform proposals
+        accepted with probability ``w / bound``; anchors still open after 64 rounds are
+        drawn densely (which keeps the distribution exact)."""
+        conds = self.conditions[role]
+        bound = weight_bound(conds)
+        chosen = np.empty(len(anchors), dtype=np.int64)
+        weight = np.empty(len(anchors), dtype=np.float64)
+        todo = np.arange(len(anchors))
+        for _ in range(64):
+            if not todo.size:
+                break
+            a = anchors[todo]
+            cand = prop.propose(a, rng)
+            w = score_pairs(values, conds, a, cand)
+            acc = rng.random(len(todo)) * bound < w
+            chosen[todo[acc]], weight[todo[acc]] = cand[acc], w[acc]
+            todo = todo[~acc]
+        if todo.size:
+            chosen[todo], weight[todo] = self._dense_draw(values, role, anchors[todo], n, rng)
+        return chosen, weight
+
     def _make_plan(self, view: Any, epoch: int) -> IndexPlan:
         rng = self._rng(epoch)
-        values = self._values(view)
-        anchors = np.flatnonzero(self._valid_anchors(view, values))
-        anchors = np.repeat(anchors, self.samples_per_anchor)
+        prep = self._prepare(view)
+        anchors = np.repeat(np.flatnonzero(prep.valid), self.samples_per_anchor)
         if self.shuffle:
             anchors = anchors[rng.permutation(len(anchors))]
         pos: dict[str, np.ndarray] = {self.anchor_role: anchors}
         wts: dict[str, np.ndarray] = {}
-        n = view.n_samples
-        order = np.argsort(anchors, kind="stable")
-        sorted_anchors = anchors[order]
         for role in self.conditions:
-            chosen = np.empty(len(anchors), dtype=np.int64)
-            weight = np.empty(len(anchors), dtype=np.float64)
-            # score blocks of distinct anchors; repeated anchors draw independently
-            for rows in self._blocks(n):
-                lo, hi = np.searchsorted(sorted_anchors, [rows.start, rows.stop])
-                if lo == hi:
-                    continue
-                sel = order[lo:hi]
-                s = self._scores(values[role], role, rows)[anchors[sel] - rows.start]
-                with np.errstate(divide="ignore"):
-                    logits = np.log(s)
-                if self.choose_best_only:
-                    best = s.max(axis=1, keepdims=True)
-                    logits = np.where(s == best, 0.0, -np.inf)
-                g = logits + rng.gumbel(size=s.shape)
-                pick = np.argmax(g, axis=1)
-                chosen[sel] = pick
-                weight[sel] = s[np.arange(len(sel)), pick]
-            pos[role] = chosen
-            wts[role] = weight
+            c = prep.candidates[role]
+            if isinstance(c, Candidates):
+                pos[role], wts[role] = c.draw(anchors, rng, uniform=self.choose_best_only)
+            elif isinstance(c, RangeProposal):
+                pos[role], wts[role] = self._rejection_draw(c, prep.values[role], role, anchors,
+                                                            view.n_samples, rng)
+            else:
+                pos[role], wts[role] = self._dense_draw(prep.values[role], role, anchors,
+                                                        view.n_samples, rng)
         wts[self.anchor_role] = np.prod([wts[r] for r in self.conditions], axis=0) \
             if len(anchors) else np.zeros(0)
         return IndexPlan.from_roles(pos, self.batch_size, drop_last=self.drop_last,

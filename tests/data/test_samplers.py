@@ -160,3 +160,72 @@ def test_sampler_configs_round_trip(fs):
         back = deserialize(serialize(s))
         assert type(back) is type(s) and back.get_config() == s.get_config()
         chex.assert_trees_all_equal(back.bind(fs).plan(1), s.bind(fs).plan(1))
+
+
+@pytest.mark.parametrize("cond", [
+    SimilarityCondition(tolerance=0.05),
+    SimilarityCondition("dissimilar", tolerance=0.3, weight_mode="exp", max_weight=3.0),
+    SimilarityCondition(tolerance=0.1, weight_mode="linear", max_weight=10.0),
+    SimilarityCondition("dissimilar"),
+])
+def test_sparse_candidates_equal_dense_scores(cond):
+    from modjax.data.pairing import build_candidates
+    rng = np.random.default_rng(0)
+    v = np.round(rng.uniform(0, 1, 300), 2)   # ties and exact tolerance boundaries
+    g = rng.integers(0, 4, 300).astype(str)
+    conds = {"v": cond, "g": SimilarityCondition()}
+    c = build_candidates({"v": v, "g": g}, conds, max_pairs=10**9)
+    dense = cond.score(v[:, None], v[None, :]) * conds["g"].score(g[:, None], g[None, :])
+    np.fill_diagonal(dense, 0.0)
+    for i in range(300):
+        cols = c.cols[c.starts[i]:c.starts[i + 1]]
+        order = np.argsort(cols)
+        np.testing.assert_array_equal(cols[order], np.flatnonzero(dense[i] > 0))
+        np.testing.assert_allclose(c.weights[c.starts[i]:c.starts[i + 1]][order],
+                                   dense[i][dense[i] > 0])
+
+
+def test_sparse_and_dense_paths_agree(fs):
+    conds = {"soh": SimilarityCondition(tolerance=0.03), "cell": SimilarityCondition()}
+    sparse = PairedSampler(conds, 4, seed=0, source=fs)
+    dense = PairedSampler(conds, 4, seed=0)
+    dense.max_pairs = 0  # force the dense per-epoch path
+    dense.bind(fs)
+    assert sparse.n_batches == dense.n_batches
+    for s in (sparse, dense):
+        p = s.plan(0)
+        m = p.mask["anchor"]
+        soh, cell = fs.get_targets()[:, 0], fs.get_tags("cell")[:, 0]
+        a, b = p.indices["anchor"][m], p.indices["pair"][m]
+        assert (np.abs(soh[a] - soh[b]) <= 0.03 + 1e-12).all() and (cell[a] == cell[b]).all()
+    np.testing.assert_array_equal(np.sort(sparse.plan(0).indices["anchor"][m]),
+                                  np.sort(dense.plan(0).indices["anchor"][m]))
+
+
+def test_draws_follow_weights():
+    fs = FeatureSet.from_dict("w", {"x": np.zeros(3), "v": [0.0, 0.1, 0.3]}, "x", None, "v")
+    s = PairedSampler({"v": SimilarityCondition(tolerance=1.0, weight_mode="linear",
+                                                max_weight=100.0)}, 3, seed=0, source=fs)
+    # anchor 0: partner 1 (weight 10) vs partner 2 (weight 3.33): chosen ~ 3:1
+    picks = [int(s.plan(e).indices["pair"][s.plan(e).indices["anchor"] == 0][0])
+             for e in range(400)]
+    frac = picks.count(1) / len(picks)
+    assert 0.68 < frac < 0.82
+
+
+def test_rejection_path_matches_conditions_and_weights(fs):
+    conds = {"soh": SimilarityCondition("dissimilar", tolerance=0.1, weight_mode="linear",
+                                        max_weight=4.0)}
+    lists = PairedSampler(conds, 4, seed=0, source=fs)
+    rej = PairedSampler(conds, 4, seed=0)
+    rej.max_pairs = 0  # force rejection sampling from the ranges
+    rej.bind(fs)
+    from modjax.data.pairing import RangeProposal
+    assert isinstance(rej._prepared[1].candidates["pair"], RangeProposal)
+    assert rej.n_batches == lists.n_batches
+    soh = fs.get_targets()[:, 0]
+    p = rej.plan(0)
+    m = p.mask["pair"]
+    d = np.abs(soh[p.indices["anchor"][m]] - soh[p.indices["pair"][m]])
+    assert (d > 0.1).all()
+    np.testing.assert_allclose(p.weights["pair"][m], np.clip(d / 0.1, 1, 4), rtol=1e-6)
