@@ -361,3 +361,26 @@ def test_weighted_epoch_mean_matches_numpy(chunks):
     else:
         assert out["m"] == pytest.approx(np.average(v, weights=w), rel=1e-9, abs=1e-9)
         assert obs.flush_count() == 1
+
+
+def test_state_survives_an_orbax_checkpoint(tmp_path):
+    from modjax.io import load_pytree, save_pytree
+
+    a = Observer(name="m")
+    for e in range(3):
+        a.record("loss", 1.0 / (e + 1))
+        a.record_timing("enc", 0.01 * (e + 1))
+        a.flush()
+    a.flush_timings()
+    a.record("loss", 5.0)  # mid-epoch buffer
+    save_pytree(tmp_path / "obs", a.get_state())
+    b = Observer(name="m")
+    b.set_state(load_pytree(tmp_path / "obs"))
+    np.testing.assert_array_equal(b.trend("loss").values(), a.trend("loss").values())
+    np.testing.assert_array_equal(b.trend("loss").epochs(), [1, 2, 3])
+    assert b.timing_trend("enc").values().tolist() == pytest.approx([0.02])
+    assert b.collected("loss") == [5.0]
+    assert b.flush_times() == a.flush_times() and b.start_time() == a.start_time()
+    b.record("loss", 7.0)
+    assert b.flush() == {"loss": 6.0}
+    np.testing.assert_array_equal(b.trend("loss").epochs(), [1, 2, 3, 4])
