@@ -249,6 +249,9 @@ class Observer:
         Raises:
             ValueError: empty member list, or a group name that is also one of its members.
         """
+        if isinstance(members, str):
+            raise TypeError(f"{self._owner}: tag group {name!r} members must be a list of "
+                            f"tags, got the string {members!r}")
         members = tuple(members)
         if not members:
             raise ValueError(f"{self._owner}: tag group {name!r} has no members")

@@ -161,6 +161,8 @@ def test_tag_groups_expand_everywhere():
         obs.add_tag_group("x", ["x"])
     with pytest.raises(ValueError, match="no members"):
         obs.add_tag_group("x", [])
+    with pytest.raises(TypeError, match="'x' members must be a list"):
+        obs.add_tag_group("x", "x_0")
 
 
 def test_clock_elapsed_eta_durations():
