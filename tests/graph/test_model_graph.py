@@ -467,3 +467,21 @@ def test_flow_graph_as_node_model_nests_labels_and_captures(ref, x):
     mask = g.frozen_mask()
     assert all(jax.tree.leaves(mask["Encoder"][first]))
     assert not any(jax.tree.leaves(mask["Head"]))
+
+
+def test_renaming_a_node_rekeys_variables_and_frozen_paths(ref, x, fresh_context):
+    g, (a, b, m, h) = branch(ref)
+    g.build()
+    kernel = g.variables["params"]["Head"]["layer_0"]["kernel"]
+    g.freeze("Head.layer_0")
+    h.label = "Regressor"
+    assert fresh_context.get_node("Regressor") is h
+    assert g.node_labels == ["EncoderA", "EncoderB", "Merge", "Regressor"]
+    assert g.variables["params"]["Regressor"]["layer_0"]["kernel"] is kernel
+    assert g.frozen_paths == {"Regressor.layer_0"}
+    assert "Regressor" in g.forward({"SensorData": x})
+    with pytest.raises(ValueError, match="invalid node label"):
+        h.label = "bad.label"
+    fresh_context.set_registration_policy("rename")
+    dup = ModelNode("EncoderA", Identity(), ref)
+    assert dup.label == "EncoderA_1"
