@@ -3,9 +3,11 @@
 from modjax.io.atomic import is_artifact
 from modjax.io.checkpoints import (
     CHECKPOINT_FORMAT_VERSION,
+    Artifact,
     checkpoint_kind,
     checkpoint_version,
     load_pytree,
+    open_artifact,
     save_pytree,
 )
 from modjax.io.migrate import migrate_checkpoint
@@ -21,6 +23,7 @@ from modjax.io.reports import LoadReport
 from modjax.io.subtree import load_subtree
 
 __all__ = [
+    "Artifact",
     "CHECKPOINT_FORMAT_VERSION",
     "CONFIG_FORMAT_VERSION",
     "LoadReport",
@@ -32,6 +35,7 @@ __all__ = [
     "load_pytree",
     "load_subtree",
     "migrate_checkpoint",
+    "open_artifact",
     "register",
     "registered_name",
     "save_pytree",

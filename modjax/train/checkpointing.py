@@ -198,7 +198,8 @@ class Checkpointing:
     def _default_template(self, context: str) -> str:
         multi = len(self._save_on) > 1
         if context == "experiment":
-            return "{label}_{hook}" if multi else "{label}"
+            # Not bare "{label}": a phase's own checkpoints live in a "{phase label}/" dir.
+            return "{label}_{hook}"
         common = set.intersection(*(_PHASE_PLACEHOLDERS[h] for h in self._save_on))
         t = "{phase}" + ("_epoch{epoch}" if "epoch" in common else "") + (
             "_batch{batch}" if "batch" in common else "")
