@@ -268,6 +268,8 @@ _JS = """
       cursor.setAttribute('visibility', 'hidden'); out.textContent = '';
     });
   });
+  // marks a page whose script ran to the end (checked by the headless-browser test)
+  document.documentElement.setAttribute('data-curves-ready', String(data.panels.length));
 })();
 """
 

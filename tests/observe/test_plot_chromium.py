@@ -90,3 +90,22 @@ def test_training_plot_draws_in_chromium(chromium, tmp_path):
     ys, xs = np.nonzero(red[band, 490:])
     assert len(xs) > 100
     assert np.polyfit(xs, ys, 1)[0] < -0.1
+
+
+def test_plot_script_runs_in_chromium(chromium, tmp_path):
+    """The inline script parses and runs to the end (it tags <html> when done)."""
+    obs = Observer()
+    for e in range(5):
+        obs.record("loss", 1.0 / (e + 1))
+        obs.record("acc", 0.1 * e)
+        obs.flush()
+    page = tmp_path / "p.html"
+    obs.plot_html(page, "loss", "acc")
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={profile}", "--dump-dom", page.resolve().as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    # two charts plus the epoch-duration chart
+    assert 'data-curves-ready="3"' in dom, dom[:500]
