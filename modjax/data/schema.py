@@ -106,7 +106,17 @@ def _leaf_type(typ: pa.DataType) -> pa.DataType:
 def _numpy_to_arrow(arr: np.ndarray) -> pa.Array:
     """(n, *shape) numeric array -> nested FixedSizeListArray without row loops."""
     n, shape = arr.shape[0], arr.shape[1:]
-    flat = pa.array(np.ascontiguousarray(arr).reshape(-1))
+    flat_np = np.ascontiguousarray(arr).reshape(-1)
+    if np.shares_memory(flat_np, arr) and arr.flags.writeable:
+        # the table must not change when the caller later edits their array; read-only
+        # input is shared as is
+        flat_np = flat_np.copy()
+    if flat_np.dtype.kind in "iuf" and flat_np.dtype.byteorder in "=|":
+        # wrap the numpy buffer directly: no per-value scan
+        flat = pa.Array.from_buffers(pa.from_numpy_dtype(flat_np.dtype), flat_np.size,
+                                     [None, pa.py_buffer(flat_np)])
+    else:
+        flat = pa.array(flat_np)
     for size in reversed(shape):
         flat = pa.FixedSizeListArray.from_arrays(flat, size)
     if len(flat) != n:  # zero-sized trailing dims

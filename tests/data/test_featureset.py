@@ -192,3 +192,14 @@ def test_config_without_state_rebuilds_schema(fs):
     empty = FeatureSet.from_config(fs.get_config(), register=False)
     assert empty.n_samples == 0 and empty.columns == fs.columns
     assert empty.feature_shapes == fs.feature_shapes
+
+
+def test_from_dict_is_isolated_from_later_edits_but_shares_read_only_input():
+    x = np.ones((3, 2))
+    fs = FeatureSet.from_dict("iso", {"x": x, "y": [1.0, 2.0, 3.0]}, "x", "y")
+    x[:] = 5.0
+    np.testing.assert_array_equal(fs.get_features()[:, 0], np.ones((3, 2)))
+    r = np.ones((3, 2))
+    r.flags.writeable = False
+    shared = FeatureSet.from_dict("shared", {"x": r, "y": [1.0, 2.0, 3.0]}, "x", "y")
+    assert np.shares_memory(shared.get_features(), r)
