@@ -41,16 +41,23 @@ def hand_branch(params: dict, x: jax.Array) -> jax.Array:
     return mlp_ref(params["Head"], jnp.concatenate(encoded, axis=-1), (1, 1))
 
 
-def timeit(fn, *args, iters: int = 30, rounds: int = 7) -> list[float]:
-    jax.block_until_ready(fn(*args))
-    out = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            r = fn(*args)
-        jax.block_until_ready(r)
-        out.append((time.perf_counter() - t0) / iters)
-    return out
+def race(f, g, args, *, trials: int = 60, iters: int = 5) -> tuple[float, float]:
+    """Best per-call time of ``f`` and ``g``, timed in alternating short bursts.
+
+    Alternating (ABAB / BABA) keeps a busy machine's load changes from landing on one
+    side only; the minimum over bursts is the least-disturbed measurement.
+    """
+    jax.block_until_ready(f(*args))
+    jax.block_until_ready(g(*args))
+    best = {f: float("inf"), g: float("inf")}
+    for t in range(trials):
+        for fn in ((f, g) if t % 2 == 0 else (g, f)):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                r = fn(*args)
+            jax.block_until_ready(r)
+            best[fn] = min(best[fn], (time.perf_counter() - t0) / iters)
+    return best[f], best[g]
 
 
 def op_histogram(fn, *args) -> dict[str, int]:
@@ -81,11 +88,7 @@ def compare(name: str, graph: ModelGraph, tail: str, hand, x: np.ndarray, y: np.
         same = jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
                                          g_fn(*args), h_fn(*args)))
         same_ops = op_histogram(g_fn, *args) == op_histogram(h_fn, *args)
-        g_times, h_times = [], []
-        for _ in range(3):  # interleave so load changes hit both alike
-            g_times += timeit(g_fn, *args)
-            h_times += timeit(h_fn, *args)
-        g_best, h_best = min(g_times), min(h_times)
+        g_best, h_best = race(g_fn, h_fn, args)
         ratio = g_best / h_best
         print(f"{name:12s} {what:13s} graph {g_best * 1e3:8.3f} ms   hand {h_best * 1e3:8.3f} ms"
               f"   ratio {ratio:5.3f}  {'OK' if ratio <= 1.05 else 'SLOW'}   "
