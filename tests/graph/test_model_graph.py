@@ -423,6 +423,12 @@ def test_visualize_and_summary(ref):
     assert "features: voltage" in text and "targets: soh" in text
     assert "EncoderA<br/>SequentialMLP (frozen)" in text and "class n0 frozen" in text
     assert "(frozen)" not in g.visualize(show_frozen=False)
+    fs2 = FeatureSet.from_dict("Split", {"v": np.zeros((4, 3)), "y": np.zeros(4)}, "v", "y",
+                               register=False)
+    fs2.split_random({"train": 0.5, "val": 0.5})
+    split_graph = ModelGraph([ModelNode("P", Identity(), fs2.reference())])
+    assert "splits: train, val" in split_graph.visualize(show_splits=True)
+    assert "splits" not in split_graph.visualize()
     s = g.summary()
     assert "EncoderA" in s and "(1, 8) + (1, 4)" in s
     assert "total params: 145  trainable: 57  frozen: 88" in s
