@@ -146,6 +146,12 @@ SHARDED = textwrap.dedent("""
     b = jax.jit(g)(arrays, step0)["default"]
     assert len(b["features"].sharding.device_set) == 8
     assert b["features"].sharding.spec[0] == "data", b["features"].sharding
+    # streaming under a mesh: fixed-shape chunks, same total
+    small = DeviceStore(fs, mesh=mesh, byte_budget=store._row_bytes() * 12 * 2)
+    chunks = list(small.epoch_chunks(sampler.plan()))
+    assert len(chunks) == 2 and {c[0]["features"].shape for c in chunks} == {(24, 1, 1)}, [c[0]["features"].shape for c in chunks]
+    streamed = sum(float(epoch(a, p)[0]) for a, p in chunks)
+    assert streamed == float(np.arange(30.0).sum()), streamed
     print("OK")
 """)
 
