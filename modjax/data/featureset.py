@@ -320,6 +320,35 @@ class FeatureSet(DataAccessMixin, ExperimentNode, FeatureSetPersistence):
         """A view of all rows restricted to ``columns``."""
         return FeatureSetView.from_featureset(self, columns=columns, label=label)
 
+    def rows_for_uuids(self, uuids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Row indices (int64) of sample uuids, e.g. to map results back to samples.
+
+        Raises:
+            KeyError: a uuid is not in this FeatureSet (the message names it).
+
+        Example:
+            >>> fs = FeatureSet.from_dict("uu", {"x": [1.0, 2.0, 3.0], "y": [0., 0., 1.]},
+            ...                           "x", "y")
+            >>> fs.rows_for_uuids(fs.sample_uuids[[2, 0]]).tolist()
+            [2, 0]
+        """
+        want = np.asarray(uuids).astype(str)
+        have = self._numpy_column(SAMPLE_UUIDS).astype(str)
+        order = np.argsort(have, kind="stable")
+        pos = np.searchsorted(have, want, sorter=order)
+        pos = np.minimum(pos, len(have) - 1) if len(have) else pos
+        rows = order[pos] if len(have) else np.zeros(len(want), dtype=np.int64)
+        bad = ~(have[rows] == want) if len(have) else np.ones(len(want), dtype=bool)
+        if bad.any():
+            raise KeyError(f"FeatureSet {self.label!r} has no sample with uuid "
+                           f"{str(want[bad][0])!r} ({int(bad.sum())} unknown uuids)")
+        return rows.astype(np.int64)
+
+    def take_uuids(self, uuids: Sequence[str] | np.ndarray, *,
+                   label: str | None = None) -> FeatureSetView:
+        """A view of the samples with these uuids (in the given order)."""
+        return FeatureSetView(self, self.rows_for_uuids(uuids), label=label)
+
     def reference(self, columns: Sequence[str] | None = None, *,
                   features: str | Sequence[str] | None = None,
                   targets: str | Sequence[str] | None = None,

@@ -203,3 +203,12 @@ def test_from_dict_is_isolated_from_later_edits_but_shares_read_only_input():
     r.flags.writeable = False
     shared = FeatureSet.from_dict("shared", {"x": r, "y": [1.0, 2.0, 3.0]}, "x", "y")
     assert np.shares_memory(shared.get_features(), r)
+
+
+def test_uuids_map_back_to_rows(fs):
+    u = fs.sample_uuids
+    np.testing.assert_array_equal(fs.rows_for_uuids(u[[5, 1, 9]]), [5, 1, 9])
+    v = fs.take_uuids(u[[3, 4]], label="two")
+    np.testing.assert_array_equal(v.indices, [3, 4])
+    with pytest.raises(KeyError, match="no sample with uuid 'nope'"):
+        fs.rows_for_uuids([u[0], "nope"])
