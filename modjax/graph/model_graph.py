@@ -117,7 +117,6 @@ class ModelGraph(GraphPersistence):
         self._commit(resolved, refs, topo)
         self._check_backends()
         self._built = False
-        self._shapes: dict[str, NodeShapes] = {}
         self._variables: dict[str, dict[str, Any]] | None = None
         self._var_meta: dict[str, tuple[Any, ...]] = {}
         self._key: Any = None
@@ -174,6 +173,7 @@ class ModelGraph(GraphPersistence):
         self._topo = topo
         self._labels_at_commit = {nid: n.label for nid, n in self._nodes.items()}
         self._forward_cache = {}
+        self._shapes: dict[str, NodeShapes] = {}  # stale once the wiring changes
 
     def _try_wiring(self, nodes: list[GraphNode], refs: dict[str, list[Any]]) -> None:
         """Validate a new wiring; commit it and mark the graph unbuilt only if valid."""
@@ -200,7 +200,9 @@ class ModelGraph(GraphPersistence):
             self._variables = {c: {renamed.get(k, k): v for k, v in coll.items()}
                                for c, coll in self._variables.items()}
         self._sub_frozen = {(renamed.get(p[0], p[0]), *p[1:]) for p in self._sub_frozen}
+        shapes = self._shapes  # keyed by node id: a rename does not change them
         self._commit(list(self._nodes.values()), refs, topo)
+        self._shapes = shapes
 
     def _check_backends(self) -> None:
         if self._optimizer is None:
@@ -275,7 +277,7 @@ class ModelGraph(GraphPersistence):
     def node_shapes(self, node: str | GraphNode) -> NodeShapes:
         """Inferred shapes of a node (after :meth:`build`)."""
         self._require_built("node_shapes")
-        return self._shapes[self._get(node).node_id]
+        return self._ensure_shapes()[self._get(node).node_id]
 
     # ================================================================ mutations
     def _check_new(self, new_node: GraphNode) -> None:
@@ -433,7 +435,7 @@ class ModelGraph(GraphPersistence):
 
     def _ensure_shapes(self) -> dict[str, NodeShapes]:
         self._sync_labels()
-        if not self._built or not self._shapes:
+        if not self._shapes:
             self._shapes = infer_shapes(self._nodes, self._topo)
             self._push_shapes(self._shapes)
         return self._shapes
