@@ -94,15 +94,20 @@ class GraphTree:
         return set(self._internal)
 
     # ---------------------------------------------------------------- paths
-    def _walk_path(self, path: str | tuple[str, ...]) -> tuple[Any, str, str]:
-        """Resolve a label path to ``(owning graph, last segment, kind)``."""
+    def _walk_path(self, path: str | tuple[str, ...],
+                   node_ids: bool = False) -> tuple[Any, str, str]:
+        """Resolve a label path to ``(owning graph, last segment, kind)``.
+
+        With ``node_ids`` the last segment may also be a node id (``"Linear_0"``), which
+        is how ``frozen_paths`` names untagged nodes.
+        """
         parts = split_path(path)
         if not parts:
             raise LabelPathError("label path is empty")
         g = self
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            if i > 0 and part in g._internal:
+            if i > 0 and part in g._internal and not (node_ids and last and part in g._by_id):
                 raise LabelPathError(
                     f"label path {join_path(parts)!r}: tag {part!r} of graph {g._name!r} is "
                     "internal (hidden from parent graphs)")
@@ -117,6 +122,8 @@ class GraphTree:
                 raise LabelPathError(
                     f"label path {join_path(parts)!r}: {part!r} is a tag of graph {g._name!r}, "
                     "not a labelled subgraph, so nothing lies below it")
+            if node_ids and last and part in g._by_id:
+                return g, part, "node"
             options = [*g._children, *(t for t in g._tags if i == 0 or t not in g._internal)]
             raise LabelPathError(
                 f"label path {join_path(parts)!r} does not resolve: graph {g._name!r} has no "
@@ -149,15 +156,15 @@ class GraphTree:
         self._walk_path(parts)
 
     def _param_path(self, path: str | tuple[str, ...]) -> tuple[str, ...]:
-        """Label path -> path of node ids in ``params``/``state``."""
-        self._walk_path(path)
+        """Label path (tags, child labels, or a node id last) -> node-id path in ``params``."""
+        self._walk_path(path, node_ids=True)
         out, g = [], self
         for part in split_path(path):
             if part in g._children:
                 out.append(part)
                 g = g._children[part]
             else:
-                out.append(g._tags[part])
+                out.append(g._tags.get(part, part))
         return tuple(out)
 
     # ---------------------------------------------------------------- variables at paths

@@ -192,3 +192,17 @@ def test_standalone_encoder_loaded_into_bigger_model(tmp_path):
     report = model.load_subgraph_checkpoint("encoder", tmp_path / "enc")
     assert len(report.loaded) == 6 and not report.missing
     chex.assert_trees_all_equal(model.parameters_at("encoder"), encoder.variables["params"])
+
+
+def test_save_load_round_trip_keeps_variables_and_frozen_paths(tmp_path):
+    enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4))
+           .through(Linear(4)).tag("_plumbing").label("encoder").build())
+    model = FlowBuilder.from_(enc).through(Linear(2)).build(input_shape=(3,))
+    model.freeze("encoder")
+    model.thaw("encoder.scan")
+    assert model.frozen_paths == ("encoder.Linear_0", "encoder._plumbing")
+    model.save(tmp_path / "m")
+    loaded = Graph.load(tmp_path / "m", overwrite=True)
+    assert loaded.frozen_paths == model.frozen_paths
+    chex.assert_trees_all_equal(loaded.variables, model.variables)
+    assert loaded.is_frozen("encoder.Linear_0") and not loaded.is_frozen("encoder.scan")
