@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_graph_persistence_seam import SeamGraph
 
 from modjax.context import ExperimentContext
 from modjax.data import FeatureSet
@@ -18,6 +17,7 @@ from modjax.errors import CheckpointError
 from modjax.io.persistable import ExperimentPersistence
 from modjax.io.registry import register
 from modjax.train.checkpointing import Checkpointing
+from tests.io.seam_hosts import SeamGraph
 
 
 class _Phase:
