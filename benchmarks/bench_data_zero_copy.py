@@ -1,9 +1,11 @@
 """Zero-copy splits and views: peak RSS growth vs the index arrays they hold.
 
 Builds a 2,000,000 x 64 float32 FeatureSet (512 MB of features), then makes 3 splits
-and 5 views while a sampler thread records the process RSS every millisecond. Prints
-the peak RSS growth, the bytes of the index arrays the splits/views hold (shared
-buffers counted once), and their ratio; the claim is growth <= 1.10 x index bytes.
+and 5 views. Two meters run over that block: ``tracemalloc`` (numpy reports every array
+allocation to it, so its peak is exact and not blurred by memory the allocator kept
+from earlier frees) and a thread polling the process RSS every half millisecond.
+Prints both peaks, the bytes of the index arrays the splits/views hold (shared buffers
+counted once), and the ratio; the claim is peak growth <= 1.10 x index bytes.
 
 Run: python benchmarks/bench_data_zero_copy.py [--rows N]
 """
@@ -15,6 +17,7 @@ import gc
 import os
 import threading
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -82,6 +85,9 @@ def main() -> None:
     picks = [rng.choice(n, size=n // 10, replace=False) for _ in range(2)]
     gc.collect()
 
+    tracemalloc.start()
+    base_traced = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
     with PeakRSS() as m:
         splits = fs.split_random({"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
         views = [
@@ -92,6 +98,8 @@ def main() -> None:
             splits["test"].take(slice(0, 1000)),
         ]
         feats = views[0].n_samples + views[2].n_samples  # touch them
+    traced_peak = tracemalloc.get_traced_memory()[1] - base_traced
+    tracemalloc.stop()
     index_arrays = [v.indices for v in splits.values()] + [v.indices for v in views]
     idx_bytes = owned_bytes(index_arrays)
     # the user's pick arrays were allocated before the block: do not count them twice
@@ -100,9 +108,10 @@ def main() -> None:
           f"{len(splits)} splits + {len(views)} views ({feats:,} rows touched)")
     print(f"index arrays held:        {idx_bytes / 2**20:8.2f} MiB "
           f"({new_idx_bytes / 2**20:.2f} MiB allocated during the block)")
-    print(f"peak RSS growth:          {m.growth / 2**20:8.2f} MiB")
-    ratio = m.growth / max(new_idx_bytes, 1)
-    print(f"ratio growth / new index bytes = {ratio:.3f} (claim: <= 1.10) -> "
+    print(f"peak allocation growth:   {traced_peak / 2**20:8.2f} MiB (tracemalloc)")
+    print(f"peak RSS growth:          {m.growth / 2**20:8.2f} MiB (may reuse freed pages)")
+    ratio = max(traced_peak, m.growth) / max(new_idx_bytes, 1)
+    print(f"ratio peak growth / new index bytes = {ratio:.3f} (claim: <= 1.10) -> "
           f"{'PASS' if ratio <= 1.10 else 'FAIL'}")
 
 
