@@ -632,6 +632,8 @@ class FeatureSet(DataAccessMixin, ExperimentNode, FeatureSetPersistence):
             for name, view in self._splits.items():
                 if name not in done and name not in new._splits:
                     new._splits[name] = FeatureSetView(new, view.indices, label=name)
+            # splits removed since their record ran stay removed; keep the original order
+            new._splits = {k: new._splits[k] for k in self._splits}
         if restore_scalers:
             for rec in self._scaler_records:
                 new.fit_transform(rec.scaler, domain=rec.domain,

@@ -279,3 +279,11 @@ def test_visualize_and_repr(fs):
     assert "tags:" not in fs.visualize(show_tags=False)
     r = repr(fs)
     assert "splits=[train=48, test=12, peek=2]" in r
+
+
+def test_copy_keeps_removed_splits_removed(fs):
+    fs.split_random({"train": 0.5, "val": 0.25, "test": 0.25}, seed=2)
+    fs.remove_split("val")
+    twin = fs.copy(restore_splits=True)
+    assert twin.available_splits == ["train", "test"]
+    np.testing.assert_array_equal(twin.get_split("test").indices, fs.get_split("test").indices)
