@@ -6,8 +6,10 @@ from modjax.data.featureset import FeatureSet
 from modjax.data.plan import IndexPlan
 from modjax.data.references import FeatureSetColumnReference, FeatureSetReference
 from modjax.data.samplers import BaseSampler, NSampler, PairedSampler, SimpleSampler, TripletSampler
+from modjax.data.scaling import Scaler, ScalerRecord
 from modjax.data.schema import DOMAINS, REPS, SAMPLE_UUIDS, column_name, parse_column
 from modjax.data.similarity import SimilarityCondition
+from modjax.data.splitters import SplitterRecord
 from modjax.data.view import FeatureSetView
 
 __all__ = [
@@ -24,8 +26,11 @@ __all__ = [
     "IndexPlan",
     "NSampler",
     "PairedSampler",
+    "Scaler",
+    "ScalerRecord",
     "SimilarityCondition",
     "SimpleSampler",
+    "SplitterRecord",
     "TripletSampler",
     "column_name",
     "gather",
