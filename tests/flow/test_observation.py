@@ -140,3 +140,16 @@ def test_svg_needs_graphviz_and_uses_it(tmp_path, monkeypatch):
     out = svg(g, tmp_path / "g.svg")
     assert out.startswith(b"<svg>") and b"digraph" in out
     assert (tmp_path / "g.svg").read_bytes() == out
+
+
+def test_get_state_set_state_round_trips_variables_and_tree_history():
+    g = make()
+    g(X)
+    g.record("loss", 1.0)
+    g.record_at("encoder.aux", 2.0)
+    g.flush()
+    st = g.get_state()
+    g2 = make()
+    g2.set_state(st)
+    chex.assert_trees_all_equal(g2.variables, g.variables)
+    assert g2.latest_metrics() == {"loss": 1.0, "encoder.aux": 2.0}

@@ -633,12 +633,33 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
             raise ConfigError(f"flow Graph config is missing {e}") from e
 
     def get_state(self) -> dict[str, Any]:
-        """Learned values: ``{"variables": {"params", "state"}}`` (None entries when unbuilt)."""
-        return {"variables": self.variables}
+        """Learned values and observation history of the whole tree.
+
+        Returns:
+            ``{"variables": {"params", "state"} or None, "observer": {"self": ...,
+            "children": {label: ...}}}``: pytrees of arrays.
+        """
+        return {"variables": self.variables, "observer": self._observer_state()}
+
+    def _observer_state(self) -> dict[str, Any]:
+        return {"self": self._observer.get_state(),
+                "children": {label: c._observer_state() for label, c in self._children.items()}}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`get_state` output (checked like :meth:`set_variables`)."""
-        self.set_variables(state["variables"])
+        """Restore :meth:`get_state` output (variables checked like :meth:`set_variables`)."""
+        if state.get("variables") is not None:
+            self.set_variables(state["variables"])
+        if state.get("observer") is not None:
+            self._set_observer_state(state["observer"])
+
+    def _set_observer_state(self, obs: Mapping[str, Any]) -> None:
+        self._observer.set_state(obs["self"])
+        for label, sub in obs.get("children", {}).items():
+            if label not in self._children:
+                raise LabelPathError(
+                    f"graph {self._name!r}: observer state for unknown child {label!r}; "
+                    f"children: {sorted(self._children)}")
+            self._children[label]._set_observer_state(sub)
 
     def structural_hash(self) -> str:
         """8-hex-digit hash of the structure (config without label/seed/shapes)."""
