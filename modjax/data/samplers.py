@@ -271,7 +271,7 @@ class NSampler(BaseSampler):
         self.samples_per_anchor = int(samples_per_anchor)
         self.choose_best_only = bool(choose_best_only)
         self.roles = (anchor_role, *self.conditions)
-        self._prepared: tuple[Any, _Prepared] | None = None
+        self._prepared: tuple[tuple[Any, Any], _Prepared] | None = None
         super().__init__(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
                          source=source)
 
@@ -322,7 +322,9 @@ class NSampler(BaseSampler):
 
     def _prepare(self, view: Any) -> _Prepared:
         """Condition values, per-role candidate lists and the valid anchors (once per view)."""
-        if self._prepared is not None and self._prepared[0] is view:
+        key = (view, view.source.table)  # a transform swaps the table: values may change
+        if self._prepared is not None and self._prepared[0][0] is key[0] and \
+                self._prepared[0][1] is key[1]:
             return self._prepared[1]
         values = self._values(view)  # raises KeyError naming a missing column
         n = view.n_samples
@@ -342,7 +344,7 @@ class NSampler(BaseSampler):
                 cands[role] = None
                 ok &= self._dense_valid(values[role], role, every, n)
         prep = _Prepared(values, cands, ok)
-        self._prepared = (view, prep)
+        self._prepared = (key, prep)
         return prep
 
     def bind(self, view: Any) -> NSampler:
