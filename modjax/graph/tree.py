@@ -285,6 +285,12 @@ class GraphTree:
         walk(v["params"], ())
         return tuple(out)
 
+    def frozen_mask(self) -> Any:
+        """Boolean pytree like ``params``: True where a leaf is frozen (for optax masks)."""
+        from modjax.graph.paths import path_mask
+
+        return path_mask(self._require_variables("parameters")["params"], self.frozen_paths)
+
     # ---------------------------------------------------------------- training mode
     def set_training_at(self, path: str, training: bool) -> None:
         """Fix the training flag of the subgraph or tagged node at ``path``.

@@ -72,6 +72,7 @@ def test_freeze_thaw_record_paths_for_the_optimizer():
     assert not model.is_frozen("encoder")
     assert model.frozen_paths == ("encoder._plumbing", "encoder.read")
     mask = path_mask(model.variables["params"], model.frozen_paths)
+    chex.assert_trees_all_equal(mask, model.frozen_mask())
     assert mask["encoder"]["read"]["kernel"] and not mask["encoder"]["scan"]["kernel"]
     assert not mask["output"]["kernel"]
     model.unfreeze(["encoder"])
