@@ -10,6 +10,7 @@ The number of batches does not change between epochs, so a phase compiles once.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ __all__ = ["BaseSampler", "SimpleSampler", "NSampler", "PairedSampler", "Triplet
 DEFAULT_ROLE = "default"
 
 
-class BaseSampler:
+class BaseSampler(abc.ABC):
     """Common machinery: batch size checks, binding, epoch counter, RNG, state.
 
     Args:
@@ -124,8 +125,9 @@ class BaseSampler:
     def _n_rows_per_epoch(self, view: Any) -> int:
         return view.n_samples
 
+    @abc.abstractmethod
     def _make_plan(self, view: Any, epoch: int) -> IndexPlan:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The plan of ``epoch`` over ``view`` (subclasses define the batching)."""
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, Any]:

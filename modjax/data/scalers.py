@@ -8,6 +8,7 @@ statistics of the rows they last transformed.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +34,7 @@ def _nonzero(scale: np.ndarray) -> np.ndarray:
     return np.where(scale == 0, 1.0, scale)
 
 
-class _Builtin:
+class _Builtin(abc.ABC):
     """Base: kwargs are the config, ``_state_keys`` the learned arrays."""
 
     _state_keys: tuple[str, ...] = ()
@@ -73,8 +74,8 @@ class _Builtin:
         self.is_fit = True
         return self
 
-    def _fit(self, x: np.ndarray) -> None:
-        """Stateless scalers learn nothing."""
+    def _fit(self, x: np.ndarray) -> None:  # noqa: B027 - optional hook, not abstract
+        """Learn statistics from ``x``; stateless scalers learn nothing."""
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         self._require_fit()
@@ -90,11 +91,13 @@ class _Builtin:
     def fit_transform(self, x: np.ndarray) -> np.ndarray:
         return self.fit(x).transform(x)
 
+    @abc.abstractmethod
     def _transform(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Apply the fitted transform to 2-D data."""
 
     def _inverse(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Undo :meth:`_transform`; only reached when ``invertible`` is True."""
+        raise TypeError(f"{type(self).__name__} defines no inverse")
 
 
 class StandardScaler(_Builtin):
@@ -241,8 +244,9 @@ class _PerSample(_Builtin):
 
     _state_keys = ("last_offset_", "last_scale_")
 
+    @abc.abstractmethod
     def _stats(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Per-row ``(offset, scale)`` with ``transform = (x - offset) / scale``."""
 
     def _transform(self, x):
         off, sc = self._stats(x)
