@@ -500,7 +500,9 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
                             batch_size=self._state_batch)
         x = xs[0] if self._n_inputs == 1 else xs
         variables = self.variables
-        self._rng, key = jax.random.split(self._rng)
+        key = None
+        if self._training:  # keys only matter to stochastic nodes, which act in training
+            self._rng, key = jax.random.split(self._rng)
         paths = self._observe_paths()
         if self._observer.profiling:
             rec = ProfileRecorder()
