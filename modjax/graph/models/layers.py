@@ -85,7 +85,7 @@ class Linear(BaseModel):
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
         from modjax.graph.models.mlp import torch_linear_init
 
-        params = torch_linear_init(key, int(input_shape[-1]), self._width())
+        params = torch_linear_init(key, [(int(input_shape[-1]), self._width())])[0]
         if not self.use_bias:
             del params["bias"]
         return params, {}

@@ -17,17 +17,30 @@ __all__ = ["SequentialMLP"]
 
 
 
-def torch_linear_init(key: Any, d_in: int, d_out: int) -> dict[str, jax.Array]:
-    """``{"kernel": (d_in, d_out), "bias": (d_out,)}`` drawn like ``torch.nn.Linear``.
+def torch_linear_init(key: Any, dims: list[tuple[int, int]]) -> list[dict[str, jax.Array]]:
+    """Dense layers ``[{"kernel": (d_in, d_out), "bias": (d_out,)}]`` drawn like
+    ``torch.nn.Linear`` (what ModularML's torch ``SequentialMLP`` starts from).
 
-    Both are uniform in ``[-1/sqrt(d_in), 1/sqrt(d_in)]`` (what ModularML's torch
-    ``SequentialMLP`` starts from). Uniform draws are also much cheaper to compile than
-    truncated normals, which matters when a graph initialises hundreds of nodes.
+    Kernel and bias of a layer are uniform in ``[-1/sqrt(d_in), 1/sqrt(d_in))``. All
+    layers come from a single uniform draw that is cut up and scaled: one random-bits
+    call per model keeps the compiled init small, which matters when a graph
+    initialises hundreds of nodes.
+
+    Example:
+        >>> [p["kernel"].shape for p in torch_linear_init(jax.random.key(0), [(4, 3), (3, 1)])]
+        [(4, 3), (3, 1)]
     """
-    bound = 1.0 / math.sqrt(max(d_in, 1))
-    kw, kb = jax.random.split(key)
-    return {"kernel": jax.random.uniform(kw, (d_in, d_out), jnp.float32, -bound, bound),
-            "bias": jax.random.uniform(kb, (d_out,), jnp.float32, -bound, bound)}
+    total = sum(d_in * d_out + d_out for d_in, d_out in dims)
+    u = jax.random.uniform(key, (total,), jnp.float32, -1.0, 1.0)
+    out, off = [], 0
+    for d_in, d_out in dims:
+        bound = 1.0 / math.sqrt(max(d_in, 1))
+        kernel = u[off: off + d_in * d_out].reshape(d_in, d_out) * bound
+        off += d_in * d_out
+        bias = u[off: off + d_out] * bound
+        off += d_out
+        out.append({"kernel": kernel, "bias": bias})
+    return out
 
 
 @register("SequentialMLP")
@@ -79,11 +92,8 @@ class SequentialMLP(BaseModel):
 
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
         """``{"layer_i": {"kernel", "bias"}}``, initialised like ``torch.nn.Linear``."""
-        keys = jax.random.split(key, self.n_layers)
-        params = {f"layer_{i}": torch_linear_init(k, d_in, d_out)
-                  for i, (k, (d_in, d_out)) in enumerate(
-                      zip(keys, self._widths(tuple(input_shape))))}
-        return params, {}
+        layers = torch_linear_init(key, self._widths(tuple(input_shape)))
+        return {f"layer_{i}": p for i, p in enumerate(layers)}, {}
 
     def apply(self, params: dict, state: dict, x: jax.Array, *, key: Any = None,
               train: bool = False) -> tuple[jax.Array, dict]:
