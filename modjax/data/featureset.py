@@ -22,6 +22,7 @@ from modjax.data.references import (
     make_column_reference,
     make_reference,
 )
+from modjax.data.scale_mixin import ScaleMixin
 from modjax.data.schema import (
     DOMAIN_FEATURES,
     DOMAIN_TAGS,
@@ -36,6 +37,7 @@ from modjax.data.schema import (
     sample_shape_of_type,
     to_arrow_array,
 )
+from modjax.data.split_mixin import SplitMixin
 from modjax.data.uuids import new_uuid_array
 from modjax.data.view import FeatureSetView, as_index_array
 from modjax.errors import closest_names
@@ -79,7 +81,8 @@ def validate_table(table: pa.Table, label: str) -> pa.Table:
 
 
 @register("FeatureSet")
-class FeatureSet(DataAccessMixin, ExperimentNode, FeatureSetPersistence):
+class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, ExperimentNode,
+                 FeatureSetPersistence):
     """Samples with features, targets and tags in one Arrow table.
 
     Build one with :meth:`from_dict`, :meth:`from_pandas` or :meth:`from_pyarrow_table`;
@@ -376,225 +379,6 @@ class FeatureSet(DataAccessMixin, ExperimentNode, FeatureSetPersistence):
                          rep: str | None = None) -> FeatureSetColumnReference:
         """A symbolic reference to exactly one column (selector may be a wildcard)."""
         return make_column_reference(self, column, feature, target, tag, rep)
-
-    # ------------------------------------------------------------------ splits
-    @property
-    def splits(self) -> dict[str, FeatureSetView]:
-        """``{split name: view}``."""
-        return dict(self._splits)
-
-    @property
-    def available_splits(self) -> list[str]:
-        """Split names, in creation order."""
-        return list(self._splits)
-
-    @property
-    def n_splits(self) -> int:
-        return len(self._splits)
-
-    def get_split(self, split_name: str) -> FeatureSetView:
-        """The view of a split.
-
-        Raises:
-            KeyError: no such split (names the split and the available ones).
-        """
-        if split_name not in self._splits:
-            raise KeyError(f"FeatureSet {self.label!r} has no split {split_name!r}; available "
-                           f"splits: {self.available_splits}")
-        return self._splits[split_name]
-
-    def add_split(self, split: FeatureSetView, name: str | None = None) -> None:
-        """Register a view of this FeatureSet as a named split.
-
-        Raises:
-            ValueError: the view has no name, belongs to another FeatureSet, or the name
-                exists already.
-        """
-        name = name or split.label
-        if not isinstance(split, FeatureSetView) or split.source is not self:
-            raise ValueError(f"add_split on FeatureSet {self.label!r}: the view must be a "
-                             "FeatureSetView of this FeatureSet")
-        if not name:
-            raise ValueError(f"add_split on FeatureSet {self.label!r}: give the split a name")
-        if name in self._splits:
-            raise ValueError(f"FeatureSet {self.label!r} already has a split {name!r}")
-        self._splits[name] = FeatureSetView(self, split.indices, label=name)
-
-    def remove_split(self, name: str) -> FeatureSetView:
-        """Drop a split (its record stays unless it was the only split it made)."""
-        view = self.get_split(name)
-        del self._splits[name]
-        return view
-
-    def clear_splits(self) -> None:
-        """Drop every split and splitter record."""
-        self._splits.clear()
-        self._splitter_records.clear()
-
-    @property
-    def splitter_records(self) -> list[Any]:
-        """SplitterRecords, oldest first."""
-        return list(self._splitter_records)
-
-    @property
-    def scaler_records(self) -> list[Any]:
-        """ScalerRecords, oldest first."""
-        return list(self._scaler_records)
-
-    # ------------------------------------------------------------------ splitting
-    def _add_splits(self, parts: Mapping[str, np.ndarray], record: Any) -> dict[str, FeatureSetView]:
-        views = {name: FeatureSetView(self, rows, label=name) for name, rows in parts.items()}
-        self._splits.update(views)
-        self._splitter_records.append(record)
-        return views
-
-    def split_random(self, ratios: Mapping[str, float | int], *,
-                     group_by: str | Sequence[str] | None = None,
-                     stratify_by: str | Sequence[str] | None = None, seed: int = 13,
-                     source_split: str | None = None) -> dict[str, FeatureSetView]:
-        """Random split into named views (no data copied).
-
-        Args:
-            ratios: ``{name: fraction}`` summing to 1, or ``{name: count}`` summing to the
-                number of samples (groups with ``group_by``).
-            group_by: column key(s) (tags usually); a group never straddles splits.
-            stratify_by: column key(s); each stratum is split with the same ratios.
-            seed: RNG seed (the record keeps it, so copies re-split identically).
-            source_split: split an existing split instead of all rows.
-
-        Returns:
-            ``{name: view}`` of the new splits.
-
-        Raises:
-            ValueError: ratios do not sum to 1 (or counts to n), or a split name exists.
-            KeyError: unknown group/stratify column or source split.
-
-        Example:
-            >>> fs = FeatureSet.from_dict("sr", {"x": np.arange(10.0), "y": np.zeros(10)},
-            ...                           "x", "y")
-            >>> parts = fs.split_random({"train": 0.8, "test": 0.2}, seed=0)
-            >>> {k: v.n_samples for k, v in parts.items()}, fs.available_splits
-            ({'train': 8, 'test': 2}, ['train', 'test'])
-        """
-        from modjax.data.splitters import SplitterRecord, random_split
-        gb, sb = as_key_list(group_by), as_key_list(stratify_by)
-        rows = self.get_split(source_split).indices if source_split is not None else None
-        parts = random_split(self, ratios, group_by=gb, stratify_by=sb, seed=seed, rows=rows)
-        params = {"ratios": {k: (v if isinstance(v, int) else float(v))
-                             for k, v in ratios.items()},
-                  "group_by": gb, "stratify_by": sb, "seed": int(seed),
-                  "source_split": source_split}
-        return self._add_splits(parts, SplitterRecord("random", params, list(parts)))
-
-    def split_by_condition(self, conditions: Mapping[str, Mapping[str, Any]], *,
-                           source_split: str | None = None) -> dict[str, FeatureSetView]:
-        """Splits by predicates on columns.
-
-        Args:
-            conditions: ``{split name: {column: value | [values] | callable}}``; a row
-                joins a split when it meets all of that split's conditions. Columns are
-                ``[domain.]key[.rep]``.
-            source_split: restrict to an existing split.
-
-        Returns:
-            ``{name: view}``.
-
-        Example:
-            >>> fs = FeatureSet.from_dict("sc", {"x": np.arange(6.0), "cell": list("aabbcc")},
-            ...                           "x", None, "cell")
-            >>> v = fs.split_by_condition({"ab": {"cell": ["a", "b"]},
-            ...                            "big": {"x": lambda x: x > 3.5}})
-            >>> v["ab"].indices.tolist(), v["big"].indices.tolist()
-            ([0, 1, 2, 3], [4, 5])
-        """
-        from modjax.data.splitters import SplitterRecord, condition_split, describe_conditions
-        rows = self.get_split(source_split).indices if source_split is not None else None
-        parts = condition_split(self, conditions, rows=rows)
-        params = {"conditions": describe_conditions(conditions), "source_split": source_split}
-        record = SplitterRecord("condition", params, list(parts),
-                                conditions={k: dict(v) for k, v in conditions.items()})
-        return self._add_splits(parts, record)
-
-    def _replay_split(self, record: Any) -> None:
-        p = record.params
-        if record.kind == "random":
-            self.split_random(p["ratios"], group_by=p["group_by"], stratify_by=p["stratify_by"],
-                              seed=p["seed"], source_split=p["source_split"])
-        else:
-            self.split_by_condition(record.conditions, source_split=p["source_split"])
-
-    # ------------------------------------------------------------------ scaling
-    def fit_transform(self, scaler: Any, *, domain: str, keys: str | Sequence[str] | None = None,
-                      fit_to_split: str | None = None,
-                      merged_axes: int | Sequence[int] | None = None) -> Any:
-        """Fit a scaler and write ``domain.key.transformed`` for every sample.
-
-        The selected keys' current data (``transformed`` if present, so transforms
-        chain) is stacked to ``(n, n_keys, *s)`` and flattened to 2-D: rows are the
-        sample axis plus ``merged_axes``, columns the remaining axes. The scaler (a
-        private copy of ``scaler``) is fitted on ``fit_to_split`` rows and applied to all.
-
-        Args:
-            scaler: a :class:`Scaler`, a built-in name, a class, or an sklearn-style object.
-            domain: ``"features"``, ``"targets"`` or ``"tags"``.
-            keys: keys to transform jointly (default: all of the domain).
-            fit_to_split: split to fit on (default: all rows).
-            merged_axes: axes (>= 1) folded into the rows, e.g. ``2`` for ``(n, 1, 10)``
-                curves scales all 10 points with one statistic.
-
-        Returns:
-            The new ScalerRecord.
-
-        Raises:
-            KeyError: unknown key or split. ValueError: bad merged_axes. TypeError: not a
-            scaler.
-
-        Example:
-            >>> fs = FeatureSet.from_dict("ft", {"x": [1.0, 2.0, 3.0, 4.0], "y": [0., 0, 1, 1]},
-            ...                           "x", "y")
-            >>> _ = fs.split_random({"train": 2, "test": 2}, seed=0)
-            >>> _ = fs.fit_transform("MinMaxScaler", domain="features", fit_to_split="train")
-            >>> fs.columns[-1], fs.get_features(rep="raw")[:, 0].tolist()
-            ('features.x.transformed', [1.0, 2.0, 3.0, 4.0])
-        """
-        from modjax.data.scaling import fit_transform
-        return fit_transform(self, scaler, domain=domain, keys=keys, fit_to_split=fit_to_split,
-                             merged_axes=merged_axes)
-
-    def undo_last_transform(self, domain: str, keys: str | Sequence[str] | None = None) -> None:
-        """Undo the newest transform applied to exactly ``keys`` of ``domain``.
-
-        Raises:
-            ValueError: nothing to undo, or a later transform depends on it.
-        """
-        from modjax.data.scaling import undo_last_transform
-        undo_last_transform(self, domain, keys)
-
-    def undo_all_transforms(self, domain: str | None = None,
-                            keys: str | Sequence[str] | None = None) -> None:
-        """Undo every transform touching ``keys`` of ``domain`` (everything when None)."""
-        from modjax.data.scaling import undo_all_transforms
-        undo_all_transforms(self, domain, keys)
-
-    def unscale_data_for_cols(self, *, data: Any, domain: str,
-                              columns: str | Sequence[str]) -> np.ndarray:
-        """Invert this FeatureSet's transforms on user data (e.g. predictions).
-
-        Args:
-            data: ``(n, n_columns, *s)``, or ``(n, *s)`` for a single column.
-            domain: the domain of ``columns``.
-            columns: keys the data represents, in order.
-
-        Returns:
-            Data in raw units, same shape as ``data``.
-        """
-        from modjax.data.scaling import unscale_data_for_cols
-        return unscale_data_for_cols(self, data=data, domain=domain, columns=columns)
-
-    def iter_scalers_on_cols(self, *, domain: str, columns: str | Sequence[str]) -> list[Any]:
-        """Scalers applied to ``columns``, newest first (the order to invert them)."""
-        from modjax.data.scaling import iter_scalers_on_cols
-        return iter_scalers_on_cols(self, domain=domain, columns=columns)
 
     # ------------------------------------------------------------------ copy / visualize
     def copy(self, *, label: str | None = None, share_raw_data_buffer: bool = True,

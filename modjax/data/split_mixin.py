@@ -1,0 +1,169 @@
+"""SplitMixin: named splits of a FeatureSet (views) and the splitters that make them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from modjax.data.access import as_key_list
+from modjax.data.view import FeatureSetView
+
+__all__ = ["SplitMixin"]
+
+
+class SplitMixin:
+    """Split bookkeeping for :class:`~modjax.data.FeatureSet` (host defines ``_splits``,
+    ``_splitter_records``, ``label`` and the accessors)."""
+
+    _splits: dict[str, FeatureSetView]
+    _splitter_records: list[Any]
+
+    # ------------------------------------------------------------------ splits
+    @property
+    def splits(self) -> dict[str, FeatureSetView]:
+        """``{split name: view}``."""
+        return dict(self._splits)
+
+    @property
+    def available_splits(self) -> list[str]:
+        """Split names, in creation order."""
+        return list(self._splits)
+
+    @property
+    def n_splits(self) -> int:
+        return len(self._splits)
+
+    def get_split(self, split_name: str) -> FeatureSetView:
+        """The view of a split.
+
+        Raises:
+            KeyError: no such split (names the split and the available ones).
+        """
+        if split_name not in self._splits:
+            raise KeyError(f"FeatureSet {self.label!r} has no split {split_name!r}; available "
+                           f"splits: {self.available_splits}")
+        return self._splits[split_name]
+
+    def add_split(self, split: FeatureSetView, name: str | None = None) -> None:
+        """Register a view of this FeatureSet as a named split.
+
+        Raises:
+            ValueError: the view has no name, belongs to another FeatureSet, or the name
+                exists already.
+        """
+        name = name or split.label
+        if not isinstance(split, FeatureSetView) or split.source is not self:
+            raise ValueError(f"add_split on FeatureSet {self.label!r}: the view must be a "
+                             "FeatureSetView of this FeatureSet")
+        if not name:
+            raise ValueError(f"add_split on FeatureSet {self.label!r}: give the split a name")
+        if name in self._splits:
+            raise ValueError(f"FeatureSet {self.label!r} already has a split {name!r}")
+        self._splits[name] = FeatureSetView(self, split.indices, label=name)
+
+    def remove_split(self, name: str) -> FeatureSetView:
+        """Drop a split (its record stays unless it was the only split it made)."""
+        view = self.get_split(name)
+        del self._splits[name]
+        return view
+
+    def clear_splits(self) -> None:
+        """Drop every split and splitter record."""
+        self._splits.clear()
+        self._splitter_records.clear()
+
+    @property
+    def splitter_records(self) -> list[Any]:
+        """SplitterRecords, oldest first."""
+        return list(self._splitter_records)
+
+    @property
+    def scaler_records(self) -> list[Any]:
+        """ScalerRecords, oldest first."""
+        return list(self._scaler_records)
+
+    # ------------------------------------------------------------------ splitting
+    def _add_splits(self, parts: Mapping[str, np.ndarray], record: Any) -> dict[str, FeatureSetView]:
+        views = {name: FeatureSetView(self, rows, label=name) for name, rows in parts.items()}
+        self._splits.update(views)
+        self._splitter_records.append(record)
+        return views
+
+    def split_random(self, ratios: Mapping[str, float | int], *,
+                     group_by: str | Sequence[str] | None = None,
+                     stratify_by: str | Sequence[str] | None = None, seed: int = 13,
+                     source_split: str | None = None) -> dict[str, FeatureSetView]:
+        """Random split into named views (no data copied).
+
+        Args:
+            ratios: ``{name: fraction}`` summing to 1, or ``{name: count}`` summing to the
+                number of samples (groups with ``group_by``).
+            group_by: column key(s) (tags usually); a group never straddles splits.
+            stratify_by: column key(s); each stratum is split with the same ratios.
+            seed: RNG seed (the record keeps it, so copies re-split identically).
+            source_split: split an existing split instead of all rows.
+
+        Returns:
+            ``{name: view}`` of the new splits.
+
+        Raises:
+            ValueError: ratios do not sum to 1 (or counts to n), or a split name exists.
+            KeyError: unknown group/stratify column or source split.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("sr", {"x": np.arange(10.0), "y": np.zeros(10)},
+            ...                           "x", "y")
+            >>> parts = fs.split_random({"train": 0.8, "test": 0.2}, seed=0)
+            >>> {k: v.n_samples for k, v in parts.items()}, fs.available_splits
+            ({'train': 8, 'test': 2}, ['train', 'test'])
+        """
+        from modjax.data.splitters import SplitterRecord, random_split
+        gb, sb = as_key_list(group_by), as_key_list(stratify_by)
+        rows = self.get_split(source_split).indices if source_split is not None else None
+        parts = random_split(self, ratios, group_by=gb, stratify_by=sb, seed=seed, rows=rows)
+        params = {"ratios": {k: (v if isinstance(v, int) else float(v))
+                             for k, v in ratios.items()},
+                  "group_by": gb, "stratify_by": sb, "seed": int(seed),
+                  "source_split": source_split}
+        return self._add_splits(parts, SplitterRecord("random", params, list(parts)))
+
+    def split_by_condition(self, conditions: Mapping[str, Mapping[str, Any]], *,
+                           source_split: str | None = None) -> dict[str, FeatureSetView]:
+        """Splits by predicates on columns.
+
+        Args:
+            conditions: ``{split name: {column: value | [values] | callable}}``; a row
+                joins a split when it meets all of that split's conditions. Columns are
+                ``[domain.]key[.rep]``.
+            source_split: restrict to an existing split.
+
+        Returns:
+            ``{name: view}``.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("sc", {"x": np.arange(6.0), "cell": list("aabbcc")},
+            ...                           "x", None, "cell")
+            >>> v = fs.split_by_condition({"ab": {"cell": ["a", "b"]},
+            ...                            "big": {"x": lambda x: x > 3.5}})
+            >>> v["ab"].indices.tolist(), v["big"].indices.tolist()
+            ([0, 1, 2, 3], [4, 5])
+        """
+        from modjax.data.splitters import SplitterRecord, condition_split, describe_conditions
+        rows = self.get_split(source_split).indices if source_split is not None else None
+        parts = condition_split(self, conditions, rows=rows)
+        params = {"conditions": describe_conditions(conditions), "source_split": source_split}
+        record = SplitterRecord("condition", params, list(parts),
+                                conditions={k: dict(v) for k, v in conditions.items()})
+        return self._add_splits(parts, record)
+
+    def _replay_split(self, record: Any) -> None:
+        p = record.params
+        if record.kind == "random":
+            self.split_random(p["ratios"], group_by=p["group_by"], stratify_by=p["stratify_by"],
+                              seed=p["seed"], source_split=p["source_split"])
+        else:
+            self.split_by_condition(record.conditions, source_split=p["source_split"])
