@@ -120,6 +120,30 @@ class IndexPlan:
         return jax.tree_util.tree_map(
             lambda a: np.pad(np.asarray(a), ((0, extra), (0, 0))), self)
 
+    def process_slice(self, process_index: int | None = None,
+                      process_count: int | None = None) -> IndexPlan:
+        """This process's share of every batch (multi-host data parallelism).
+
+        The batch axis is padded (masked) to a multiple of ``process_count`` and cut into
+        equal contiguous parts; process ``i`` keeps part ``i``. All processes make the same
+        plan from the same ``(seed, epoch)``, so no coordination is needed; each gathers
+        its rows and builds the global batch with
+        ``jax.make_array_from_process_local_data``.
+
+        Example:
+            >>> p = IndexPlan.from_flat(np.arange(6), batch_size=3)
+            >>> p.process_slice(1, 2).indices["default"].tolist()
+            [[2, 0], [5, 0]]
+        """
+        i = jax.process_index() if process_index is None else int(process_index)
+        k = jax.process_count() if process_count is None else int(process_count)
+        if not 0 <= i < k:
+            raise ValueError(f"process_index {i} is outside 0..{k - 1}")
+        padded = self.pad_batch_to_multiple(k)
+        part = padded.batch_size // k
+        return jax.tree_util.tree_map(lambda a: np.asarray(a)[:, i * part:(i + 1) * part],
+                                      padded)
+
     def device_put(self, sharding: Any = None) -> IndexPlan:
         """Put the plan on the device (int32/bool/float32), optionally sharded."""
         return jax.device_put(self, sharding)

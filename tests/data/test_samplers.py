@@ -229,3 +229,14 @@ def test_rejection_path_matches_conditions_and_weights(fs):
     d = np.abs(soh[p.indices["anchor"][m]] - soh[p.indices["pair"][m]])
     assert (d > 0.1).all()
     np.testing.assert_allclose(p.weights["pair"][m], np.clip(d / 0.1, 1, 4), rtol=1e-6)
+
+
+def test_process_slices_partition_each_batch(fs):
+    p = SimpleSampler(5, seed=0, source=fs).plan()
+    parts = [p.process_slice(i, 3) for i in range(3)]
+    assert {q.batch_size for q in parts} == {2}
+    joined = np.concatenate([q.indices["default"] for q in parts], axis=1)[:, :5]
+    np.testing.assert_array_equal(joined, p.indices["default"])
+    assert sum(int(q.mask["default"].sum()) for q in parts) == 23
+    with pytest.raises(ValueError, match="process_index 3 is outside 0..2"):
+        p.process_slice(3, 3)
