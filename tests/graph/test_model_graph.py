@@ -175,8 +175,12 @@ def test_active_nodes_and_route_targets(ref, x):
     chex.assert_trees_all_equal(routed2["Cat"], jnp.concatenate([y, 2 * y], axis=1))
     g3 = ModelGraph([a, b, ConcatNode("Pick", [a, b], concat_axis_targets=b)])
     assert np.array_equal(g3.route_targets({"EncoderA": y, "EncoderB": 2 * y})["Pick"], 2 * y)
-    g4 = ModelGraph([a, b, ConcatNode("Avg", [a, b], concat_axis_targets="mean")])
+    g4 = ModelGraph([a, b, ConcatNode("Avg", [a, b], concat_axis_targets="mean",
+                                      concat_axis_tags="last")])
     assert np.allclose(g4.route_targets({"EncoderA": y, "EncoderB": 2 * y})["Avg"], 1.5 * y)
+    tags = g4.route_tags({"EncoderA": {"tags": {"cell": y}}, "EncoderB": {"tags": {"cell": -y}}})
+    chex.assert_trees_all_equal(tags["Avg"], {"cell": -y})
+    assert g4.route_targets({"EncoderA": {"features": y}})["EncoderB"] is None
 
 
 def test_forward_is_compiled_once(ref, x):
