@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from modjax.errors import ConfigError, closest_names
@@ -63,7 +64,7 @@ def frozen_mask(params: Any, frozen_paths: Iterable[str | tuple[str, ...]]) -> A
         frozen_paths: label paths to freeze; each must resolve in ``params``.
 
     Returns:
-        A pytree of ``jnp.bool_`` scalars, suitable as a traced argument.
+        A pytree of boolean scalars, suitable as a traced argument.
 
     Raises:
         LabelPathError: a path does not resolve (the message names the nearest labels).
@@ -73,7 +74,8 @@ def frozen_mask(params: Any, frozen_paths: Iterable[str | tuple[str, ...]]) -> A
         >>> bool(m["enc"]["w"]), bool(m["head"]["w"])
         (True, False)
     """
-    return path_mask(params, list(frozen_paths), leaf_fn=lambda b: jnp.asarray(b, dtype=bool))
+    # numpy scalars: no device dispatch per leaf; jit traces them like any bool array
+    return path_mask(params, list(frozen_paths), leaf_fn=lambda b: np.bool_(b))
 
 
 def _resolve_learning_rate(value: Any, *, owner: str) -> Any:

@@ -11,6 +11,7 @@ set is a traced mask in the carry, so freezing/unfreezing does not recompile eit
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -282,7 +283,10 @@ class ExperimentPhase:
 
 def _stack_feeds(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]) -> tuple[dict, dict]:
     stores = {f.key: f.store.arrays for f in feeds}
-    dplans = {f.key: f.store.put_plan(p) for f, p in zip(feeds, plans)}
+    # without a mesh the numpy plan goes straight into the jitted call (its own transfer
+    # is cheaper than an explicit device_put); with one it is padded and sharded
+    dplans = {f.key: (p if f.store.mesh is None else f.store.put_plan(p))
+              for f, p in zip(feeds, plans)}
     return stores, dplans
 
 
@@ -308,8 +312,10 @@ class TrainPhase(ExperimentPhase):
         result_recording: ``"all"``, ``"last"`` (best epoch under EarlyStopping
             restore_best) or ``"none"``.
         nan_policy: ``"raise"`` (FloatingPointError naming epoch and batch; variables
-            left as before the phase), ``"stop"`` (end the phase, keep the last finite
-            state) or ``"ignore"``.
+            left as before the phase), ``"stop"`` (end the phase with the state of the
+            last epoch whose losses were all finite; ``results.nan_stop`` holds the
+            (epoch, batch)) or ``"ignore"``. Only a scalar is tracked in the scan, so
+            the policy costs nothing per step.
         mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis for data parallelism.
         seed: PRNG seed for dropout keys (deterministic runs).
         capture: tag paths to record per batch.
@@ -449,24 +455,22 @@ class TrainPhase(ExperimentPhase):
         step = make_train_step(graph, self.losses, optimizer, active_nodes=self.active_nodes,
                                capture=self.capture, record=record)
         gather = make_gather(self.mesh)
-        guard = self.nan_policy is not NanPolicy.IGNORE
         keys = [f.key for f in feeds]
 
-        def epoch(carry, stores, plans, first_bad):
+        def epoch(carry, stores, plans, first_bad, start):
             self.n_traces += 1  # Python runs only while tracing: counts compilations
 
             def body(c, xs):
                 carry, bad, i = c
                 batch = {k: gather(stores[k], xs[k]) for k in keys}
-                new, m = step(carry, batch)
-                if guard:
-                    ok = m["finite"] & (bad < 0)
-                    new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, carry)
-                    bad = jnp.where((bad < 0) & ~m["finite"], i, bad)
-                return (new, bad, i + 1), {"loss": m["loss"], "losses": m["losses"],
-                                           "records": m["records"]}
+                carry, m = step(carry, batch)
+                # only a scalar is tracked per step; what a non-finite loss does to the
+                # state is decided on the host after the scan (see _run_epoch)
+                bad = jnp.where((bad < 0) & ~m["finite"], i, bad)
+                return (carry, bad, i + 1), {"loss": m["loss"], "losses": m["losses"],
+                                             "records": m["records"]}
 
-            (carry, bad, _), out = jax.lax.scan(body, (carry, first_bad, jnp.int32(0)), plans)
+            (carry, bad, _), out = jax.lax.scan(body, (carry, first_bad, start), plans)
             return carry, bad, out
 
         fn = jax.jit(epoch)
@@ -507,8 +511,8 @@ class TrainPhase(ExperimentPhase):
                 opt_state = None
         else:
             opt_state = graph.opt_state
-            if opt_state is not None and jax.tree.structure(opt_state) != jax.tree.structure(
-                    jax.eval_shape(optimizer.init, variables["params"])):
+            if opt_state is not None and jax.tree.structure(opt_state) != \
+                    self._opt_structure(optimizer, variables["params"]):
                 opt_state = None
         frozen = sorted(graph.frozen_paths)
         key = jax.random.fold_in(jax.random.key(self.seed), self.epochs_run)
@@ -531,8 +535,14 @@ class TrainPhase(ExperimentPhase):
                 for cb in cbs:
                     cb.on_epoch_start(epoch=epoch, results=results, **ctx)
                 self._checkpoint("epoch_start", experiment, epoch=epoch)
+                t0 = time.time()
                 plans = self._epoch_plans(feeds)
                 rec = self._run_epoch(fn, step_fn, feeds, plans, epoch, cbs, results, experiment)
+                rec.started_at, rec.ended_at = t0, time.time()
+                if getattr(rec, "nan_stop", None) is not None:
+                    results.nan_stop = rec.nan_stop
+                    results.stopped_early = True
+                    break
                 results.add_epoch(rec, keep_records=self.result_recording is not ResultRecording.NONE)
                 if self.result_recording is ResultRecording.LAST:
                     results.drop_records_except(epoch)
@@ -545,7 +555,7 @@ class TrainPhase(ExperimentPhase):
                     cb.on_epoch_end(epoch=epoch, results=results, **ctx)
                 self._checkpoint("epoch_end", experiment, epoch=epoch)
                 progress.update(epoch, results.metrics)
-                if self._stop or getattr(rec, "nan_stop", False):
+                if self._stop:
                     break
             for cb in cbs:
                 cb.on_phase_end(results=results, **ctx)
@@ -560,6 +570,13 @@ class TrainPhase(ExperimentPhase):
         self._carry = None
         self._write_back(graph, optimizer, final)
         return results
+
+    def _opt_structure(self, optimizer: Any, params: Any) -> Any:
+        key = (id(optimizer), jax.tree.structure(params))
+        cache = self.__dict__.setdefault("_opt_structs", {})
+        if key not in cache:
+            cache[key] = jax.tree.structure(jax.eval_shape(optimizer.init, params))
+        return cache[key]
 
     def _epoch_plans(self, feeds: Sequence[_Feed]) -> list[IndexPlan]:
         """One plan per distinct sampler (bindings sharing a sampler see the same rows),
@@ -578,9 +595,10 @@ class TrainPhase(ExperimentPhase):
         for f, p in zip(feeds, plans):
             idx, msk = _host_plan(p)
             bindings[f.key] = BindingRecord(f.key, f.node.label, f.view, f.ref, idx, msk)
-        bad0 = jnp.int32(-1)
+        bad0 = np.int32(-1)  # numpy scalars: no eager device op per epoch
+        pre_epoch = self._carry
         if step_fn is None:
-            carry, bad, out = fn(self._carry, stores, dplans, bad0)
+            carry, bad, out = fn(self._carry, stores, dplans, bad0, np.int32(0))
         else:
             n = plans[0].n_batches
             outs, carry, bad = [], self._carry, bad0
@@ -590,32 +608,31 @@ class TrainPhase(ExperimentPhase):
                     cb.on_batch_start(batch=b, **ctx)
                 self._checkpoint("batch_start", experiment, epoch=epoch, batch=b)
                 chunk = jax.tree.map(lambda a, b=b: a[b:b + 1], dplans)
-                carry, bad, o = step_fn(carry, stores, chunk, bad)
+                carry, bad, o = step_fn(carry, stores, chunk, bad, np.int32(b))
                 self._carry = carry
                 outs.append(o)
                 for cb in cbs:
                     cb.on_batch_end(batch=b, **ctx)
                 self._checkpoint("batch_end", experiment, epoch=epoch, batch=b)
             out = jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
+        # one device->host transfer per epoch: the NaN index and the per-batch losses
+        bad, loss, losses = jax.device_get((bad, out["loss"], dict(out["losses"])))
         bad = int(bad)
-        loss = np.asarray(out["loss"])
-        losses = {k: np.asarray(v) for k, v in out["losses"].items()}
+        loss = np.asarray(loss)
+        losses = {k: np.asarray(v) for k, v in losses.items()}
         rec = EpochRecord(epoch, loss, losses, out["records"], bindings)
-        if bad >= 0:
+        if bad >= 0 and self.nan_policy is not NanPolicy.IGNORE:
             if self.nan_policy is NanPolicy.RAISE:
                 raise FloatingPointError(
                     f"TrainPhase {self.label!r}: non-finite loss at epoch {epoch}, batch {bad} "
                     f"(losses: { {k: float(v[bad]) for k, v in losses.items()} }); the graph's "
                     "variables are left as they were before the phase (nan_policy='stop' ends the "
                     "phase instead)")
-            rec.nan_stop = True  # type: ignore[attr-defined]
-            rec.loss = loss[:bad]
-            rec.losses = {k: v[:bad] for k, v in losses.items()}
-            for b in rec.bindings.values():
-                b.indices = {r: v[:bad] for r, v in b.indices.items()}
-                b.mask = {r: v[:bad] for r, v in b.mask.items()}
-            if rec.records is not None:
-                rec.records = jax.tree.map(lambda a: a[:bad], rec.records)
+            if self.nan_policy is NanPolicy.STOP:
+                # keep the state from the end of the last finite epoch; this epoch is dropped
+                rec.nan_stop = (epoch, bad)  # type: ignore[attr-defined]
+                self._carry = pre_epoch
+                return rec
         self._carry = carry
         return rec
 

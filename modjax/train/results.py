@@ -97,6 +97,12 @@ class EpochRecord:
     losses: dict[str, np.ndarray]
     records: Any = None
     bindings: dict[str, BindingRecord] = field(default_factory=dict)
+    started_at: float = 0.0   # wall clock (time.time()) when the epoch's plan was made
+    ended_at: float = 0.0     # wall clock when its losses were on the host
+
+    @property
+    def duration(self) -> float:
+        return self.ended_at - self.started_at
 
 
 class PhaseResults:
@@ -142,6 +148,11 @@ class PhaseResults:
     @property
     def n_batches(self) -> int:
         return len(self.batch_indices)
+
+    @property
+    def epoch_durations(self) -> list[float]:
+        """Wall-clock seconds of each recorded epoch (plan, scan, losses on the host)."""
+        return [self.epochs[e].duration for e in self.epoch_indices]
 
     def _epoch(self, epoch: int | None) -> EpochRecord:
         if not self.epochs:

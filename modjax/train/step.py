@@ -313,7 +313,9 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
         batch = normalize_batch(batch)
         roles = _roles_of(batch)
         variables = carry["variables"]
-        key, sub = jax.random.split(carry["key"])
+        # the step's key is derived from the (constant) base key and the step counter, so a
+        # model that draws no random numbers costs no PRNG work: XLA drops the fold_in
+        sub = jax.random.fold_in(carry["key"], carry["step"])
         params = variables["params"]
 
         def forward(p):
@@ -355,7 +357,7 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
             new_params, new_opt = opt.update(grads, carry["opt_state"], params, frozen)
         new_carry = dict(carry)
         new_carry.update(variables={"params": new_params, "state": new_state},
-                         opt_state=new_opt, key=key, step=carry["step"] + 1)
+                         opt_state=new_opt, step=carry["step"] + 1)
         metrics = {"loss": total, "losses": terms, "finite": jnp.isfinite(total),
                    "records": _records(record, capture, outs, tgts)}
         return new_carry, metrics
@@ -375,7 +377,8 @@ def init_train_carry(variables: dict, optimizer: Optimizer | dict[str, Optimizer
         variables: ``{"params", "state"}``.
         optimizer: the global Optimizer or ``{label: Optimizer}`` (stage-wise).
         key: a PRNG key (``jax.random.key``) used for dropout etc.
-        frozen_paths: label paths whose parameters stay fixed.
+        frozen_paths: label paths whose parameters stay fixed (none: ``frozen`` is None
+            and the step skips the mask entirely).
         opt_state: existing optimizer state to resume from (default: fresh).
         step: the step counter to start from.
 
@@ -383,13 +386,17 @@ def init_train_carry(variables: dict, optimizer: Optimizer | dict[str, Optimizer
         ``{"variables", "opt_state", "key", "step", "frozen"}``.
     """
     params = variables["params"]
+    frozen_paths = list(frozen_paths)
     if opt_state is None:
         if isinstance(optimizer, dict):
             opt_state = {k: o.init(params[k]) for k, o in optimizer.items() if k in params}
         else:
             opt_state = optimizer.init(params)
     return {"variables": variables, "opt_state": opt_state, "key": key,
-            "step": jnp.asarray(step, jnp.int32), "frozen": frozen_mask(params, frozen_paths)}
+            "step": jnp.asarray(step, jnp.int32),
+            # nothing frozen: no mask, so the step has no per-leaf selects. Freezing adds the
+            # mask (one retrace); changing *which* paths are frozen then retraces nothing.
+            "frozen": frozen_mask(params, frozen_paths) if frozen_paths else None}
 
 
 # --------------------------------------------------------------------------- eval step

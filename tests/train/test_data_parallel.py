@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {helpers!r})
     from jax.sharding import Mesh
     from modjax.context import ExperimentContext
-    from helpers import make_featureset, make_mlp_graph, train_phase
+    from train_helpers import make_featureset, make_mlp_graph, train_phase
 
     assert jax.device_count() == 8, jax.devices()
     out = {{}}

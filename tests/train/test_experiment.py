@@ -5,7 +5,7 @@ from __future__ import annotations
 import chex
 import numpy as np
 import pytest
-from helpers import make_branching_graph, make_featureset, make_mlp_graph, mse_on, train_phase
+from train_helpers import make_branching_graph, make_featureset, make_mlp_graph, mse_on, train_phase
 
 from modjax.data import SimpleSampler
 from modjax.data.scalers import StandardScaler

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
-from conftest import TinyGraph, hand_forward
+from train_helpers import TinyGraph, hand_forward
 
 from modjax.errors import LabelPathError
 from modjax.train.losses import AppliedLoss, Loss

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from modjax.data import FeatureSet, SimpleSampler
@@ -18,7 +22,8 @@ def make_featureset(n: int = 256, n_features: int = 4, seed: int = 0, label: str
     y = np.tanh(x @ w) + 0.05 * rng.normal(size=n).astype(np.float32)
     data = {f"x{i}": x[:, i] for i in range(n_features)}
     data["y"] = y
-    data["group"] = (np.arange(n) % 4).astype(np.float32)
+    # the group is a function of the features, so metric learning on it is learnable
+    data["group"] = ((x[:, 0] > 0) * 2 + (x[:, 1] > 0)).astype(np.float32)
     fs = FeatureSet.from_dict(label, data, [f"x{i}" for i in range(n_features)], "y",
                               tag_keys=["group"], register=register)
     cut = int(n * 0.75)
@@ -60,3 +65,49 @@ def train_phase(label: str = "train", *, node: str = "mlp", n_epochs: int = 3,
     return TrainPhase(label, input_sources=[InputBinding.for_training(
         node=node, sampler=SimpleSampler(batch_size, seed=seed), split="train")],
         losses=kw.pop("losses", None) or [mse_on(node)], n_epochs=n_epochs, **kw)
+
+
+class TinyGraph:
+    """``enc`` (Dense in->hidden, tanh) -> ``head`` (Dense hidden->1), written by hand.
+
+    Implements the graph contract of docs/architecture.md: ``apply(variables, inputs,
+    *, key, train, active_nodes, capture) -> (outputs, state)`` and ``route_targets``.
+    """
+
+    def __init__(self, n_in: int = 3, hidden: int = 8, seed: int = 0, optimizer=None,
+                 node_optimizers=None) -> None:
+        k1, k2 = jax.random.split(jax.random.key(seed))
+        self.variables = {
+            "params": {
+                "enc": {"w": jax.random.normal(k1, (n_in, hidden)) * 0.5, "b": jnp.zeros(hidden)},
+                "head": {"w": jax.random.normal(k2, (hidden, 1)) * 0.5, "b": jnp.zeros(1)},
+            },
+            "state": {"enc": {}, "head": {}},
+        }
+        node_optimizers = node_optimizers or {}
+        self.nodes = {lbl: SimpleNamespace(label=lbl, optimizer=node_optimizers.get(lbl))
+                      for lbl in ("enc", "head")}
+        self.optimizer = optimizer
+        self.frozen_paths: set[str] = set()
+        self.head_labels = ["enc"]
+
+    def apply(self, variables, inputs, *, key=None, train=False, active_nodes=None, capture=()):
+        p = variables["params"]
+        x = inputs["enc"]
+        h = jnp.tanh(x @ p["enc"]["w"] + p["enc"]["b"])
+        out = {"enc": h}
+        if active_nodes is None or "head" in active_nodes:
+            out["head"] = h @ p["head"]["w"] + p["head"]["b"]
+        return out, variables["state"]
+
+    def route_targets(self, targets):
+        t = targets["enc"]
+        return {"enc": t, "head": t}
+
+    def set_variables(self, v):
+        self.variables = v
+
+
+def hand_forward(params, x):
+    h = jnp.tanh(x @ params["enc"]["w"] + params["enc"]["b"])
+    return h @ params["head"]["w"] + params["head"]["b"]
