@@ -18,10 +18,12 @@ import datetime
 import json
 import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from modjax.errors import CheckpointError, ConfigError
+from modjax.io import async_writer
 from modjax.io.atomic import MANIFEST_FILE, atomic_artifact, read_pointer, resolve_artifact
 from modjax.io.pytree_store import TreeSpec, restore_tree, save_trees
 
@@ -53,7 +55,7 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
                    extra: Mapping[str, Any] | None = None, hash_item: str | None = None,
                    structural_hash: str | None = None,
                    writer: Callable[[Path], None] | None = None,
-                   overwrite: bool = False) -> Path:
+                   overwrite: bool = False, blocking: bool = True) -> Path | Future:
     """Write an artifact atomically.
 
     Args:
@@ -67,9 +69,11 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
         structural_hash: explicit hash (``migrate_checkpoint`` writes a zeroed one).
         writer: called with the generation directory to add other files (Parquet).
         overwrite: replace an existing artifact at ``path``.
+        blocking: with False, the items are copied to host memory now and the write runs
+            on the background checkpoint thread (see :mod:`modjax.io.async_writer`).
 
     Returns:
-        ``path`` as a Path.
+        ``path`` as a Path, or with ``blocking=False`` a Future resolving to it.
 
     Example:
         >>> import tempfile, pathlib, numpy as np
@@ -86,6 +90,14 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
     json_files = dict(json_files or {})
     for name, data in json_files.items():
         _check_json(data, f"{name} of {str(path)!r}")
+    if not blocking:
+        if path.exists() and not overwrite:
+            # Fail now, in the caller, rather than later on the background thread.
+            raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it")
+        return async_writer.submit(
+            write_artifact, path, kind, items=async_writer.snapshot_tree(items),
+            json_files=json_files, meta=meta, extra=extra, hash_item=hash_item,
+            structural_hash=structural_hash, writer=writer, overwrite=overwrite)
     with atomic_artifact(path, kind, overwrite=overwrite) as gen:
         specs = save_trees(gen / "arrays", items)
         for name, data in json_files.items():
@@ -181,6 +193,8 @@ def open_artifact(path: str | Path, *, kind: str | tuple[str, ...] | None = None
             or truncated (a file is missing or has a different size than recorded).
     """
     path = Path(path)
+    # Read-your-writes: a checkpoint submitted with blocking=False is complete first.
+    async_writer.wait_pending(raise_errors=False)
     gen = resolve_artifact(path, kind=kind)
     try:
         manifest = json.loads((gen / MANIFEST_FILE).read_text())

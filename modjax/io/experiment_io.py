@@ -20,11 +20,13 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from modjax.context import ExperimentContext
 from modjax.errors import CheckpointError, closest_names
+from modjax.io import async_writer
 from modjax.io.atomic import POINTER_FILE, read_pointer
 from modjax.io.checkpoints import open_artifact, write_artifact
 from modjax.io.featureset_io import featureset_payload, read_featureset_files, write_table
@@ -79,13 +81,15 @@ def _checkpoint_path(exp: Any, name: str | Path) -> Path:
 
 
 def save_experiment_checkpoint(exp: Any, name: str | Path, *, overwrite: bool = False,
-                               meta: dict[str, Any] | None = None) -> Path:
-    """Write ``exp.get_state()`` as an atomic checkpoint named ``name``."""
+                               meta: dict[str, Any] | None = None,
+                               blocking: bool = True) -> Path | Future:
+    """Write ``exp.get_state()`` as an atomic checkpoint named ``name`` (in the background
+    with ``blocking=False``: returns a Future of the path)."""
     path = _checkpoint_path(exp, name)
     return write_artifact(path, "experiment_checkpoint", items={"experiment": exp.get_state()},
                           meta=meta, extra={"experiment_label": getattr(exp, "label", None),
                                             "class": registered_name(exp)},
-                          overwrite=overwrite)
+                          overwrite=overwrite, blocking=blocking)
 
 
 def _set_state_atomically(exp: Any, new_state: Any) -> None:
@@ -111,7 +115,7 @@ def restore_experiment_checkpoint(exp: Any, name_or_path: str | Path) -> None:
         CheckpointError: no such checkpoint (message lists the available names).
         TypeError: the artifact is neither an experiment nor a graph checkpoint.
     """
-    available = available_checkpoints(exp)
+    available = available_checkpoints(exp)  # waits for checkpoints still being written
     if str(name_or_path) in available:
         path = available[str(name_or_path)]
     else:
@@ -145,6 +149,7 @@ def available_checkpoints(exp: Any) -> dict[str, Path]:
     keys recorded by disk-mode Checkpointing objects attached to the experiment and its
     phases, when they are elsewhere.
     """
+    async_writer.wait_pending(raise_errors=False)  # list finished checkpoints only
     out: dict[str, Path] = {}
     base = getattr(exp, "_mj_checkpoint_dir", None)
     if base is not None and Path(base).is_dir():

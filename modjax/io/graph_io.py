@@ -9,6 +9,7 @@ path holds that subtree in its own namespace (and no optimizer state).
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +93,13 @@ def load_graph(cls: type, path: str | Path, *, overwrite: bool = False,
 
 
 def save_graph_checkpoint(graph: Any, path: str | Path, *, overwrite: bool = False,
-                          meta: dict[str, Any] | None = None, at: str | None = None) -> Path:
-    """Checkpoint the graph's learned values (or the subtree ``at``) atomically."""
+                          meta: dict[str, Any] | None = None, at: str | None = None,
+                          blocking: bool = True) -> Path | Future:
+    """Checkpoint the graph's learned values (or the subtree ``at``) atomically
+    (in the background with ``blocking=False``: returns a Future of the path)."""
     items, extra = _items(graph, at)
     return write_artifact(path, "graph_checkpoint", items=items, extra=extra, meta=meta,
-                          hash_item="variables", overwrite=overwrite)
+                          hash_item="variables", overwrite=overwrite, blocking=blocking)
 
 
 def _apply_checkpoint(graph: Any, art: Artifact) -> None:

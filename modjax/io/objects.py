@@ -12,7 +12,8 @@ from modjax.errors import ConfigError
 from modjax.io.checkpoints import Artifact
 from modjax.io.registry import CONFIG_FORMAT_VERSION, get_registered, serialize
 
-__all__ = ["CONFIG_FILE", "config_envelope", "object_from_artifact", "registration_scope"]
+__all__ = ["CONFIG_FILE", "accepts_kwarg", "config_envelope", "object_from_artifact",
+           "read_envelope", "registration_scope"]
 
 CONFIG_FILE = "config.json"
 
@@ -37,7 +38,13 @@ def read_envelope(art: Artifact, name: str = CONFIG_FILE) -> dict[str, Any]:
     return env["object"]
 
 
-def _accepts(fn: Any, name: str) -> bool:
+def accepts_kwarg(fn: Any, name: str) -> bool:
+    """Whether callable ``fn`` takes keyword ``name`` (or ``**kwargs``).
+
+    Example:
+        >>> accepts_kwarg(lambda path, *, blocking=True: None, "blocking")
+        True
+    """
     if fn is None:
         return False
     try:
@@ -75,7 +82,7 @@ def object_from_artifact(art: Artifact, expected: type, *, overwrite: bool,
     cls = get_registered(cfg.get("class", ""), module=cfg.get("module"),
                          allow_packaged_code=allow_packaged_code)
     kwargs = {}
-    if _accepts(getattr(cls, "from_config", None), "allow_packaged_code"):
+    if accepts_kwarg(getattr(cls, "from_config", None), "allow_packaged_code"):
         # Hosts that rebuild nested user classes (nodes' models) need the permission too.
         kwargs["allow_packaged_code"] = allow_packaged_code
     with registration_scope(overwrite):

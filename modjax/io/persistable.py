@@ -79,7 +79,8 @@ class GraphPersistence:
                           allow_packaged_code=allow_packaged_code)
 
     def save_checkpoint(self, path: str | Path, *, overwrite: bool = False,
-                        meta: dict[str, Any] | None = None, at: str | None = None) -> Path:
+                        meta: dict[str, Any] | None = None, at: str | None = None,
+                        blocking: bool = True) -> Any:
         """Atomically checkpoint variables, optimizer state and frozen set.
 
         Args:
@@ -87,13 +88,16 @@ class GraphPersistence:
             overwrite: replace an existing checkpoint.
             meta: JSON-serialisable metadata stored in the manifest.
             at: label path of a subtree to save standalone, in its own namespace.
+            blocking: with False the values are copied to host now and written on a
+                background thread; a Future of the path is returned.
 
         Returns:
-            ``path`` as a Path.
+            ``path`` as a Path (or a Future of it).
         """
         from modjax.io.graph_io import save_graph_checkpoint
 
-        return save_graph_checkpoint(self, path, overwrite=overwrite, meta=meta, at=at)
+        return save_graph_checkpoint(self, path, overwrite=overwrite, meta=meta, at=at,
+                                     blocking=blocking)
 
     def restore_checkpoint(self, path: str | Path) -> Any:
         """Restore a checkpoint into this graph (strict: same structure). Returns self."""
@@ -168,15 +172,23 @@ class ExperimentPersistence:
         return disable_checkpointing(self)
 
     def save_checkpoint(self, name: str | Path, *, overwrite: bool = False,
-                        meta: dict[str, Any] | None = None) -> Path:
+                        meta: dict[str, Any] | None = None, blocking: bool = True) -> Any:
         """Save the full experiment state as checkpoint ``name`` (in the checkpoint dir).
 
+        Args:
+            name: a name in the checkpoint directory, or a path.
+            overwrite: replace an existing checkpoint.
+            meta: JSON-serialisable metadata stored in the manifest.
+            blocking: with False the state is copied to host now and written on a
+                background thread; a Future of the path is returned.
+
         Returns:
-            The checkpoint path.
+            The checkpoint path (or a Future of it).
         """
         from modjax.io.experiment_io import save_experiment_checkpoint
 
-        return save_experiment_checkpoint(self, name, overwrite=overwrite, meta=meta)
+        return save_experiment_checkpoint(self, name, overwrite=overwrite, meta=meta,
+                                          blocking=blocking)
 
     def restore_checkpoint(self, name_or_path: str | Path) -> None:
         """Restore an experiment checkpoint, or a graph checkpoint into the model graph."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import string
 from collections.abc import Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +20,9 @@ import jax
 import numpy as np
 
 from modjax.errors import CheckpointError, ConfigError
+from modjax.io import async_writer
 from modjax.io.atomic import is_artifact
+from modjax.io.objects import accepts_kwarg
 from modjax.io.registry import register
 
 __all__ = ["Checkpointing", "PHASE_HOOKS", "EXPERIMENT_HOOKS"]
@@ -54,6 +57,11 @@ def _placeholders(template: str) -> set[str]:
     return names
 
 
+def _remove_artifact(path: Path) -> None:
+    if is_artifact(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @register("Checkpointing")
 class Checkpointing:
     """Automatic checkpointing configuration and tracker for a TrainPhase or Experiment.
@@ -72,6 +80,11 @@ class Checkpointing:
             may use is checked when attached (``{epoch}`` is not defined at phase_start).
         max_to_keep: keep at most this many checkpoints (oldest removed); None keeps all.
         overwrite: whether disk checkpoints may replace existing ones.
+        async_save: in disk mode, copy the state to host at the hook and write it on the
+            background checkpoint thread when the parent's ``save_checkpoint`` supports
+            ``blocking=False``; every write has finished when a ``phase_end`` or
+            ``group_end`` hook returns (whether or not it saves), and before
+            ``saved_keys``/``get_path``/``has_key``/``restore`` answer.
 
     Example:
         >>> ck = Checkpointing(save_on="epoch_end", every_n=2)
@@ -85,7 +98,8 @@ class Checkpointing:
     def __init__(self, *, mode: Literal["memory", "disk"] = "memory",
                  save_on: str | Iterable[str] = "epoch_end", every_n: int = 1,
                  directory: Path | str | None = None, name_template: str | None = None,
-                 max_to_keep: int | None = None, overwrite: bool = True) -> None:
+                 max_to_keep: int | None = None, overwrite: bool = True,
+                 async_save: bool = True) -> None:
         if mode not in ("memory", "disk"):
             raise ConfigError(f"Checkpointing mode must be 'memory' or 'disk', got {mode!r}")
         hooks = [save_on] if isinstance(save_on, str) else list(save_on)
@@ -109,6 +123,8 @@ class Checkpointing:
         self._name_template = name_template
         self._max_to_keep = max_to_keep
         self._overwrite = bool(overwrite)
+        self._async = bool(async_save)
+        self._futures: list[Future] = []
         self._context: str | None = None
         self._counts: dict[str, int] = {}
         self._memory: dict[int | str, Any] = {}
@@ -146,6 +162,10 @@ class Checkpointing:
     @property
     def overwrite(self) -> bool:
         return self._overwrite
+
+    @property
+    def async_save(self) -> bool:
+        return self._async
 
     @property
     def context(self) -> str | None:
@@ -236,8 +256,12 @@ class Checkpointing:
         while len(store) > self._max_to_keep:
             oldest = next(iter(store))
             value = store.pop(oldest)
-            if self._mode == "disk" and is_artifact(value):
-                shutil.rmtree(value, ignore_errors=True)
+            if self._mode == "disk":
+                if self._futures:
+                    # Ordered after that checkpoint's own (background) write.
+                    self._futures.append(async_writer.submit(_remove_artifact, value))
+                else:
+                    _remove_artifact(value)
 
     def record_memory(self, key: int | str, state: dict[str, Any]) -> None:
         """Keep an in-memory state snapshot under ``key`` (NumPy leaves are copied)."""
@@ -252,6 +276,11 @@ class Checkpointing:
         self._disk[key] = Path(path)
         self._evict()
 
+    def wait(self) -> None:
+        """Block until this object's background writes finished (re-raising a failure)."""
+        futures, self._futures = self._futures, []
+        async_writer.wait_pending(futures)
+
     def get_state(self, key: int | str) -> dict[str, Any] | None:
         """The in-memory snapshot for ``key`` (None in disk mode or if absent)."""
         return self._memory.get(key) if self._mode == "memory" else None
@@ -260,6 +289,7 @@ class Checkpointing:
         """The disk checkpoint path for ``key`` if it exists (None in memory mode)."""
         if self._mode != "disk":
             return None
+        self.wait()
         p = self._disk.get(key)
         return p if p is not None and p.exists() else None
 
@@ -271,12 +301,15 @@ class Checkpointing:
     @property
     def saved_keys(self) -> list[int | str]:
         """Keys with a checkpoint, sorted (ints before strings)."""
+        if self._mode == "disk":
+            self.wait()
         keys = self._memory if self._mode == "memory" else {
             k: p for k, p in self._disk.items() if p.exists()}
         return sorted(keys, key=lambda k: (isinstance(k, str), k))
 
     def reset(self) -> None:
         """Clear hook counters and tracked checkpoints (files on disk are kept)."""
+        self.wait()
         self._counts.clear()
         self._memory.clear()
         self._disk.clear()
@@ -297,6 +330,15 @@ class Checkpointing:
         Returns:
             Whether a checkpoint was taken.
         """
+        try:
+            return self._maybe_save(hook, target, key=key, directory=directory,
+                                    **placeholders)
+        finally:
+            if hook in ("phase_end", "group_end"):
+                self.wait()  # every write has finished before the phase/group returns
+
+    def _maybe_save(self, hook: str, target: Any, *, key: int | str | None,
+                    directory: Path | str | None, **placeholders: Any) -> bool:
         if not self.should_save(hook):
             return False
         name = self.format_name(hook=hook, key=key, **placeholders)
@@ -310,7 +352,11 @@ class Checkpointing:
                 f"disk Checkpointing at hook {hook!r} has no directory: pass directory= or set "
                 "the Experiment's checkpoint dir (set_checkpoint_dir)")
         path = Path(base) / name
-        target.save_checkpoint(path, overwrite=self._overwrite)
+        if self._async and accepts_kwarg(getattr(target, "save_checkpoint", None), "blocking"):
+            self._futures.append(target.save_checkpoint(path, overwrite=self._overwrite,
+                                                        blocking=False))
+        else:
+            target.save_checkpoint(path, overwrite=self._overwrite)
         self.record_disk(key, path)
         return True
 
@@ -326,7 +372,7 @@ class Checkpointing:
         if self._mode == "memory":
             target.set_state(self._memory[key])
         else:
-            target.restore_checkpoint(self._disk[key])
+            target.restore_checkpoint(self.get_path(key))
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
@@ -339,6 +385,7 @@ class Checkpointing:
             "name_template": self._name_template,
             "max_to_keep": self._max_to_keep,
             "overwrite": self._overwrite,
+            "async_save": self._async,
         }
 
     @classmethod

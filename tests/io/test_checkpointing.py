@@ -147,3 +147,53 @@ def test_config_round_trip_through_registry(tmp_path):
     back = deserialize(cfg)
     assert back.get_config() == ck.get_config()
     assert back.format_name(phase="a", epoch=7) == "a-007"
+
+
+def test_async_disk_checkpoints_finish_by_phase_end(tmp_path):
+    from tests.io.seam_hosts import SeamGraph
+
+    g = SeamGraph(seed=1).build()
+    ck = Checkpointing(mode="disk", directory=tmp_path, max_to_keep=2)
+    ck.configure_for("phase")
+    expected = {}
+    for epoch in range(4):
+        g.train_step()
+        expected[epoch] = g.variables
+        ck.maybe_save("epoch_end", g, key=epoch, phase="train", epoch=epoch)
+    ck.maybe_save("phase_end", g, phase="train")  # not in save_on, still waits
+    assert ck._futures == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train_epoch2", "train_epoch3"]
+    assert ck.saved_keys == [2, 3]
+    ck.restore(2, g)
+    chex.assert_trees_all_equal(g.variables, expected[2])
+
+
+def test_async_write_failure_surfaces_at_phase_end(tmp_path):
+    from modjax.io import async_writer
+
+    class Failing:
+        def save_checkpoint(self, path, *, overwrite=False, blocking=True):
+            def boom():
+                raise OSError(f"disk full while writing {path}")
+            return async_writer.submit(boom)
+
+    ck = Checkpointing(mode="disk", directory=tmp_path)
+    ck.configure_for("phase")
+    assert ck.maybe_save("epoch_end", Failing(), key=0, phase="p", epoch=0)
+    with pytest.raises(OSError, match=r"disk full while writing .*p_epoch0"):
+        ck.maybe_save("phase_end", Failing(), phase="p")
+
+
+def test_graph_save_checkpoint_non_blocking_snapshots_values(tmp_path):
+    from tests.io.seam_hosts import SeamGraph
+
+    g = SeamGraph(seed=2).build()
+    before = g.variables
+    fut = g.save_checkpoint(tmp_path / "c", blocking=False, meta={"async": True})
+    g.train_step()  # training goes on while the write runs
+    assert fut.result() == tmp_path / "c"
+    h = SeamGraph(seed=3).build()
+    h.restore_checkpoint(tmp_path / "c")
+    chex.assert_trees_all_equal(h.variables, before)
+    with pytest.raises(FileExistsError, match=r"c' already exists"):
+        g.save_checkpoint(tmp_path / "c", blocking=False)
