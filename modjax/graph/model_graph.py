@@ -770,8 +770,12 @@ class ModelGraph(GraphPersistence):
         return self._variables  # type: ignore[return-value]
 
     def abstract_variables(self) -> dict[str, dict[str, Any]]:
-        """``jax.ShapeDtypeStruct`` pytree of the variables (no allocation)."""
-        return jax.eval_shape(self.init, jax.random.key(0))
+        """``jax.ShapeDtypeStruct`` pytree of the variables (no allocation, no tracing:
+        it comes from the shape inference, cached until the wiring changes)."""
+        shapes = self._ensure_shapes()
+        nodes = [(nid, n.label) for nid, n in self._nodes.items() if isinstance(n, ModelNode)]
+        return {"params": {lab: shapes[nid].abstract_params for nid, lab in nodes},
+                "state": {lab: shapes[nid].abstract_state for nid, lab in nodes}}
 
     def set_variables(self, variables: Mapping[str, Any]) -> None:
         """Replace the variables after checking structure, shapes and dtypes (atomic).
