@@ -434,15 +434,19 @@ class TrainPhase(ExperimentPhase):
         if self._carry is not None and "variables" in state:
             self.restore_snapshot(state)
 
-    def save_checkpoint(self, path: Any, *, overwrite: bool = True) -> Any:
-        """Disk checkpoint of the running variables through the graph's Orbax writer."""
+    def save_checkpoint(self, path: Any, *, overwrite: bool = True, **kwargs: Any) -> Any:
+        """Disk checkpoint of the running variables and optimizer state through the graph's
+        Orbax writer (extra keyword arguments such as ``blocking`` are forwarded)."""
         g = self._graph
-        old = g.variables
+        old_vars, old_opt = g.variables, g.opt_state
         g.set_variables(self.current_variables())
+        if self._carry is not None and not isinstance(self._carry["opt_state"], dict):
+            g.set_opt_state(self._carry["opt_state"])
         try:
-            return g.save_checkpoint(path, overwrite=overwrite)
+            return g.save_checkpoint(path, overwrite=overwrite, **kwargs)
         finally:
-            g.set_variables(old)
+            g.set_variables(old_vars)
+            g.set_opt_state(old_opt)
 
     # ----------------------------------------------------------------- compiled epoch
     def _epoch_fn(self, graph: Any, feeds: Sequence[_Feed], optimizer: Any, chunked: bool) -> Any:
