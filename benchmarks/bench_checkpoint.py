@@ -11,6 +11,8 @@ What is timed (median of ``--repeats`` runs, each to a fresh directory):
   orbax     ``ocp.PyTreeCheckpointer().save/restore`` of the same {variables, opt_state}
             (no manifest, no fsync, no validation).
   numpy     ``np.savez`` of the flattened leaves + fsync / ``np.load`` of all of them.
+  async     how long ``save_checkpoint(blocking=False)`` blocks the caller (snapshot
+            and submission; the write itself overlaps with whatever runs next).
 
 Run:  .venv/bin/python benchmarks/bench_checkpoint.py [--repeats 5] [--skip-large]
 """
@@ -69,6 +71,12 @@ def bench(name: str, graph: ModelGraph, repeats: int, root: Path) -> None:
     def mj_save(i):
         graph.save_checkpoint(root / f"mj{i}")
 
+    pending = []
+
+    def mj_async(i):
+        # Only the part that blocks the training loop: snapshot + submission.
+        pending.append(graph.save_checkpoint(root / f"mja{i}", blocking=False))
+
     def mj_restore(i):
         graph.restore_checkpoint(root / f"mj{i}")
         _last[:] = [graph.variables]
@@ -94,12 +102,17 @@ def bench(name: str, graph: ModelGraph, repeats: int, root: Path) -> None:
 
     _last.clear()
     s_mj, s_ocp, s_np = (timed(f, repeats) for f in (mj_save, ocp_save, np_save))
+    a_mj = timed(mj_async, repeats)
+    for f in pending:
+        f.result()
     r_mj, r_ocp, r_np = (timed(f, repeats) for f in (mj_restore, ocp_restore, np_restore))
     print(f"\n{name}: {n_params(graph):,} params, checkpoint {nbytes / 2**20:.1f} MiB "
           f"(params + Adam state), median of {repeats}")
     print(f"  save     modjax {s_mj * 1e3:9.1f} ms | orbax {s_ocp * 1e3:9.1f} ms | "
           f"numpy {s_np * 1e3:9.1f} ms | modjax/orbax {s_mj / s_ocp:5.2f}x | "
           f"modjax/numpy {s_mj / s_np:5.2f}x")
+    print(f"  async    modjax save_checkpoint(blocking=False) blocks the caller "
+          f"{a_mj * 1e3:9.1f} ms = {a_mj / s_mj:5.2f}x of a blocking save")
     print(f"  restore  modjax {r_mj * 1e3:9.1f} ms | orbax {r_ocp * 1e3:9.1f} ms | "
           f"numpy {r_np * 1e3:9.1f} ms | modjax/orbax {r_mj / r_ocp:5.2f}x | "
           f"modjax/numpy {r_mj / r_np:5.2f}x")

@@ -1,10 +1,13 @@
 """Background checkpoint writes: snapshot now, write (atomically) on one worker thread.
 
-``snapshot_tree`` copies a pytree's arrays to host memory synchronously, so training may
-go on (and even donate or overwrite device buffers) while the Orbax write, fsyncs and
-the pointer swap of :func:`modjax.io.checkpoints.write_artifact` run on a single
-background thread. Writes run in submission order; :func:`wait_pending` blocks until
-all have finished and re-raises the first failure.
+``snapshot_tree`` freezes a pytree at the call: JAX arrays are immutable (modjax never
+donates buffers), so they are kept by reference at no cost; mutable NumPy arrays are
+copied. Training then goes on while the Orbax write (which does the device-to-host
+transfer), fsyncs and the pointer swap of :func:`modjax.io.checkpoints.write_artifact`
+run on a single background thread. Writes run in submission order;
+:func:`wait_pending` blocks until they have finished and re-raises the first failure.
+A buffer donated by user code before its write finished makes that write fail (raised
+at the wait), never a corrupt checkpoint.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["snapshot_tree", "submit", "wait_pending"]
@@ -27,7 +29,7 @@ _pending: list[Future] = []
 
 
 def snapshot_tree(tree: Any) -> Any:
-    """Host copy of every array leaf (typed PRNG keys keep their type as key data).
+    """The tree as of now: NumPy leaves copied, immutable JAX arrays shared.
 
     Example:
         >>> import numpy as np
@@ -38,14 +40,7 @@ def snapshot_tree(tree: Any) -> Any:
         [0.0, 0.0]
     """
     def copy(x: Any) -> Any:
-        if isinstance(x, jax.Array):
-            if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-                return jax.random.wrap_key_data(np.array(jax.random.key_data(x)),
-                                                impl=jax.random.key_impl(x))
-            return np.array(x)
-        if isinstance(x, np.ndarray):
-            return x.copy()
-        return x
+        return x.copy() if isinstance(x, np.ndarray) else x
 
     return jax.tree.map(copy, tree)
 

@@ -69,8 +69,9 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
         structural_hash: explicit hash (``migrate_checkpoint`` writes a zeroed one).
         writer: called with the generation directory to add other files (Parquet).
         overwrite: replace an existing artifact at ``path``.
-        blocking: with False, the items are copied to host memory now and the write runs
-            on the background checkpoint thread (see :mod:`modjax.io.async_writer`).
+        blocking: with False, the items are frozen now (NumPy leaves copied, JAX arrays
+            shared) and the write runs on the background checkpoint thread (see
+            :mod:`modjax.io.async_writer`).
 
     Returns:
         ``path`` as a Path, or with ``blocking=False`` a Future resolving to it.

@@ -88,7 +88,7 @@ class GraphPersistence:
             overwrite: replace an existing checkpoint.
             meta: JSON-serialisable metadata stored in the manifest.
             at: label path of a subtree to save standalone, in its own namespace.
-            blocking: with False the values are copied to host now and written on a
+            blocking: with False the values are frozen now (shared, immutable) and written on a
                 background thread; a Future of the path is returned.
 
         Returns:
@@ -179,7 +179,7 @@ class ExperimentPersistence:
             name: a name in the checkpoint directory, or a path.
             overwrite: replace an existing checkpoint.
             meta: JSON-serialisable metadata stored in the manifest.
-            blocking: with False the state is copied to host now and written on a
+            blocking: with False the state is frozen now (NumPy leaves copied) and written on a
                 background thread; a Future of the path is returned.
 
         Returns:

@@ -80,7 +80,7 @@ class Checkpointing:
             may use is checked when attached (``{epoch}`` is not defined at phase_start).
         max_to_keep: keep at most this many checkpoints (oldest removed); None keeps all.
         overwrite: whether disk checkpoints may replace existing ones.
-        async_save: in disk mode, copy the state to host at the hook and write it on the
+        async_save: in disk mode, freeze the state at the hook and write it on the
             background checkpoint thread when the parent's ``save_checkpoint`` supports
             ``blocking=False``; every write has finished when a ``phase_end`` or
             ``group_end`` hook returns (whether or not it saves), and before
