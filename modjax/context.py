@@ -115,6 +115,15 @@ class ExperimentContext:
         """The context that new nodes register in."""
         return _ACTIVE.get()
 
+    def make_active(self) -> ExperimentContext:
+        """Make this context the active one from now on (no block to leave).
+
+        An Experiment created without a context does this, as ModularML's does; use
+        :meth:`activate` to scope activation to a ``with`` block instead.
+        """
+        _ACTIVE.set(self)
+        return self
+
     @contextlib.contextmanager
     def activate(self) -> Iterator[ExperimentContext]:
         """Make this context the active one inside a ``with`` block."""

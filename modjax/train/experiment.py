@@ -216,8 +216,7 @@ class Experiment(ExperimentPersistence):
         self.label = label
         if ctx is None:
             ctx = ExperimentContext(experiment=self, registration_policy=registration_policy)
-            self._ctx_cm = ctx.activate()
-            self._ctx_cm.__enter__()
+            ctx.make_active()
         else:
             ctx.set_experiment(self)
             if registration_policy is not None:
