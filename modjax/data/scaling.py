@@ -253,8 +253,15 @@ def unflatten(flat: np.ndarray, shape: tuple[int, ...], merged: tuple[int, ...])
 def _apply(rec: ScalerRecord, data: np.ndarray, *, inverse: bool = False) -> np.ndarray:
     merged = rec.merged_axes or ()
     flat = flatten(data, merged)
-    out = rec.scaler.inverse_transform(flat) if inverse else rec.scaler.transform(flat)
-    return unflatten(np.asarray(out), data.shape, merged)
+    out = np.asarray(rec.scaler.inverse_transform(flat) if inverse else
+                     rec.scaler.transform(flat))
+    if out.shape != flat.shape:
+        # e.g. PCA: a transformed column must keep its raw column's shape
+        raise ValueError(
+            f"{rec.scaler.name} on {rec.domain} {list(rec.keys)} returned shape {out.shape} "
+            f"for input {flat.shape}; a scaler must keep the shape of the data (reduce "
+            "dimensions in a graph node instead)")
+    return unflatten(out, data.shape, merged)
 
 
 def _out_dtype(x: np.ndarray) -> np.dtype:

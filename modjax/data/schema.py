@@ -124,6 +124,43 @@ def _numpy_to_arrow(arr: np.ndarray) -> pa.Array:
     return flat
 
 
+def _list_to_fixed(values: pa.Array, name: str) -> pa.Array:
+    """Variable-length list column (e.g. read from Parquet) -> nested fixed-size lists.
+
+    Every level's row lengths come from its offsets buffer and the values from its flat
+    child, so equal-length samples convert without a per-row Python loop.
+
+    Raises:
+        ValueError: null entries, or samples of different lengths (ragged).
+    """
+    sizes: list[int] = []
+    per_sample = 1  # entries of the current level that belong to one sample
+    arr = values
+    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        if arr.null_count:
+            raise ValueError(f"column {name!r} has {arr.null_count} null list entries; fill "
+                             "them first")
+        lengths = np.diff(np.asarray(arr.offsets))  # offsets honour slicing
+        if lengths.size and (lengths != lengths[0]).any():
+            bad = int(np.flatnonzero(lengths != lengths[0])[0])
+            level = "" if not sizes else f" at depth {len(sizes)}"
+            raise ValueError(
+                f"column {name!r} is ragged{level}: sample 0 has a list of length "
+                f"{int(lengths[0])} but sample {bad // per_sample} has one of length "
+                f"{int(lengths[bad])}; every sample of a column must have the same shape")
+        if not lengths.size or not lengths[0]:
+            raise ValueError(f"column {name!r} is a list column with no values (empty or "
+                             "zero-length samples), so its per-sample shape is unknown")
+        size = int(lengths[0])
+        sizes.append(size)
+        per_sample *= size
+        arr = arr.flatten()
+    out = to_arrow_array(arr, name=name)
+    for size in reversed(sizes):
+        out = pa.FixedSizeListArray.from_arrays(out, size)
+    return out
+
+
 def to_arrow_array(values: Any, *, name: str) -> pa.Array:
     """Convert one column of sample values to an Arrow array.
 
@@ -148,7 +185,7 @@ def to_arrow_array(values: Any, *, name: str) -> pa.Array:
         values = values.combine_chunks()
     if isinstance(values, pa.Array):
         if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-            return to_arrow_array(values.to_numpy(zero_copy_only=False), name=name)
+            return _list_to_fixed(values, name)
         return values
     if not isinstance(values, np.ndarray) and hasattr(values, "__array__"):
         values = np.asarray(values)  # jax arrays, pandas Series, ... without a Python loop
@@ -213,7 +250,7 @@ def column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     for _ in shape:
         leaf = leaf.flatten()
     if pa.types.is_string(leaf.type) or pa.types.is_large_string(leaf.type):
-        out = np.asarray(leaf.to_pylist(), dtype=object)
+        out = leaf.to_numpy(zero_copy_only=False).astype(object, copy=False)
     elif pa.types.is_list(leaf.type) or pa.types.is_large_list(leaf.type):
         raise ValueError("variable-length list columns are not supported; use fixed-size lists")
     else:

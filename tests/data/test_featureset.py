@@ -75,18 +75,6 @@ def test_unknown_key_and_rep(fs):
         fs.get_features("voltage", rep="transformed")
 
 
-def test_from_dict_bad_input():
-    with pytest.raises(ValueError, match=r"unequal lengths.*'x': 3.*'y': 2"):
-        FeatureSet.from_dict("bad", {"x": [1, 2, 3], "y": [1, 2]}, "x", "y")
-    with pytest.raises(ValueError, match="'x' is listed as both features and targets"):
-        FeatureSet.from_dict("bad", {"x": [1, 2]}, "x", "x")
-    with pytest.raises(KeyError, match="'z'"):
-        FeatureSet.from_dict("bad", {"x": [1, 2]}, "x", "z")
-    with pytest.raises(ValueError, match=r"'features.x.raw' is ragged.*sample 1"):
-        FeatureSet.from_dict("bad", {"x": [[1, 2], [1, 2, 3]], "y": [1, 2]}, "x", "y")
-    assert not ExperimentContext.get_active().has_node(label="bad")
-
-
 def test_from_pandas_grouped():
     df = pd.DataFrame({
         "cell": ["a"] * 3 + ["b"] * 3, "cycle": [1, 1, 1, 2, 2, 2],

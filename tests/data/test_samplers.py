@@ -136,11 +136,6 @@ def test_triplet_and_nsampler(fs):
     assert n.n_batches == int(np.ceil(46 / 5))
 
 
-def test_condition_on_missing_column(fs):
-    with pytest.raises(KeyError, match="condition column 'temperature' is not in FeatureSet"):
-        PairedSampler({"temperature": SimilarityCondition()}, 4, source=fs)
-
-
 def test_similarity_condition_scores():
     c = SimilarityCondition(tolerance=0.1, weight_mode="exp", max_weight=5.0,
                             allow_fallback=True, min_weight=0.05)
