@@ -1,0 +1,124 @@
+"""A graph trained by an Experiment gets the observer history of a hand-written loop.
+
+TrainPhase runs each epoch as one ``lax.scan`` and pushes the per-batch losses into the
+observer once per epoch (``record_batches`` + ``flush``). The reference here is the
+goDl-style manual loop: a jitted step per batch on the very batches the phase drew (the
+index plans kept in the results), an optax update, and one ``record`` per batch into a
+second observer, flushed per epoch. Both histories (and the trained weights) must agree.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from modjax.data import FeatureSet, SimpleSampler
+from modjax.graph import ModelGraph, ModelNode, SequentialMLP
+from modjax.graph.flow import FlowBuilder
+from modjax.graph.models import FunctionModel, Linear
+from modjax.observe import Observer
+from modjax.train import AppliedLoss, Experiment, InputBinding, Optimizer, TrainPhase
+
+N, EPOCHS, BATCH, LR = 112, 3, 20, 1e-2  # 84 training rows: the last batch is padded
+
+
+def _featureset() -> FeatureSet:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, 4)).astype(np.float32)
+    y = np.tanh(x @ rng.normal(size=4).astype(np.float32))
+    data = {f"x{i}": x[:, i] for i in range(4)} | {"y": y}
+    fs = FeatureSet.from_dict("fs", data, [f"x{i}" for i in range(4)], "y")
+    cut = int(N * 0.75)
+    fs.add_split(fs.take(np.arange(cut), label="train"), "train")
+    return fs
+
+
+def _flow_model():
+    tanh = FunctionModel(lambda k, s: {}, lambda p, x: jnp.tanh(x))
+    return (FlowBuilder.from_(Linear(8)).through(tanh).tag("hidden").through(Linear(1))
+            .tag("pred").build())
+
+
+def _phase(**kw) -> TrainPhase:
+    return TrainPhase("train", input_sources=[InputBinding.for_training(
+        node="net", sampler=SimpleSampler(BATCH, seed=3), split="train")],
+        losses=[AppliedLoss("mse", on="net", inputs=["outputs", "targets"])], n_epochs=EPOCHS, **kw)
+
+
+def _manual_loop(graph: ModelGraph, init: dict, results) -> tuple[Observer, dict]:
+    """Replay the phase's batches with a per-batch jitted step and per-batch records."""
+    opt = optax.adam(LR)
+
+    def loss_fn(params, state, xb, yb, mb):
+        out, _ = graph.apply({"params": params, "state": state}, {"net": xb}, train=True)
+        per_sample = jnp.mean(jnp.square(out["net"] - yb).reshape(xb.shape[0], -1), axis=1)
+        return jnp.sum(per_sample * mb) / jnp.sum(mb)
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
+    params, state = init["params"], init["state"]
+    opt_state = opt.init(params)
+    obs = Observer()
+    for e in range(EPOCHS):
+        binding = results.epochs[e].bindings["net"]
+        x = np.asarray(binding.view.get_features())
+        y = np.asarray(binding.view.get_targets())
+        idx, mask = binding.indices["default"], binding.mask["default"]
+        for b in range(idx.shape[0]):
+            m = mask[b].astype(np.float32)
+            loss, grads = value_and_grad(params, state, x[idx[b]], y[idx[b]], m)
+            upd, opt_state = opt.update(grads, opt_state, params)
+            params = optax.apply_updates(params, upd)
+            # one host sync per batch, weighted by its real samples like the phase's feed
+            obs.record_batch_values("train_loss", [loss], weights=[m.sum()])
+            obs.record_batch_values("net.mse", [loss], weights=[m.sum()])
+        obs.flush()
+    return obs, {"params": params, "state": state}
+
+
+@pytest.mark.parametrize("kind", ["model_graph", "flow_graph"])
+def test_experiment_history_equals_manual_loop(kind, fresh_context):
+    fs = _featureset()
+    model = SequentialMLP(n_layers=2, hidden_dim=8) if kind == "model_graph" else _flow_model()
+    node = ModelNode("net", model, upstream_ref=fs.reference())
+    graph = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": LR})).build(key=0)
+    init = graph.variables
+    # a flow graph's own observer takes the history (what graph.trend/plot_html read)
+    obs = model.observer if kind == "flow_graph" else Observer(name="net")
+    exp = Experiment.from_active_context("feed", observer=obs)
+    exp.execution_plan.add_phase(_phase())
+    results = exp.run(show_training_progress=False).get_train_result()
+
+    manual, trained = _manual_loop(graph, init, results)
+    assert obs.flush_count() == manual.flush_count() == EPOCHS
+    assert sorted(obs.history_tags()) == ["net.mse", "train_loss"]
+    for tag in ("train_loss", "net.mse"):
+        np.testing.assert_allclose(obs.trend(tag).values(), manual.trend(tag).values(),
+                                   rtol=1e-6)
+        np.testing.assert_array_equal(obs.trend(tag).epochs(), [1, 2, 3])
+    # the epoch value is the sample-weighted batch mean the results report too
+    np.testing.assert_allclose(obs.trend("train_loss").values(),
+                               results.metrics.series("train_loss"), rtol=1e-12)
+    assert obs.trend("train_loss").improving(0)
+    chex.assert_trees_all_close(graph.variables, trained, atol=1e-6)
+    if kind == "flow_graph":
+        assert model.latest_metrics() == pytest.approx(
+            {"train_loss": manual.trend("train_loss").latest(),
+             "net.mse": manual.trend("net.mse").latest()}, rel=1e-6)
+
+
+def test_phase_observer_argument_wins_over_the_experiments(fresh_context):
+    fs = _featureset()
+    node = ModelNode("net", SequentialMLP(n_layers=1, hidden_dim=4), upstream_ref=fs.reference())
+    ModelGraph([node], optimizer=Optimizer("sgd", opt_kwargs={"lr": LR})).build(key=0)
+    on_exp, on_phase = Observer(), Observer()
+    exp = Experiment.from_active_context("feed2", observer=on_exp)
+    exp.execution_plan.add_phase(_phase(observer=on_phase))
+    results = exp.run(show_training_progress=False).get_train_result()
+    assert on_exp.flush_count() == 0
+    assert on_phase.flush_count() == EPOCHS
+    np.testing.assert_allclose(on_phase.trend("train_loss").values(),
+                               results.metrics.series("train_loss"), rtol=1e-12)
