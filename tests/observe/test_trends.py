@@ -102,3 +102,49 @@ def test_trend_group_queries():
     empty = TrendGroup()
     assert not empty.all_improving(0) and not empty.all_stalled(0, 1) and not empty.any_improving(0)
     assert empty.mean_slope(3) == 0.0 and empty.slopes(3).shape == (0,)
+
+
+def _np_slope(y: np.ndarray) -> float:
+    return float(np.polyfit(np.arange(len(y)), y, 1)[0]) if len(y) >= 2 else 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(finite, min_size=0, max_size=12), min_size=1, max_size=4),
+       st.integers(min_value=0, max_value=14), st.floats(min_value=1e-3, max_value=50.0))
+def test_queries_and_group_variants_match_numpy(series, window, tol):
+    trends = [Trend(s, tag=f"t{i}") for i, s in enumerate(series)]
+    expected = []
+    for s in series:
+        y = np.asarray(s, dtype=np.float64)
+        y = y if window <= 0 else y[-window:]
+        slope = _np_slope(y)
+        # polyfit and the closed form can round differently when the true slope is ~0
+        if len(y) >= 2 and abs(slope) < 1e-9 * max(1.0, float(np.abs(y).max())):
+            return
+        full = len(y) >= max(window, 2)
+        expected.append({
+            "slope": slope,
+            "improving": len(y) >= 2 and slope < 0,
+            "stalled": full and abs(slope) < tol,
+            "converged": full and float(np.var(y)) < tol,
+            "var": float(np.var(y)) if len(y) else 0.0,
+        })
+    for t, ex in zip(trends, expected):
+        assert t.slope(window) == pytest.approx(ex["slope"], rel=1e-7, abs=1e-9)
+        if abs(abs(ex["slope"]) - tol) > 1e-9 * max(1.0, tol):  # away from the boundary
+            assert t.stalled(window, tol) == ex["stalled"]
+        assert t.improving(window) == ex["improving"]
+        if abs(ex["var"] - tol) > 1e-9 * tol:
+            assert t.converged(window, tol) == ex["converged"]
+    g = TrendGroup(trends)
+    np.testing.assert_allclose(g.slopes(window), [ex["slope"] for ex in expected],
+                               rtol=1e-7, atol=1e-9)
+    assert g.mean_slope(window) == pytest.approx(np.mean([ex["slope"] for ex in expected]),
+                                                 rel=1e-7, abs=1e-9)
+    assert g.all_improving(window) == all(ex["improving"] for ex in expected)
+    assert g.any_improving(window) == any(ex["improving"] for ex in expected)
+    assert g.all_converged(window, tol) == all(
+        t.converged(window, tol) for t in trends)
+    assert g.any_stalled(window, tol) == any(t.stalled(window, tol) for t in trends)
+    assert g.all_stalled(window, tol) == all(t.stalled(window, tol) for t in trends)
+    assert g.any_converged(window, tol) == any(t.converged(window, tol) for t in trends)
