@@ -163,3 +163,55 @@ def test_mesh_sharding_subprocess():
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().endswith("OK")
+
+
+def _run_chunks(chunks):
+    """Host copies of every (non-padding) batch the chunks produce, in order."""
+    out = []
+    for arrays, cplan in chunks:
+        for i in range(cplan.n_batches):
+            step = jax.tree_util.tree_map(lambda a, i=i: a[i], cplan)
+            out.append(jax.tree_util.tree_map(np.asarray, gather_plan(arrays, step)))
+    return out
+
+
+def test_streaming_multi_role_matches_resident(fs):
+    view = fs.take(np.arange(3, 37), label="most")
+    s = PairedSampler({"k": SimilarityCondition()}, 5, seed=2, source=view)
+    plan = s.plan(1)
+    resident = _run_chunks(DeviceStore(view, tags=["k"]).epoch_chunks(plan))
+    row = DeviceStore(view, tags=["k"])._row_bytes()
+    small = DeviceStore(view, tags=["k"], byte_budget=row * 5 * 2 * 2)  # 2 roles, 2 batches
+    assert small.chunk_batches(plan) == 2
+    chunks = list(small.epoch_chunks(plan))
+    assert len(chunks) == -(-plan.n_batches // 2)
+    assert {c[0]["features"].shape for c in chunks} == {(20, 2, 4)}
+    streamed = _run_chunks(chunks)[:plan.n_batches]
+    assert len(streamed) == len(resident) == plan.n_batches
+    for got, want in zip(streamed, resident):
+        for role in ("anchor", "pair"):
+            m = want[role]["mask"]
+            np.testing.assert_array_equal(got[role]["mask"], m)
+            np.testing.assert_array_equal(got[role]["row_ids"][m], want[role]["row_ids"][m])
+            np.testing.assert_array_equal(got[role]["features"][m], want[role]["features"][m])
+            np.testing.assert_array_equal(got[role]["tags"]["k"][m], want[role]["tags"]["k"][m])
+            np.testing.assert_array_equal(got[role]["weights"], want[role]["weights"])
+        np.testing.assert_array_equal(got["anchor"]["tags"]["k"][got["anchor"]["mask"]],
+                                      got["pair"]["tags"]["k"][got["pair"]["mask"]])
+
+
+def test_store_from_reference_and_bad_arguments(fs):
+    fs.split_random({"train": 0.7, "test": 0.3}, seed=0)
+    ref = fs.reference(features="b", targets="y", rep="raw")
+    store = DeviceStore.from_reference(ref, split="test")
+    assert store.feature_keys == ["b"] and store.target_keys == ["y"] and store.rep == "raw"
+    np.testing.assert_array_equal(store.arrays["row_ids"], fs.get_split("test").indices)
+    chex.assert_trees_all_equal(np.asarray(store.arrays["features"]),
+                                fs.get_split("test").get_features("b"))
+    from jax.sharding import Mesh
+    with pytest.raises(ValueError, match=r"mesh axes \('batch',\) have no 'data' axis"):
+        DeviceStore(fs, mesh=Mesh(np.array(jax.devices()[:1]), ("batch",)))
+    with pytest.raises(ValueError, match="byte_budget must be > 0, got 0"):
+        DeviceStore(fs, byte_budget=0)
+    with pytest.raises(KeyError, match="no features key 'c'"):
+        DeviceStore(fs, features=["a", "c"])

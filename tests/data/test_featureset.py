@@ -200,3 +200,55 @@ def test_uuids_map_back_to_rows(fs):
     np.testing.assert_array_equal(v.indices, [3, 4])
     with pytest.raises(KeyError, match="no sample with uuid 'nope'"):
         fs.rows_for_uuids([u[0], "nope"])
+
+
+def test_to_view_and_views_of_other_sources_compare_by_uuid(fs):
+    whole = fs.to_view(label="all")
+    np.testing.assert_array_equal(whole.indices, np.arange(10))
+    assert whole.label == "all" and whole.source is fs and whole.columns == fs.columns
+    twin = fs.copy(label="twin")  # other source, same uuids
+    a, b = twin.take([0, 1, 2]), fs.take([2, 5])
+    assert not a.is_disjoint_with(b)
+    assert a.get_overlap_with(b) == [fs.sample_uuids[2]]
+    assert twin.take([0, 1]).is_disjoint_with(fs.take([2, 5]))
+
+
+def test_from_pyarrow_table_schema_and_list_columns():
+    t = pa.table({"features.a.raw": pa.array([1, 2, 3], pa.int64()),
+                  "targets.b.raw": pa.array([0.5, 1.5, 2.5])})
+    schema = pa.schema([("features.a.raw", pa.float32()), ("targets.b.raw", pa.float64())])
+    cast = FeatureSet.from_pyarrow_table("cast", t, schema)
+    assert cast.get_features().dtype == np.float32
+    chex.assert_trees_all_equal(cast.get_features()[:, 0], np.array([1, 2, 3], np.float32))
+    # variable-length list columns (as Parquet returns them) become fixed-size lists
+    curves = np.arange(24.0).reshape(4, 2, 3)
+    lists = pa.table({"curve": pa.array(curves.tolist()), "y": [1.0, 2.0, 3.0, 4.0]})
+    assert pa.types.is_list(lists.schema.field("curve").type)
+    fs = FeatureSet.from_pyarrow_table("lists", lists.slice(1), feature_keys="curve",
+                                       target_keys="y")
+    typ = fs.table.schema.field("features.curve.raw").type
+    assert pa.types.is_fixed_size_list(typ) and typ.list_size == 2
+    assert fs.feature_shapes == {"curve": (2, 3)}
+    chex.assert_trees_all_equal(fs.get_features()[:, 0], curves[1:])
+
+
+def test_reference_by_full_column_names_and_single_wildcard(fs):
+    ref = fs.reference(["features.voltage.raw", "targets.soh.raw"], tags="cell_*")
+    assert ref.features == ("voltage",) and ref.targets == ("soh",)
+    assert ref.tags == ("cell_id",) and ref.rep == "raw"
+    assert ref.columns == ["features.voltage.raw", "targets.soh.raw", "tags.cell_id.raw"]
+    col = fs.column_reference(feature="volt*")
+    assert (col.key, col.column, col.shape) == ("voltage", "features.voltage.raw", (8,))
+
+
+def test_pandas_is_imported_only_when_used():
+    import os
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np; from modjax.data import FeatureSet; "
+            "FeatureSet.from_dict('d', {'x': np.zeros(2), 'y': np.zeros(2)}, 'x', 'y'); "
+            "print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

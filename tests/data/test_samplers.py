@@ -235,3 +235,78 @@ def test_process_slices_partition_each_batch(fs):
     assert sum(int(q.mask["default"].sum()) for q in parts) == 23
     with pytest.raises(ValueError, match="process_index 3 is outside 0..2"):
         p.process_slice(3, 3)
+
+
+def _pairs(p, role="pair"):
+    m = p.mask[role]
+    return p.indices["anchor"][m], p.indices[role][m], p.weights[role][m]
+
+
+def test_paired_weight_mode_exp(fs):
+    soh = fs.get_targets()[:, 0]
+    cond = SimilarityCondition(tolerance=0.05, weight_mode="exp", max_weight=2.0)
+    p = PairedSampler({"soh": cond}, 8, seed=1, source=fs).plan()
+    a, b, w = _pairs(p)
+    d = np.abs(soh[a] - soh[b])
+    assert len(a) == 23 and (d <= 0.05 + 1e-12).all()
+    np.testing.assert_allclose(w, np.clip(np.exp(1 - d / 0.05), 1.0, 2.0), rtol=1e-6)
+    np.testing.assert_allclose(p.weights["anchor"][p.mask["anchor"]], w, rtol=1e-6)
+
+
+def test_paired_binary_fallback_weights_and_frequencies(fs):
+    cells = fs.get_tags("cell")[:, 0]
+    s = PairedSampler({"cell": SimilarityCondition(allow_fallback=True)}, 23, seed=0, source=fs)
+    assert s.n_batches == 1  # with fallback every anchor has partners
+    hits = []
+    for e in range(30):
+        a, b, w = _pairs(s.plan(e))
+        same = cells[a] == cells[b]
+        np.testing.assert_array_equal(w, np.where(same, 1.0, 0.1).astype(np.float32))
+        assert (a != b).all()
+        hits.append(same.mean())
+    # a match weighs 1, a fallback 0.1: ~5 matches vs ~17 fallbacks -> P(match) ~ 0.73
+    assert 0.62 < np.mean(hits) < 0.84
+
+
+def test_paired_linear_fallback_clips_to_min_weight(fs):
+    soh = fs.get_targets()[:, 0]
+    cond = SimilarityCondition(tolerance=0.05, weight_mode="linear", allow_fallback=True,
+                               min_weight=0.2, max_weight=3.0)
+    for e in range(5):
+        a, b, w = _pairs(PairedSampler({"soh": cond}, 23, seed=2, source=fs).plan(e))
+        d = np.abs(soh[a] - soh[b])
+        with np.errstate(divide="ignore"):
+            ratio = 0.05 / d
+        want = np.where(d <= 0.05, np.clip(ratio, 1.0, 3.0), np.clip(ratio, 0.2, 0.999))
+        np.testing.assert_allclose(w, want, rtol=1e-6)
+        assert ((w < 1.0) == (d > 0.05)).all()
+
+
+def test_choose_best_only_takes_the_nearest(fs):
+    soh = fs.get_targets()[:, 0]
+    cond = SimilarityCondition(tolerance=1.0, weight_mode="linear", max_weight=1e9)
+    s = PairedSampler({"soh": cond}, 6, seed=0, choose_best_only=True, source=fs)
+    for e in range(3):
+        a, b, _ = _pairs(s.plan(e))
+        dist = np.abs(soh[:, None] - soh[None, :])
+        np.fill_diagonal(dist, np.inf)
+        np.testing.assert_allclose(np.abs(soh[a] - soh[b]), dist[a].min(axis=1), rtol=1e-9)
+
+
+def test_nsampler_roles_samples_per_anchor_and_weights(fs):
+    cells, grp = fs.get_tags("cell")[:, 0], fs.get_tags("grp")[:, 0]
+    n = NSampler({"same_cell": {"cell": SimilarityCondition()},
+                  "other_grp": {"grp": SimilarityCondition("dissimilar")}},
+                 batch_size=10, seed=4, samples_per_anchor=3, source=fs)
+    assert n.roles == ("anchor", "same_cell", "other_grp") and n.streams == n.roles
+    p = n.plan()
+    m = p.mask["anchor"]
+    a = p.indices["anchor"][m]
+    assert len(a) == 69 and np.bincount(a, minlength=23).tolist() == [3] * 23
+    assert (cells[a] == cells[p.indices["same_cell"][m]]).all()
+    assert (grp[a] != grp[p.indices["other_grp"][m]]).all()
+    np.testing.assert_array_equal(p.weights["anchor"][m], 1.0)
+    chex.assert_trees_all_equal(n.plan(5), NSampler(
+        {"same_cell": {"cell": SimilarityCondition()},
+         "other_grp": {"grp": SimilarityCondition("dissimilar")}},
+        batch_size=10, seed=4, samples_per_anchor=3, source=fs).plan(5))

@@ -287,3 +287,79 @@ def test_copy_keeps_removed_splits_removed(fs):
     twin = fs.copy(restore_splits=True)
     assert twin.available_splits == ["train", "test"]
     np.testing.assert_array_equal(twin.get_split("test").indices, fs.get_split("test").indices)
+
+
+def test_visualize_options(fs):
+    fs.split_random({"train": 0.5, "test": 0.5}, seed=0)
+    fs.add_split(fs.take([0, 1, 2], label="peek"))  # overlaps one of the random splits
+    n_in_train = int(np.isin([0, 1, 2], fs.get_split("train").indices).sum())
+    full = fs.visualize().splitlines()
+    assert full[0] == "flowchart TD"
+    root = full[1]
+    assert root.startswith('    fs_cells["<b>cells</b><br/>n_samples=60')
+    assert "features: v (1, 10), i (1, 10)" in root and "targets: soh ()" in root
+    assert "tags: cell (), temp ()" in root
+    split_lines = [ln for ln in full if ln.startswith("    split_") and '["' in ln]
+    assert len(split_lines) == 3 and not any("tags:" in ln for ln in split_lines)
+    assert "    fs_cells --> split_train" in full
+    assert f'    split_train -. "overlap {n_in_train}" .- split_peek' in full
+    assert not any("split_train -. " in ln and "split_test" in ln for ln in full)  # disjoint
+    every = fs.visualize(show_tags=True)
+    assert sum("tags: cell (), temp ()" in ln for ln in every.splitlines()) == 4
+    bare = fs.visualize(show_features=False, show_targets=False, show_tags=False,
+                        show_overlaps=False)
+    assert "features:" not in bare and "targets:" not in bare and "tags:" not in bare
+    assert "overlap" not in bare and bare.count("-->") == 3
+    with pytest.raises(ValueError, match="show_tags must be True, False or 'root'"):
+        fs.visualize(show_tags="splits")
+
+
+def test_quantile_transformer_by_name_on_a_featureset(fs):
+    fs.split_random({"train": 0.8, "test": 0.2}, seed=0)
+    rec = fs.fit_transform(Scaler("QuantileTransformer", {"n_quantiles": 10}), domain="targets",
+                           fit_to_split="train")
+    assert rec.scaler.name == "QuantileTransformer"
+    soh = fs.get_targets(rep="raw")
+    ref = skp.QuantileTransformer(n_quantiles=10).fit(soh[fs.get_split("train").indices])
+    chex.assert_trees_all_close(fs.get_targets(), ref.transform(soh), atol=1e-12)
+    back = Scaler.from_config(rec.scaler.get_config())
+    back.set_state(rec.scaler.get_state())
+    chex.assert_trees_all_close(back.transform(soh), ref.transform(soh), atol=1e-12)
+    # values outside the training range are clipped by the transformer: invert the rest
+    train = soh[fs.get_split("train").indices]
+    inside = (soh[:, 0] >= train.min()) & (soh[:, 0] <= train.max())
+    assert inside.sum() >= 55
+    back_raw = fs.unscale_data_for_cols(data=fs.get_targets(), domain="targets", columns="soh")
+    np.testing.assert_allclose(back_raw[inside], soh[inside], atol=1e-9)
+    assert set(Scaler.get_supported_scalers()) == set(BUILTIN_SCALERS) | {
+        "PowerTransformer", "QuantileTransformer"}
+
+
+def test_every_builtin_scaler_through_fit_transform_and_undo(fs):
+    fs.split_random({"train": 0.8, "test": 0.2}, seed=0)
+    raw = fs.get_features("i", rep="raw")
+    for name in BUILTIN_SCALERS:
+        kwargs = {"boundaries": [0, 5]} if name == "SegmentedScaler" else {}
+        rec = fs.fit_transform(Scaler(name, kwargs), domain="features", keys="i",
+                               fit_to_split="train")
+        expect = Scaler(name, kwargs).fit(raw[fs.get_split("train").indices].reshape(-1, 10))
+        want = expect.transform(raw.reshape(-1, 10)).reshape(raw.shape)
+        np.testing.assert_allclose(fs.get_features("i"), want, rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
+        assert rec.scaler.name == name
+        fs.undo_last_transform("features", "i")
+        assert "features.i.transformed" not in fs.columns
+    assert not fs.scaler_records
+
+
+def test_condition_split_records_survive_json(fs):
+    fs.split_by_condition({"cold": {"temp": [10]}, "healthy": {"soh": lambda s: s > 0.9}})
+    rec = deserialize(serialize(fs.splitter_records[0]))
+    assert rec.params["conditions"]["cold"] == {"temp": [10]}
+    assert "<callable" in rec.params["conditions"]["healthy"]["soh"]
+    assert not rec.replayable  # a callable cannot come back from JSON
+    only_values = FeatureSet.from_pyarrow_table("vals", fs.table.select(
+        [c for c in fs.table.column_names if not c.endswith(".transformed")]))
+    only_values.split_by_condition({"cold": {"temp": [10]}})
+    again = deserialize(serialize(only_values.splitter_records[0]))
+    assert again.replayable and again.conditions == {"cold": {"temp": [10]}}
