@@ -14,6 +14,7 @@ from modjax.observe.profiling import (
     Profile,
     ProfileHook,
     ProfileRecorder,
+    format_node_time,
     heat_color,
 )
 from modjax.observe.trends import Trend, TrendGroup
@@ -36,4 +37,5 @@ __all__ = [
     "ProfileHook",
     "ProfileRecorder",
     "heat_color",
+    "format_node_time",
 ]

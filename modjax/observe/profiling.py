@@ -27,7 +27,24 @@ __all__ = [
     "ProfileHook",
     "ProfileRecorder",
     "heat_color",
+    "format_node_time",
 ]
+
+
+def format_node_time(seconds: float) -> str:
+    """A node or level duration: microseconds under 1 ms, else :func:`format_duration`.
+
+    Training-log durations round to whole milliseconds (as goDl's ``FormatDuration``);
+    profiled nodes are often faster than that, and a row of ``0ms`` says nothing.
+
+    Example:
+        >>> format_node_time(0.00042), format_node_time(0.0123), format_node_time(2.5)
+        ('420us', '12ms', '2.5s')
+    """
+    s = float(seconds)
+    if 0.0 <= s < 0.9995e-3:
+        return f"{int(round(s * 1e6))}us"
+    return format_duration(s)
 
 
 @dataclass(frozen=True)
@@ -162,17 +179,17 @@ class Profile:
 
     def summary(self) -> str:
         """Human-readable table: total, then each level and its nodes."""
-        lines = [f"forward: {format_duration(self.total)} ({len(self.nodes)} nodes, "
+        lines = [f"forward: {format_node_time(self.total)} ({len(self.nodes)} nodes, "
                  f"{len(self.levels)} levels)"]
         by_level: dict[int, list[NodeTiming]] = {}
         for n in self.nodes:
             by_level.setdefault(n.level, []).append(n)
         for lv in self.levels:
             par = f"  parallelism {lv.parallelism:.2f}x" if lv.num_nodes > 1 else ""
-            lines.append(f"  level {lv.index}: {format_duration(lv.wall_clock)}{par}")
+            lines.append(f"  level {lv.index}: {format_node_time(lv.wall_clock)}{par}")
             for n in by_level.get(lv.index, []):
                 name = f"{n.node_id} [{n.tag}]" if n.tag else n.node_id
-                lines.append(f"    {name}: {format_duration(n.duration)}")
+                lines.append(f"    {name}: {format_node_time(n.duration)}")
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from modjax.observe import Profile, format_duration, heat_color
+from modjax.observe import Profile, heat_color
+from modjax.observe.profiling import format_node_time
 
 __all__ = ["dot", "dot_with_profile", "svg", "svg_with_profile"]
 
@@ -51,7 +52,7 @@ class _Writer:
                 lv = levels.get(level)
                 label = f"level {level}"
                 if lv is not None:
-                    label += f": {format_duration(lv.wall_clock)}"
+                    label += f": {format_node_time(lv.wall_clock)}"
                     if lv.num_nodes > 1:
                         label += f", parallelism {lv.parallelism:.2f}x"
                 self.lines.append(f"{indent}subgraph cluster_level_{level} {{")
@@ -79,7 +80,7 @@ class _Writer:
             shape = ""
         timing, color = "", "#eef3fb"
         if self.profile is not None and not prefix:
-            timing = f"\\n{format_duration(self.profile.timing(e.id))}"
+            timing = f"\\n{format_node_time(self.profile.timing(e.id))}"
             color = heat_color(self.profile.fraction(e.id))
         child = e.child
         if child is not None:
@@ -129,7 +130,7 @@ def _render(graph: Any, profile: Profile | None) -> str:
         w.lines.append(f"  {_q(n)} [label={_q(n + shape)}, shape=ellipse];")
     out = w.emit(graph, "", "  ", inputs)
     if profile is not None:
-        total = "output\\n" + format_duration(profile.total)
+        total = "output\\n" + format_node_time(profile.total)
         w.lines.append(f"  {_q('output')} [label={_q(total)}, shape=ellipse];")
     else:
         w.lines.append(f"  {_q('output')} [shape=ellipse];")

@@ -153,3 +153,34 @@ def test_get_state_set_state_round_trips_variables_and_tree_history():
     g2.set_state(st)
     chex.assert_trees_all_equal(g2.variables, g.variables)
     assert g2.latest_metrics() == {"loss": 1.0, "encoder.aux": 2.0}
+
+
+def test_dot_with_profile_colours_by_time_and_labels_levels():
+    from modjax.observe import LevelTiming, NodeTiming, heat_color
+
+    g = make()  # levels: encoder | Linear_0 | head_0, head_1 | loss
+    nodes = (NodeTiming("encoder", "", 0.004, 0), NodeTiming("Linear_0", "", 0.001, 1),
+             NodeTiming("head_0", "head_0", 0.002, 2), NodeTiming("head_1", "head_1", 0.003, 2),
+             NodeTiming("loss", "loss", 0.0005, 3))
+    levels = (LevelTiming(0, 0.004, 0.004, 1), LevelTiming(1, 0.001, 0.001, 1),
+              LevelTiming(2, 0.0025, 0.005, 2), LevelTiming(3, 0.0005, 0.0005, 1))
+    text = dot_with_profile(g, Profile(0.0091, levels, nodes))
+
+    def fill(node_id):
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(f'"{node_id}" ['))
+        return line.split('fillcolor="')[1].split('"')[0]
+
+    # colour = heat_color(duration / slowest); the slowest (the encoder subgraph) is red
+    assert heat_color(1.0) == "#c80000"
+    assert 'label="encoder [subgraph]\\n4ms"; style=rounded; color="#c80000"' in text
+    assert fill("head_1") == heat_color(0.75) == "#c86400"
+    assert fill("head_0") == heat_color(0.5) == "#c8c800"
+    assert fill("Linear_0") == heat_color(0.25) == "#64c800"
+    assert fill("loss") == heat_color(0.125)
+    # node durations (sub-millisecond in microseconds), level wall clock and parallelism
+    assert 'head_1\\nLinear\\n#head_1\\n(1)\\n3ms"' in text and '\\n500us"' in text
+    assert 'label="level 2: 2ms, parallelism 2.00x"' in text
+    assert 'label="level 3: 500us"' in text and 'label="output\\n9ms"' in text
+    # without a profile the plain DOT has neutral fills and no level clusters
+    plain = dot(g)
+    assert "cluster_level" not in plain and "#c80000" not in plain
