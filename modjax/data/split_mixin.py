@@ -124,7 +124,9 @@ class SplitMixin:
         gb, sb = as_key_list(group_by), as_key_list(stratify_by)
         rows = self.get_split(source_split).indices if source_split is not None else None
         parts = random_split(self, ratios, group_by=gb, stratify_by=sb, seed=seed, rows=rows)
-        params = {"ratios": {k: (v if isinstance(v, int) else float(v))
+        # numpy integer counts must stay counts when the record is replayed or saved
+        params = {"ratios": {k: (int(v) if isinstance(v, int | np.integer)
+                                 and not isinstance(v, bool) else float(v))
                              for k, v in ratios.items()},
                   "group_by": gb, "stratify_by": sb, "seed": int(seed),
                   "source_split": source_split}

@@ -90,7 +90,9 @@ def _allocate(total: int, ratios: Mapping[str, float | int], *, where: str) -> d
     vals = list(ratios.values())
     if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in vals):
         return {k: int(v) for k, v in ratios.items()}
-    raw = {k: float(v) * total for k, v in ratios.items()}
+    # normalise: fractions within the 1e-6 tolerance must not allocate more than total
+    norm = sum(float(v) for v in vals) or 1.0
+    raw = {k: float(v) / norm * total for k, v in ratios.items()}
     counts = {k: int(np.floor(v)) for k, v in raw.items()}
     short = total - sum(counts.values())
     for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[:short]:

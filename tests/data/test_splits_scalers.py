@@ -363,3 +363,20 @@ def test_condition_split_records_survive_json(fs):
     only_values.split_by_condition({"cold": {"temp": [10]}})
     again = deserialize(serialize(only_values.splitter_records[0]))
     assert again.replayable and again.conditions == {"cold": {"temp": [10]}}
+
+
+def test_numpy_integer_counts_replay_as_counts(fs):
+    parts = fs.split_random({"a": np.int64(15), "b": np.int64(45)}, seed=6)
+    assert fs.splitter_records[0].params["ratios"] == {"a": 15, "b": 45}
+    assert {k: v.n_samples for k, v in parts.items()} == {"a": 15, "b": 45}
+    twin = fs.copy(restore_splits=True)
+    np.testing.assert_array_equal(twin.get_split("a").indices, parts["a"].indices)
+    rec = deserialize(serialize(fs.splitter_records[0]))
+    assert rec.params["ratios"] == {"a": 15, "b": 45}
+
+
+def test_fractions_within_tolerance_never_allocate_more_than_n():
+    from modjax.data.splitters import _allocate
+    counts = _allocate(10_000_000, {"a": 0.5000004, "b": 0.5000004}, where="")
+    assert counts == {"a": 5_000_000, "b": 5_000_000}
+    assert _allocate(10, {"a": 0.7, "b": 0.2, "c": 0.1}, where="") == {"a": 7, "b": 2, "c": 1}
