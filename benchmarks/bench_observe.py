@@ -17,7 +17,15 @@ What is timed (median of ``--repeats`` runs, same process, compiled beforehand):
   per-batch the eager alternative: a jitted step per batch and ``observer.record(tag,
             float(loss))`` per batch (host sync every batch), for contrast.
 
+Profiling (a flow graph: Linear -> split(3 x Linear) -> Mean -> Linear, batch 256):
+  never     eager ``graph(x)`` of a graph that never had profiling enabled: the reference.
+  disabled  the same on a graph after ``enable_profiling()``, one profiled forward and
+            ``disable_profiling()``: must cost the same (the forward checks one bool).
+  enabled   profiled forwards (node by node, each waited on), for contrast.
+  (min over interleaved rounds of the median time of ``--forwards`` calls each)
+
 Run:  .venv/bin/python benchmarks/bench_observe.py [--epochs 50] [--batches 100] [--repeats 5]
+      [--forwards 200]
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from modjax.graph.flow import FlowBuilder, Mean
+from modjax.graph.models import Linear
 from modjax.observe import Observer
 
 
@@ -95,6 +105,39 @@ def run_per_batch(step_jit, carry, epochs, data):
     return carry, obs
 
 
+def flow_graph(width: int):
+    return (FlowBuilder.from_(Linear(width)).tag("hidden")
+            .split(Linear(width), Linear(width), Linear(width)).tag_group("head")
+            .merge(Mean()).through(Linear(1)).tag("out").build(input_shape=(width,)))
+
+
+def bench_profiling(rounds: int, forwards: int, width: int = 64) -> dict[str, float]:
+    """Seconds per eager forward: never profiled, profiling disabled again, profiled."""
+    x = jax.random.normal(jax.random.PRNGKey(1), (256, width))
+    never, disabled, enabled = flow_graph(width), flow_graph(width), flow_graph(width)
+    enabled.enable_profiling()
+    disabled.enable_profiling()
+    for g in (never, disabled, enabled):
+        jax.block_until_ready(g(x))  # build, init, compile
+    disabled.disable_profiling()
+    jax.block_until_ready(disabled(x))
+
+    def per_call(g):
+        ts = []
+        for _ in range(forwards):
+            t0 = time.perf_counter()
+            jax.block_until_ready(g(x))
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    best = {"never": float("inf"), "disabled": float("inf"), "enabled": float("inf")}
+    for _ in range(rounds):  # interleaved, min over rounds: load spikes hit all alike
+        for k, g in (("never", never), ("disabled", disabled), ("enabled", enabled)):
+            best[k] = min(best[k], per_call(g))
+    assert disabled.profile() is not None and never.profile() is None
+    return best
+
+
 def timed(fn, repeats):
     out = []
     for _ in range(repeats):
@@ -109,6 +152,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--batches", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--forwards", type=int, default=200)
     a = ap.parse_args()
     epoch, step_jit, carry0, data, weights = build(a.batches)
     run_bare(epoch, carry0, 2)  # compile
@@ -145,6 +189,13 @@ def main() -> None:
     print(f"observer host cost {host_us:9.1f} us CPU/epoch ({len(host)} metrics x {a.batches} "
           f"batches) = {host_us / (ref / n * 1e6):.3f} of a bare epoch")
     print(f"per-batch + record {t_per * 1e3:9.1f} ms  ratio {t_per / ref:.2f}  (extrapolated)")
+    prof = bench_profiling(a.repeats, a.forwards)
+    ref = prof["never"]
+    print(f"eager flow forward, profiling never enabled {ref * 1e6:8.1f} us")
+    print(f"  profiling disabled again                  {prof['disabled'] * 1e6:8.1f} us  "
+          f"ratio {prof['disabled'] / ref:.3f}")
+    print(f"  profiling enabled (node by node)          {prof['enabled'] * 1e6:8.1f} us  "
+          f"ratio {prof['enabled'] / ref:.2f}")
 
 
 if __name__ == "__main__":
