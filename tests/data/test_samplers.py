@@ -310,3 +310,24 @@ def test_nsampler_roles_samples_per_anchor_and_weights(fs):
         {"same_cell": {"cell": SimilarityCondition()},
          "other_grp": {"grp": SimilarityCondition("dissimilar")}},
         batch_size=10, seed=4, samples_per_anchor=3, source=fs).plan(5))
+
+
+def log_ratio(a, b):
+    """Custom metric: relative distance (module level so its import path round-trips)."""
+    return np.abs(np.log(np.asarray(a, dtype=float) / np.asarray(b, dtype=float)))
+
+
+def test_custom_metric_condition(fs):
+    from modjax.errors import ConfigError
+    soh = fs.get_targets()[:, 0]
+    cond = SimilarityCondition(tolerance=0.05, metric=log_ratio)
+    p = PairedSampler({"soh": cond}, 8, seed=0, source=fs).plan()
+    a, b, w = _pairs(p)
+    assert len(a) == 23
+    assert (log_ratio(soh[a], soh[b]) <= 0.05).all() and (w == 1.0).all()
+    cfg = cond.get_config()
+    assert cfg["metric"] == f"{__name__}:log_ratio"
+    with pytest.raises(ConfigError, match="custom metric"):
+        SimilarityCondition.from_config(cfg)
+    back = SimilarityCondition.from_config(cfg, allow_packaged_code=True)
+    assert back.metric is log_ratio
