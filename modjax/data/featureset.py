@@ -408,13 +408,14 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, ExperimentNode,
             table = table.take(pa.array(np.arange(table.num_rows)))
         new = FeatureSet(label or f"{self.label}_copy", table, register=register)
         if restore_splits:
-            done: set[str] = set()
             for rec in self._splitter_records:
                 if rec.replayable:
                     new._replay_split(rec)
-                    done.update(rec.split_names)
             for name, view in self._splits.items():
-                if name not in done and name not in new._splits:
+                # explicit splits, and names re-used after a removal, are copied by index:
+                # the copy's splits always hold exactly the original's rows
+                mine = new._splits.get(name)
+                if mine is None or not np.array_equal(mine.indices, view.indices):
                     new._splits[name] = FeatureSetView(new, view.indices, label=name)
             # splits removed since their record ran stay removed; keep the original order
             new._splits = {k: new._splits[k] for k in self._splits}

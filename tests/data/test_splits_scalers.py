@@ -380,3 +380,13 @@ def test_fractions_within_tolerance_never_allocate_more_than_n():
     counts = _allocate(10_000_000, {"a": 0.5000004, "b": 0.5000004}, where="")
     assert counts == {"a": 5_000_000, "b": 5_000_000}
     assert _allocate(10, {"a": 0.7, "b": 0.2, "c": 0.1}, where="") == {"a": 7, "b": 2, "c": 1}
+
+
+def test_copy_keeps_a_split_name_reused_after_removal(fs):
+    fs.split_random({"train": 0.5, "test": 0.5}, seed=2)
+    fs.remove_split("test")
+    fs.add_split(fs.take([0, 1, 2], label="test"))  # same name, other rows
+    twin = fs.copy(restore_splits=True)
+    assert twin.available_splits == ["train", "test"]
+    np.testing.assert_array_equal(twin.get_split("test").indices, [0, 1, 2])
+    np.testing.assert_array_equal(twin.get_split("train").indices, fs.get_split("train").indices)
