@@ -161,7 +161,10 @@ class Scaler:
             return {"scaler": type(obj).__name__, "scaler_kwargs": obj.get_config(),
                     "module": "modjax.data.scalers"}
         params = obj.get_params() if hasattr(obj, "get_params") else dict(self._kwargs)
-        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()
+        # tuples are tagged: scikit-learn's parameter validation rejects a list where it
+        # wants a tuple (MinMaxScaler.feature_range), so from_config must give tuples back
+        params = {k: ({"__tuple__": list(v)} if isinstance(v, tuple) else v)
+                  for k, v in params.items()
                   if isinstance(v, str | int | float | bool | tuple | list | type(None))}
         return {"scaler": type(obj).__name__, "scaler_kwargs": params,
                 "module": type(obj).__module__}
@@ -170,7 +173,8 @@ class Scaler:
     def from_config(cls, config: Mapping[str, Any], *, allow_packaged_code: bool = False
                     ) -> Scaler:
         name, mod = config["scaler"], config.get("module", "modjax.data.scalers")
-        kwargs = dict(config.get("scaler_kwargs", {}))
+        kwargs = {k: (tuple(v["__tuple__"]) if isinstance(v, Mapping) and "__tuple__" in v
+                      else v) for k, v in config.get("scaler_kwargs", {}).items()}
         if name in BUILTIN_SCALERS and mod == "modjax.data.scalers":
             return cls(name, kwargs)
         if mod.startswith("sklearn.") or allow_packaged_code:

@@ -390,3 +390,16 @@ def test_copy_keeps_a_split_name_reused_after_removal(fs):
     assert twin.available_splits == ["train", "test"]
     np.testing.assert_array_equal(twin.get_split("test").indices, [0, 1, 2])
     np.testing.assert_array_equal(twin.get_split("train").indices, fs.get_split("train").indices)
+
+
+def test_sklearn_tuple_params_survive_config_and_refit():
+    import json
+    x = np.random.default_rng(3).uniform(size=(12, 2))
+    s = Scaler(skp.MinMaxScaler(feature_range=(-1, 1)))
+    y = s.fit_transform(x)
+    back = Scaler.from_config(json.loads(json.dumps(s.get_config())))
+    assert back.scaler.feature_range == (-1, 1)
+    back.set_state(s.get_state())
+    chex.assert_trees_all_close(back.transform(x), y, atol=1e-12)
+    fresh = back.clone_unfitted()  # what copy(restore_scalers=True) after a load refits
+    chex.assert_trees_all_close(fresh.fit_transform(x), y, atol=1e-12)
