@@ -140,6 +140,16 @@ def test_svg_needs_graphviz_and_uses_it(tmp_path, monkeypatch):
     out = svg(g, tmp_path / "g.svg")
     assert out.startswith(b"<svg>") and b"digraph" in out
     assert (tmp_path / "g.svg").read_bytes() == out
+    g.enable_profiling()
+    g(X)
+    prof = g.svg_with_profile(tmp_path / "p.svg")
+    assert b"cluster_level_2" in prof and b"parallelism" in prof
+    assert (tmp_path / "p.svg").read_bytes() == prof
+    # a failing `dot` is an error carrying its exit code and stderr
+    fake.write_text("#!/bin/sh\necho 'syntax error in line 1' >&2; exit 3\n")
+    with pytest.raises(RuntimeError, match=r"exit 3.*syntax error in line 1"):
+        g.svg(tmp_path / "bad.svg")
+    assert not (tmp_path / "bad.svg").exists()
 
 
 def test_get_state_set_state_round_trips_variables_and_tree_history():
