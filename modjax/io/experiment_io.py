@@ -5,12 +5,16 @@ An Experiment artifact (kind ``"experiment"``) holds::
     config.json                          the Experiment config (graph, phases, callbacks...)
     featuresets/<node_id>/config.json    every FeatureSet of the experiment's context
     featuresets/<node_id>/table.parquet
+    history.json                         execution history: runs, results hierarchy,
+                                         recorded metrics, epoch times (see io/history.py)
     arrays/experiment                    get_state(): graph variables/optimizer state,
-                                         phase counters, sampler RNG, history, metrics
+                                         phase counters, sampler RNG
+    arrays/history                       per-batch losses, recorded tensors, index plans
     arrays/featuresets/<node_id>/...     split indices and scaler states
     checkpoints/                         copy of the checkpoint directory (optional)
 
-An experiment checkpoint (kind ``"experiment_checkpoint"``) holds only the state item.
+An experiment checkpoint (kind ``"experiment_checkpoint"``) holds the state item and the
+history (``history.json`` + ``arrays/history``), not the FeatureSets.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from modjax.io import async_writer
 from modjax.io.atomic import POINTER_FILE, read_pointer
 from modjax.io.checkpoints import open_artifact, write_artifact
 from modjax.io.featureset_io import featureset_payload, read_featureset_files, write_table
+from modjax.io.history import history_from_payload, history_payload
 from modjax.io.objects import CONFIG_FILE, config_envelope, object_from_artifact
 from modjax.io.registry import registered_name
 
@@ -80,15 +85,44 @@ def _checkpoint_path(exp: Any, name: str | Path) -> Path:
     return base / p
 
 
+HISTORY_FILE = "history.json"
+
+
+def _history_list(exp: Any) -> list[Any] | None:
+    """The host's list of ExperimentRun (None for hosts that keep history in their state)."""
+    hist = getattr(exp, "_history", None)
+    return hist if isinstance(hist, list) else None
+
+
+def _history_files(exp: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    hist = _history_list(exp)
+    if hist is None:
+        return {}, {}
+    runs, arrays = history_payload(hist)
+    return {HISTORY_FILE: runs}, {"history": arrays}
+
+
+def _read_history(exp: Any, art: Any) -> list[Any] | None:
+    """The artifact's history as ExperimentRuns (None if the host or artifact has none)."""
+    if _history_list(exp) is None or "history" not in art.items:
+        return None
+    return history_from_payload(art.read_json(HISTORY_FILE), art.restore("history"),
+                                graph=getattr(exp, "model_graph", None),
+                                where=f"{str(art.path)!r} history")
+
+
 def save_experiment_checkpoint(exp: Any, name: str | Path, *, overwrite: bool = False,
                                meta: dict[str, Any] | None = None,
                                blocking: bool = True) -> Path | Future:
     """Write ``exp.get_state()`` as an atomic checkpoint named ``name`` (in the background
     with ``blocking=False``: returns a Future of the path)."""
     path = _checkpoint_path(exp, name)
-    return write_artifact(path, "experiment_checkpoint", items={"experiment": exp.get_state()},
-                          meta=meta, extra={"experiment_label": getattr(exp, "label", None),
-                                            "class": registered_name(exp)},
+    json_files, hist_items = _history_files(exp)
+    return write_artifact(path, "experiment_checkpoint",
+                          items={"experiment": exp.get_state(), **hist_items},
+                          json_files=json_files, meta=meta,
+                          extra={"experiment_label": getattr(exp, "label", None),
+                                 "class": registered_name(exp)},
                           overwrite=overwrite, blocking=blocking)
 
 
@@ -102,7 +136,11 @@ def _set_state_atomically(exp: Any, new_state: Any) -> None:
 
 
 def _restore_state(exp: Any, art: Any) -> None:
+    # Everything is read before anything is set: a bad artifact leaves exp unchanged.
+    runs = _read_history(exp, art)
     _set_state_atomically(exp, art.restore("experiment", template=exp.get_state()))
+    if runs is not None:
+        _history_list(exp)[:] = runs
 
 
 def restore_experiment_checkpoint(exp: Any, name_or_path: str | Path) -> None:
@@ -200,6 +238,9 @@ def save_experiment(exp: Any, path: str | Path, *, overwrite: bool = False) -> P
     """Atomically write config, state, FeatureSets, history and checkpoints of ``exp``."""
     json_files = {CONFIG_FILE: config_envelope(exp)}
     items: dict[str, Any] = {"experiment": exp.get_state()}
+    hist_json, hist_items = _history_files(exp)
+    json_files.update(hist_json)
+    items.update(hist_items)
     tables = []
     fs_ids = []
     for fs in _experiment_featuresets(exp):
