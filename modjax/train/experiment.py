@@ -207,13 +207,16 @@ class Experiment(ExperimentPersistence):
         callbacks: ``ExperimentCallback`` s.
         mesh: a ``jax.sharding.Mesh`` applied to phases that have none (data parallel).
         observer: a ``modjax.observe.Observer`` fed with per-epoch training losses.
+        byte_budget: device bytes allowed per binding's data for TrainPhases that set
+            none; larger training data is streamed in fixed-shape chunks.
     """
 
     def __init__(self, label: str, registration_policy: RegistrationPolicy | str | None = None,
                  ctx: ExperimentContext | None = None, checkpointing: Any = None,
                  callbacks: Sequence[ExperimentCallback] | None = None, *, mesh: Any = None,
-                 observer: Any = None) -> None:
+                 observer: Any = None, byte_budget: int | None = None) -> None:
         self.label = label
+        self.byte_budget = byte_budget
         if ctx is None:
             ctx = ExperimentContext(experiment=self, registration_policy=registration_policy)
             ctx.make_active()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -172,13 +172,13 @@ class _Feed:
     """A resolved binding: device store + how to turn plans into its batch entry."""
 
     def __init__(self, binding: InputBinding, graph: Any, *, owner: str, mesh: Any,
-                 tags: Sequence[str]) -> None:
+                 tags: Sequence[str], byte_budget: int | None = None) -> None:
         self.binding = binding
         self.node, self.ref, self.view, self.key = binding.resolve(graph, owner=owner)
         tag_keys = [t for t in tags if t in self.view.tag_keys]
         self.store = DeviceStore(self.view, features=list(self.ref.features),
                                  targets=list(self.ref.targets), tags=tag_keys,
-                                 rep=self.ref.rep, mesh=mesh)
+                                 rep=self.ref.rep, mesh=mesh, byte_budget=byte_budget)
         self.sampler = binding.sampler
         if self.sampler is not None:
             src = getattr(self.sampler, "source", None)
@@ -290,6 +290,41 @@ def _stack_feeds(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]) -> tuple[di
     return stores, dplans
 
 
+def _device_plan(feed: _Feed, plan: IndexPlan) -> IndexPlan:
+    return plan if feed.store.mesh is None else feed.store.put_plan(plan)
+
+
+def _stream_segments(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]
+                     ) -> Iterator[tuple[dict, dict, int, int]]:
+    """``(stores, device_plans, first_batch, real_batches)`` per chunk of an epoch whose
+    data exceeds the byte budget.
+
+    Every chunk has the same number of batches ``k`` (the last one padded with fully
+    masked batches) and each store's chunk the same row capacity, so one compiled scan
+    serves every chunk of every epoch. Bindings whose data fits stay resident and only
+    their plan is sliced.
+    """
+    n = plans[0].n_batches
+    big = [(f, p) for f, p in zip(feeds, plans) if not f.store.fits]
+    k = min(f.store.chunk_batches(p) for f, p in big)
+    chunks: dict[str, Iterator[tuple[dict, IndexPlan]]] = {}
+    for f, p in big:
+        if f.store.chunk_batches(p) != k:
+            # align chunk boundaries across bindings: shrink this store's budget to k batches
+            per_row = f.store.nbytes // max(f.store.n_samples, 1)
+            f.store.byte_budget = k * p.batch_size * len(p.roles) * per_row
+        chunks[f.key] = f.store.epoch_chunks(p)
+    for start in range(0, n, k):
+        stores, dplans = {}, {}
+        for f, p in zip(feeds, plans):
+            if f.key in chunks:
+                stores[f.key], dplans[f.key] = next(chunks[f.key])
+            else:
+                stores[f.key] = f.store.arrays
+                dplans[f.key] = _device_plan(f, p.batches(start, start + k).pad_batches_to(k))
+        yield stores, dplans, start, min(k, n - start)
+
+
 def _host_plan(plan: IndexPlan) -> tuple[dict, dict]:
     return ({r: np.asarray(v) for r, v in plan.indices.items()},
             {r: np.asarray(v) for r, v in plan.mask.items()})
@@ -317,6 +352,10 @@ class TrainPhase(ExperimentPhase):
             (epoch, batch)) or ``"ignore"``. Only a scalar is tracked in the scan, so
             the policy costs nothing per step.
         mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis for data parallelism.
+        byte_budget: device bytes allowed per binding's data (default: no limit, or the
+            Experiment's ``byte_budget``). Larger data is streamed: each epoch runs as a
+            few scans over fixed-shape chunks (``DeviceStore.epoch_chunks``), all with one
+            compiled function, and trains exactly like the resident run.
         seed: PRNG seed for dropout keys (deterministic runs).
         capture: tag paths to record per batch.
         observer: a ``modjax.observe.Observer`` fed each epoch's per-batch losses
@@ -332,9 +371,13 @@ class TrainPhase(ExperimentPhase):
                  callbacks: Sequence[Callback] | None = None, checkpointing: Any = None,
                  result_recording: str | ResultRecording = "all", nan_policy: str = "raise",
                  mesh: Any = None, seed: int = 0, capture: Sequence[str] = (),
-                 observer: Any = None) -> None:
+                 observer: Any = None, byte_budget: int | None = None) -> None:
         super().__init__(label, input_sources=input_sources, losses=losses,
                          active_nodes=active_nodes, callbacks=callbacks)
+        if byte_budget is not None and (not isinstance(byte_budget, int) or byte_budget <= 0):
+            raise ValueError(f"TrainPhase {label!r}: byte_budget must be a positive int (bytes) "
+                             f"or None, got {byte_budget!r}")
+        self.byte_budget = byte_budget
         if not self.losses:
             raise ValueError(f"TrainPhase {label!r} has no losses; pass losses=[AppliedLoss(...)]")
         for b in self.input_sources:
@@ -449,8 +492,15 @@ class TrainPhase(ExperimentPhase):
             g.set_opt_state(old_opt)
 
     # ----------------------------------------------------------------- compiled epoch
-    def _epoch_fn(self, graph: Any, feeds: Sequence[_Feed], optimizer: Any, chunked: bool) -> Any:
-        sig = (id(graph), tuple(f.key for f in feeds), id(optimizer), chunked,
+    def _epoch_fn(self, graph: Any, feeds: Sequence[_Feed], optimizer: Any, chunked: bool,
+                  skip_empty: bool = False) -> Any:
+        """The jitted epoch scan (``chunked``: the one-batch variant batch hooks use).
+
+        ``skip_empty`` (streaming only) leaves the carry untouched on the fully masked
+        batches that pad the last chunk, so the padded run trains exactly like the
+        resident one; the resident scan has no such select.
+        """
+        sig = (id(graph), tuple(f.key for f in feeds), id(optimizer), chunked, skip_empty,
                tuple(graph.node_labels), id(self.mesh))
         fn = self._compiled.get(sig)
         if fn is not None:
@@ -467,7 +517,12 @@ class TrainPhase(ExperimentPhase):
             def body(c, xs):
                 carry, bad, i = c
                 batch = {k: gather(stores[k], xs[k]) for k in keys}
-                carry, m = step(carry, batch)
+                new, m = step(carry, batch)
+                if skip_empty:
+                    real = jnp.any(jnp.stack([jnp.any(xs[k].mask[r]) for k in keys
+                                              for r in xs[k].roles]))
+                    new = jax.tree.map(lambda a, b: jnp.where(real, a, b), new, carry)
+                carry = new
                 # only a scalar is tracked per step; what a non-finite loss does to the
                 # state is decided on the host after the scan (see _run_epoch)
                 bad = jnp.where((bad < 0) & ~m["finite"], i, bad)
@@ -496,12 +551,16 @@ class TrainPhase(ExperimentPhase):
         if not graph.is_built:
             graph.build()
         owner = f"TrainPhase {self.label!r}"
-        feeds = [_Feed(b, graph, owner=owner, mesh=self.mesh, tags=self._loss_tags())
-                 for b in self._bindings(graph)]
+        budget = self.byte_budget
+        if budget is None and experiment is not None:
+            budget = getattr(experiment, "byte_budget", None)
+        feeds = [_Feed(b, graph, owner=owner, mesh=self.mesh, tags=self._loss_tags(),
+                       byte_budget=budget) for b in self._bindings(graph)]
         if not feeds:
             raise ValueError(f"{owner}: no input bindings")
         optimizer = graph_optimizers(graph)
-        fn = self._epoch_fn(graph, feeds, optimizer, chunked=False)
+        streaming = not all(f.store.fits for f in feeds)
+        fn = self._epoch_fn(graph, feeds, optimizer, chunked=False, skip_empty=streaming)
         chunked = any(cb.uses_batch_hooks for cb in self.callbacks) or (
             self.checkpointing is not None and any(h.startswith("batch") for h in self.checkpointing.save_on))
         step_fn = self._epoch_fn(graph, feeds, optimizer, chunked=True) if chunked else None
@@ -531,6 +590,11 @@ class TrainPhase(ExperimentPhase):
         progress = EpochProgress(self.label, self.n_epochs, enabled=show_training_progress,
                                  persist=persist_progress, val_metric=val_loss_metric)
         ctx = {"experiment": experiment, "phase": self}
+        obs = self.observer if self.observer is not None else getattr(experiment, "observer", None)
+        if obs is not None:
+            # stamp the start before the first scan, so epoch 1's duration (compilation
+            # included) and the observer's ETA count the first epoch in full
+            obs.mark_start()
         self._checkpoint("phase_start", experiment)
         try:
             for cb in cbs:
@@ -541,7 +605,8 @@ class TrainPhase(ExperimentPhase):
                 self._checkpoint("epoch_start", experiment, epoch=epoch)
                 t0 = time.time()
                 plans = self._epoch_plans(feeds)
-                rec = self._run_epoch(fn, step_fn, feeds, plans, epoch, cbs, results, experiment)
+                rec = self._run_epoch(fn, step_fn, feeds, plans, epoch, cbs, results, experiment,
+                                      streaming=streaming)
                 rec.started_at, rec.ended_at = t0, time.time()
                 if getattr(rec, "nan_stop", None) is not None:
                     results.nan_stop = rec.nan_stop
@@ -593,32 +658,42 @@ class TrainPhase(ExperimentPhase):
         return [f.select_stream(scheduled[next(i for i, s in enumerate(samplers) if s is f.sampler)])
                 for f in feeds]
 
-    def _run_epoch(self, fn, step_fn, feeds, plans, epoch, cbs, results, experiment) -> EpochRecord:
-        stores, dplans = _stack_feeds(feeds, plans)
+    def _run_epoch(self, fn, step_fn, feeds, plans, epoch, cbs, results, experiment,
+                   streaming: bool = False) -> EpochRecord:
         bindings = {}
         for f, p in zip(feeds, plans):
             idx, msk = _host_plan(p)
             bindings[f.key] = BindingRecord(f.key, f.node.label, f.view, f.ref, idx, msk)
         bad0 = np.int32(-1)  # numpy scalars: no eager device op per epoch
         pre_epoch = self._carry
-        if step_fn is None:
-            carry, bad, out = fn(self._carry, stores, dplans, bad0, np.int32(0))
+        if streaming:
+            segments: Any = _stream_segments(feeds, plans)
         else:
-            n = plans[0].n_batches
-            outs, carry, bad = [], self._carry, bad0
-            ctx = {"experiment": experiment, "phase": self, "epoch": epoch, "results": results}
-            for b in range(n):
+            stores, dplans = _stack_feeds(feeds, plans)
+            segments = [(stores, dplans, 0, plans[0].n_batches)]
+        outs, carry, bad = [], self._carry, bad0
+        ctx = {"experiment": experiment, "phase": self, "epoch": epoch, "results": results}
+        for stores, dplans, start, n_real in segments:
+            if step_fn is None:
+                carry, bad, o = fn(carry, stores, dplans, bad, np.int32(start))
+                outs.append(o)
+                continue
+            for j in range(n_real):
+                b = start + j
                 for cb in cbs:
                     cb.on_batch_start(batch=b, **ctx)
                 self._checkpoint("batch_start", experiment, epoch=epoch, batch=b)
-                chunk = jax.tree.map(lambda a, b=b: a[b:b + 1], dplans)
+                chunk = jax.tree.map(lambda a, j=j: a[j:j + 1], dplans)
                 carry, bad, o = step_fn(carry, stores, chunk, bad, np.int32(b))
                 self._carry = carry
                 outs.append(o)
                 for cb in cbs:
                     cb.on_batch_end(batch=b, **ctx)
                 self._checkpoint("batch_end", experiment, epoch=epoch, batch=b)
-            out = jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
+        n = plans[0].n_batches
+        out = outs[0] if len(outs) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
+        if streaming and step_fn is None:
+            out = jax.tree.map(lambda a: a[:n], out)  # drop the last chunk's padding batches
         # one device->host transfer per epoch: the NaN index and the per-batch losses
         bad, loss, losses = jax.device_get((bad, out["loss"], dict(out["losses"])))
         bad = int(bad)
@@ -680,7 +755,7 @@ class TrainPhase(ExperimentPhase):
         cfg = self._base_config()
         cfg.update(n_epochs=self.n_epochs, batch_schedule=self.batch_schedule.value,
                    result_recording=self.result_recording.value, nan_policy=self.nan_policy.value,
-                   seed=self.seed, capture=list(self.capture),
+                   seed=self.seed, capture=list(self.capture), byte_budget=self.byte_budget,
                    sampler=None if self._sampler is None else serialize(self._sampler),
                    checkpointing=None if self.checkpointing is None else serialize(self.checkpointing))
         return cfg
@@ -693,7 +768,7 @@ class TrainPhase(ExperimentPhase):
                       batch_schedule=config["batch_schedule"],
                       result_recording=config["result_recording"],
                       nan_policy=config.get("nan_policy", "raise"), seed=config.get("seed", 0),
-                      capture=config.get("capture", ()),
+                      capture=config.get("capture", ()), byte_budget=config.get("byte_budget"),
                       checkpointing=None if config.get("checkpointing") is None else
                       deserialize(config["checkpointing"]))
         if config.get("split") is not None and not config["input_sources"]:

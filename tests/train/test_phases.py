@@ -308,3 +308,19 @@ def test_triplet_roles_through_phase():
     tl = res.metrics.series("train_loss")
     assert tl[-1] < tl[0]
     assert res.stacked_tensors("enc", "outputs", role="positive").shape[1:] == (1, 3)
+
+
+def test_observer_first_epoch_counts_from_phase_start():
+    from modjax.observe import Observer
+    fs = make_featureset(register=False)
+    g = make_mlp_graph(fs, register=False)
+    obs = Observer()
+    res = train_phase(n_epochs=2, observer=obs).execute(g, show_training_progress=False)
+    durations = obs.epoch_durations()
+    assert len(durations) == 2
+    first = res.epochs[0]
+    # stamped before the first scan: epoch 1 spans at least its own (compiling) wall time
+    assert obs.start_time() <= first.started_at
+    assert durations[0] >= first.ended_at - first.started_at > 0
+    np.testing.assert_allclose(obs.trend("train_loss").values(), res.metrics.series("train_loss"),
+                               rtol=1e-5)
