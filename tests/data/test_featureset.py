@@ -252,3 +252,27 @@ def test_pandas_is_imported_only_when_used():
                          timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+def test_views_and_splits_hold_only_index_arrays(fs):
+    cache_before = dict(fs._np_cache)
+    parts = fs.split_random({"train": 0.6, "val": 0.2, "test": 0.2}, seed=0)
+    def root(a):
+        while isinstance(a.base, np.ndarray):
+            a = a.base
+        return a
+
+    # ungrouped splits are sorted slices of one permutation buffer
+    assert root(parts["train"].indices) is root(parts["test"].indices)
+    assert root(parts["val"].indices).size == 10
+    head = parts["train"].take(slice(0, 3))
+    assert root(head.indices) is root(parts["train"].indices)
+    picks = np.array([9, 4, 1], dtype=np.int64)
+    adopted = fs.take(picks)
+    assert np.shares_memory(adopted.indices, picks) and not picks.flags.writeable
+    # no column was read or converted by making them
+    assert fs._np_cache.keys() == cache_before.keys()
+    assert all(fs._np_cache[k] is v for k, v in cache_before.items())
+    # reading a contiguous view is a slice of the cached column, not a copy
+    block = fs.take(np.arange(2, 6)).get_features("voltage")
+    assert np.shares_memory(block, fs.get_features("voltage"))

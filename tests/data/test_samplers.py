@@ -331,3 +331,20 @@ def test_custom_metric_condition(fs):
         SimilarityCondition.from_config(cfg)
     back = SimilarityCondition.from_config(cfg, allow_packaged_code=True)
     assert back.metric is log_ratio
+
+
+def test_samplers_never_read_feature_data(fs, monkeypatch):
+    read = []
+    original = FeatureSet._numpy_column
+
+    def spy(self, name):
+        read.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(FeatureSet, "_numpy_column", spy)
+    SimpleSampler(4, seed=0, source=fs.to_view()).plan(3)
+    assert read == []
+    PairedSampler({"cell": SimilarityCondition()}, 4, source=fs).plan(0)
+    TripletSampler({"cell": SimilarityCondition()}, {"soh": SimilarityCondition("dissimilar")},
+                   4, source=fs).plan(1)
+    assert set(read) == {"tags.cell.raw", "targets.soh.raw"}  # condition columns only
