@@ -9,12 +9,10 @@ on import; ``with ExperimentContext().activate():`` scopes a fresh one, and
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import enum
 import uuid
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 from modjax.errors import RegistrationError, closest_names
@@ -124,35 +122,71 @@ class ExperimentContext:
         _ACTIVE.set(self)
         return self
 
-    @contextlib.contextmanager
-    def activate(self) -> Iterator[ExperimentContext]:
-        """Make this context the active one inside a ``with`` block."""
-        token = _ACTIVE.set(self)
-        try:
-            yield self
-        finally:
-            _ACTIVE.reset(token)
+    def activate(self) -> _Scope:
+        """Make this context the active one inside a ``with`` block.
+
+        Returns:
+            a context manager yielding this context; leaving the block restores the
+            previously active one.
+
+        Example:
+            >>> outer = ExperimentContext.get_active()
+            >>> with ExperimentContext().activate() as ctx:
+            ...     ExperimentContext.get_active() is ctx
+            True
+            >>> ExperimentContext.get_active() is outer
+            True
+        """
+        token: list[contextvars.Token] = []
+
+        def enter() -> ExperimentContext:
+            token.append(_ACTIVE.set(self))
+            return self
+
+        return _Scope(enter, lambda: _ACTIVE.reset(token.pop()))
 
     @classmethod
-    @contextlib.contextmanager
-    def dont_register(cls) -> Iterator[None]:
-        """Disable registration in the active context inside a ``with`` block."""
-        ctx = cls.get_active()
-        prev = ctx._registration_enabled
-        ctx._registration_enabled = False
-        try:
-            yield
-        finally:
+    def dont_register(cls) -> _Scope:
+        """Disable registration in the active context inside a ``with`` block.
+
+        Example:
+            >>> with ExperimentContext().activate() as ctx:
+            ...     with ExperimentContext.dont_register():
+            ...         n = ExperimentNode("hidden")
+            ...     ctx.has_node(label="hidden")
+            False
+        """
+        saved: list[tuple[ExperimentContext, bool]] = []
+
+        def enter() -> None:
+            ctx = cls.get_active()
+            saved.append((ctx, ctx._registration_enabled))
+            ctx._registration_enabled = False
+
+        def leave() -> None:
+            ctx, prev = saved.pop()
             ctx._registration_enabled = prev
 
-    @contextlib.contextmanager
-    def temporary(self) -> Iterator[ExperimentContext]:
-        """Revert all registrations, graph, policy and experiment changes on exit."""
-        snapshot = self.get_state()
-        try:
-            yield self
-        finally:
-            self.set_state(snapshot)
+        return _Scope(enter, leave)
+
+    def temporary(self) -> _Scope:
+        """Revert all registrations, graph, policy and experiment changes on exit.
+
+        Example:
+            >>> with ExperimentContext().activate() as ctx:
+            ...     with ctx.temporary():
+            ...         ctx.set_registration_policy("error")
+            ...         n = ExperimentNode("fold_node")
+            ...     ctx.has_node(label="fold_node"), ctx.registration_policy.value
+            (False, 'warn')
+        """
+        saved: list[dict[str, Any]] = []
+
+        def enter() -> ExperimentContext:
+            saved.append(self.get_state())
+            return self
+
+        return _Scope(enter, lambda: self.set_state(saved.pop()))
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, Any]:
@@ -314,6 +348,32 @@ class ExperimentContext:
     @property
     def available_computenodes(self) -> dict[str, ExperimentNode]:
         return self._of_type("GraphNode")
+
+
+class _Scope:
+    """A ``with`` scope that undoes its change only in ``__exit__``.
+
+    Generator-based context managers undo their change when the generator is garbage
+    collected, too: a scope entered and never left (``cm.__enter__()`` on an object
+    that later dies in a reference cycle) would then switch the active context back at
+    whatever moment the collector runs, in the middle of unrelated code. This class has
+    no finaliser, so a scope that is never left simply stays in effect.
+    """
+
+    __slots__ = ("_enter", "_exit", "_entered")
+
+    def __init__(self, enter: Any, leave: Any) -> None:
+        self._enter, self._exit, self._entered = enter, leave, False
+
+    def __enter__(self) -> Any:
+        if self._entered:
+            raise RuntimeError("this context scope is already entered; create a new one")
+        self._entered = True
+        return self._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._entered = False
+        self._exit()
 
 
 _DEFAULT = ExperimentContext()
