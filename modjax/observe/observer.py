@@ -592,6 +592,65 @@ class Observer:
             node.mark_start()
             node._push_batches(local, a, w)
 
+    def record_batch_tags(self, tensors: Mapping[str, Any], mask: Any | None = None) -> None:
+        """Push per-batch, per-sample tagged tensors of a scanned epoch as per-batch means.
+
+        What a phase captures for a tag is a ``(n_batches, batch, ...)`` stack; the
+        observer keeps scalars. Each batch becomes the mean over its real samples (and
+        all feature elements), weighted by how many real samples it had, so the epoch
+        value is the mean over every real sample: what a loop doing
+        ``record(tag, tagged[mask].mean())`` per batch, weighted by batch size, gets.
+
+        Args:
+            tensors: ``{tag: (n_batches, batch, ...) array}`` (e.g. a phase's captured
+                tags); a ``{"default": array}`` role dict is accepted for a tag.
+            mask: ``(n_batches, batch)`` real-sample mask; all samples count when None.
+
+        Raises:
+            ValueError: a tensor has fewer than two dimensions or disagrees with the mask
+                or the other tensors on ``(n_batches, batch)`` (nothing is recorded then).
+
+        Example:
+            >>> obs = Observer()
+            >>> hidden = np.array([[[1.0, 3.0], [5.0, 7.0]], [[2.0, 2.0], [9.0, 9.0]]])
+            >>> obs.record_batch_tags({"hidden": hidden}, mask=[[1, 1], [1, 0]])
+            >>> obs.collected("hidden"), obs.flush()
+            ([4.0, 2.0], {'hidden': 3.3333333333333335})
+        """
+        import jax
+
+        tensors, mask = jax.device_get((dict(tensors), mask))  # one transfer
+        arrays = {}
+        for tag, v in tensors.items():
+            if isinstance(v, Mapping):
+                if set(v) != {"default"}:
+                    raise ValueError(f"{self._owner}: record_batch_tags: tag {tag!r} has roles "
+                                     f"{sorted(v)}; pass one array per tag")
+                v = v["default"]
+            a = np.asarray(v, dtype=np.float64)
+            if a.ndim < 2:
+                raise ValueError(f"{self._owner}: record_batch_tags: tag {tag!r} has shape "
+                                 f"{a.shape}; expected (n_batches, batch, ...)")
+            arrays[tag] = a.reshape(a.shape[0], a.shape[1], -1).mean(axis=2)
+        shapes = {t: a.shape for t, a in arrays.items()}
+        if len(set(shapes.values())) > 1:
+            raise ValueError(f"{self._owner}: record_batch_tags: tags disagree on "
+                             f"(n_batches, batch): {shapes}")
+        if not arrays:
+            return
+        (nb, bs), = set(shapes.values())
+        m = np.ones((nb, bs)) if mask is None else np.asarray(mask, dtype=np.float64)
+        if m.shape != (nb, bs):
+            raise ValueError(f"{self._owner}: record_batch_tags: mask has shape {m.shape}, "
+                             f"tags have (n_batches, batch) = {(nb, bs)}")
+        counts = m.sum(axis=1)
+        safe = np.where(counts > 0, counts, 1.0)
+        self.mark_start()
+        for tag, a in arrays.items():
+            node, local = self._route(tag)
+            node.mark_start()
+            node._push_batches(local, (a * m).sum(axis=1) / safe, counts)
+
     def collected(self, tag: str) -> list[float] | None:
         """The raw batch buffer of ``tag`` since the last flush, or ``None`` when empty."""
         node, local = self._route(tag)

@@ -21,7 +21,14 @@ from modjax.graph import ModelGraph, ModelNode, SequentialMLP
 from modjax.graph.flow import FlowBuilder
 from modjax.graph.models import FunctionModel, Linear
 from modjax.observe import Observer
-from modjax.train import AppliedLoss, Experiment, InputBinding, Optimizer, TrainPhase
+from modjax.train import (
+    AppliedLoss,
+    Callback,
+    Experiment,
+    InputBinding,
+    Optimizer,
+    TrainPhase,
+)
 
 N, EPOCHS, BATCH, LR = 112, 3, 20, 1e-2  # 84 training rows: the last batch is padded
 
@@ -49,16 +56,23 @@ def _phase(**kw) -> TrainPhase:
         losses=[AppliedLoss("mse", on="net", inputs=["outputs", "targets"])], n_epochs=EPOCHS, **kw)
 
 
-def _manual_loop(graph: ModelGraph, init: dict, results) -> tuple[Observer, dict]:
-    """Replay the phase's batches with a per-batch jitted step and per-batch records."""
+def _manual_loop(graph: ModelGraph, init: dict, results,
+                 tag: str | None = None) -> tuple[Observer, dict]:
+    """Replay the phase's batches with a per-batch jitted step and per-batch records.
+
+    With ``tag``, each batch's captured tensor is also recorded as its mean over the
+    batch's real samples.
+    """
     opt = optax.adam(LR)
+    capture = () if tag is None else (tag,)
 
     def loss_fn(params, state, xb, yb, mb):
-        out, _ = graph.apply({"params": params, "state": state}, {"net": xb}, train=True)
+        out, _ = graph.apply({"params": params, "state": state}, {"net": xb}, train=True,
+                             capture=capture)
         per_sample = jnp.mean(jnp.square(out["net"] - yb).reshape(xb.shape[0], -1), axis=1)
-        return jnp.sum(per_sample * mb) / jnp.sum(mb)
+        return jnp.sum(per_sample * mb) / jnp.sum(mb), out.get(tag)
 
-    value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
+    value_and_grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
     params, state = init["params"], init["state"]
     opt_state = opt.init(params)
     obs = Observer()
@@ -69,12 +83,15 @@ def _manual_loop(graph: ModelGraph, init: dict, results) -> tuple[Observer, dict
         idx, mask = binding.indices["default"], binding.mask["default"]
         for b in range(idx.shape[0]):
             m = mask[b].astype(np.float32)
-            loss, grads = value_and_grad(params, state, x[idx[b]], y[idx[b]], m)
+            (loss, tagged), grads = value_and_grad(params, state, x[idx[b]], y[idx[b]], m)
             upd, opt_state = opt.update(grads, opt_state, params)
             params = optax.apply_updates(params, upd)
             # one host sync per batch, weighted by its real samples like the phase's feed
             obs.record_batch_values("train_loss", [loss], weights=[m.sum()])
             obs.record_batch_values("net.mse", [loss], weights=[m.sum()])
+            if tag is not None:
+                real = np.asarray(tagged)[mask[b]]
+                obs.record_batch_values(tag, [real.mean()], weights=[m.sum()])
         obs.flush()
     return obs, {"params": params, "state": state}
 
@@ -122,3 +139,48 @@ def test_phase_observer_argument_wins_over_the_experiments(fresh_context):
     assert on_phase.flush_count() == EPOCHS
     np.testing.assert_allclose(on_phase.trend("train_loss").values(),
                                results.metrics.series("train_loss"), rtol=1e-12)
+
+
+def test_captured_tags_pushed_per_epoch_match_manual_loop(fresh_context):
+    """A phase's captured per-sample tags, pushed with record_batch_tags each epoch."""
+    fs = _featureset()
+    model = _flow_model()
+    node = ModelNode("net", model, upstream_ref=fs.reference())
+    graph = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": LR})).build(key=0)
+    init = graph.variables
+    tags = Observer(name="captured")
+
+    class PushTags(Callback):
+        def on_epoch_end(self, *, epoch, results, **kw):
+            rec = results.epochs[epoch]
+            tags.record_batch_tags(rec.records["tags"], rec.bindings["net"].mask["default"])
+            tags.flush()
+
+    exp = Experiment.from_active_context("feed3")
+    exp.execution_plan.add_phase(_phase(capture=["net.hidden"], callbacks=[PushTags()]))
+    results = exp.run(show_training_progress=False).get_train_result()
+    manual, _ = _manual_loop(graph, init, results, tag="net.hidden")
+    assert tags.flush_count() == EPOCHS
+    np.testing.assert_allclose(tags.trend("net.hidden").values(),
+                               manual.trend("net.hidden").values(), rtol=1e-5, atol=1e-7)
+    # the epoch value is the mean of the tag over every real sample of the epoch
+    hidden = results.stacked_tensors("net.hidden", "tags", epoch=EPOCHS - 1)
+    assert hidden.shape == (84, 8)
+    assert tags.trend("net.hidden").latest() == pytest.approx(float(hidden.mean()), rel=1e-6)
+
+
+def test_record_batch_tags_errors_leave_buffers_empty():
+    obs = Observer(name="g")
+    with pytest.raises(ValueError, match=r"'h' has shape \(3,\)"):
+        obs.record_batch_tags({"h": np.ones(3)})
+    with pytest.raises(ValueError, match=r"disagree.*'a': \(2, 4\).*'b': \(3, 4\)"):
+        obs.record_batch_tags({"a": np.ones((2, 4)), "b": np.ones((3, 4, 2))})
+    with pytest.raises(ValueError, match=r"mask has shape \(2, 3\).*\(2, 4\)"):
+        obs.record_batch_tags({"a": np.ones((2, 4))}, mask=np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"'a' has roles \['anchor', 'default'\]"):
+        obs.record_batch_tags({"a": {"default": np.ones((2, 4)), "anchor": np.ones((2, 4))}})
+    assert obs.collected("a") is None and obs.collected("h") is None
+    # an all-padding batch drops out; scalars per sample need no feature axis
+    obs.record_batch_tags({"a": {"default": np.array([[1.0, 3.0], [7.0, 7.0]])}},
+                          mask=np.array([[True, True], [False, False]]))
+    assert obs.collected("a") == [2.0] and obs.flush() == {"a": 2.0}

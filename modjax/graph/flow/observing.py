@@ -28,7 +28,7 @@ DELEGATED = (
     "record_timing", "collected_timings", "flush_timings", "timing", "timing_trend",
     "timing_trends", "reset_timing_trend", "plot_timings_html", "export_timing_trends",
     "on_log", "on_flush", "on_profile", "enable_profiling", "disable_profiling",
-    "record_batches", "record_batch_values", "mark_start",
+    "record_batches", "record_batch_values", "record_batch_tags", "mark_start",
 )
 
 
