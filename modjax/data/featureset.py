@@ -280,7 +280,10 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, ExperimentNode,
         if arr is None:
             if self._table.schema.get_field_index(name) < 0:
                 raise KeyError(f"FeatureSet {self.label!r} has no column {name!r}")
-            arr = column_to_numpy(self._table.column(name))
+            try:
+                arr = column_to_numpy(self._table.column(name))
+            except ValueError as e:  # nulls, variable-length lists: say which column
+                raise ValueError(f"FeatureSet {self.label!r} column {name!r}: {e}") from None
             arr.flags.writeable = False
             self._np_cache[name] = arr
         return arr

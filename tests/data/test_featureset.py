@@ -276,3 +276,12 @@ def test_views_and_splits_hold_only_index_arrays(fs):
     # reading a contiguous view is a slice of the cached column, not a copy
     block = fs.take(np.arange(2, 6)).get_features("voltage")
     assert np.shares_memory(block, fs.get_features("voltage"))
+
+
+def test_null_values_are_reported_with_their_column():
+    t = pa.table({"x": pa.array([1.0, None, 3.0]), "y": [0.0, 1.0, 2.0]})
+    fs = FeatureSet.from_pyarrow_table("holes", t, feature_keys="x", target_keys="y")
+    np.testing.assert_array_equal(fs.get_targets()[:, 0], [0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="FeatureSet 'holes' column 'features.x.raw': column "
+                                         "has 1 null values"):
+        fs.get_features()
