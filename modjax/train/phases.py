@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -22,8 +23,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from modjax.data.device import DeviceStore, make_gather
 from modjax.data.plan import IndexPlan
-from modjax.errors import GraphStructureError, closest_names
-from modjax.io.registry import register, serialize
+from modjax.errors import ConfigError, GraphStructureError, closest_names
+from modjax.io.registry import register, registered_name, serialize
 from modjax.train.callbacks import Callback
 from modjax.train.losses import AppliedLoss
 from modjax.train.results import BindingRecord, EpochRecord, EvalResults, FitResults, TrainResults
@@ -275,10 +276,35 @@ class ExperimentPhase:
         return {"label": self.label,
                 "input_sources": [b.get_config() for b in self.input_sources],
                 "losses": [serialize(al) for al in self.losses],
-                "active_nodes": self.active_nodes, "split": self._split}
+                "active_nodes": self.active_nodes, "split": self._split,
+                "callbacks": _callback_configs(self.callbacks, f"phase {self.label!r}")}
+
+    @staticmethod
+    def _with_callbacks(phase: Any, config: dict[str, Any], kw: dict[str, Any]) -> Any:
+        """``phase`` with the callbacks of its config added (used by every from_config)."""
+        from modjax.io.registry import deserialize
+        for c in config.get("callbacks", []):
+            phase.add_callback(deserialize(c, **kw))
+        return phase
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r})"
+
+
+def _callback_configs(callbacks: Sequence[Callback], where: str) -> list[dict[str, Any]]:
+    """Serialized registered callbacks; others (closures, MetricCallback) are skipped
+    with a warning naming them, since their code cannot be written as JSON."""
+    out = []
+    for cb in callbacks:
+        try:
+            registered_name(cb)
+        except ConfigError:
+            warnings.warn(f"{where}: callback {cb.label!r} ({type(cb).__name__}) is not registered "
+                          "and is left out of the config; decorate it with @modjax.register",
+                          stacklevel=3)
+            continue
+        out.append(serialize(cb))
+    return out
 
 
 def _stack_feeds(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]) -> tuple[dict, dict]:
@@ -540,8 +566,23 @@ class TrainPhase(ExperimentPhase):
     # ----------------------------------------------------------------- run
     def execute(self, graph: Any, *, experiment: Any = None, show_training_progress: bool = True,
                 show_sampler_progress: bool = False, persist_progress: bool = False,
-                val_loss_metric: str = "val_loss", **_: Any) -> TrainResults:
+                val_loss_metric: str = "val_loss", progress_file: Any = None,
+                **_: Any) -> TrainResults:
         """Run the phase on ``graph`` (what ``Experiment.run_phase`` calls).
+
+        Args:
+            graph: the built (or buildable) ModelGraph to train.
+            experiment: the running Experiment (observer, byte budget, checkpoint dir).
+            show_training_progress: a tqdm bar over epochs with ``train_loss`` and
+                ``val_loss_metric`` when logged.
+            show_sampler_progress: a tqdm bar over each epoch's batches (advanced per
+                dispatched scan chunk: no host sync per batch).
+            persist_progress: leave the bars on screen afterwards.
+            val_loss_metric: the validation metric shown in the epoch bar.
+            progress_file: stream for the bars (default stderr).
+
+        Returns:
+            The phase's TrainResults.
 
         The graph's variables (and optimizer state) are written back only when the
         phase completes; if it raises, they are exactly as before.
@@ -588,7 +629,8 @@ class TrainPhase(ExperimentPhase):
             self.checkpointing.reset()
         cbs = self._sorted_callbacks()
         progress = EpochProgress(self.label, self.n_epochs, enabled=show_training_progress,
-                                 persist=persist_progress, val_metric=val_loss_metric)
+                                 persist=persist_progress, val_metric=val_loss_metric,
+                                 show_batches=show_sampler_progress, file=progress_file)
         ctx = {"experiment": experiment, "phase": self}
         obs = self.observer if self.observer is not None else getattr(experiment, "observer", None)
         if obs is not None:
@@ -605,8 +647,9 @@ class TrainPhase(ExperimentPhase):
                 self._checkpoint("epoch_start", experiment, epoch=epoch)
                 t0 = time.time()
                 plans = self._epoch_plans(feeds)
+                progress.start_epoch(epoch, plans[0].n_batches)
                 rec = self._run_epoch(fn, step_fn, feeds, plans, epoch, cbs, results, experiment,
-                                      streaming=streaming)
+                                      streaming=streaming, progress=progress)
                 rec.started_at, rec.ended_at = t0, time.time()
                 if getattr(rec, "nan_stop", None) is not None:
                     results.nan_stop = rec.nan_stop
@@ -659,7 +702,7 @@ class TrainPhase(ExperimentPhase):
                 for f in feeds]
 
     def _run_epoch(self, fn, step_fn, feeds, plans, epoch, cbs, results, experiment,
-                   streaming: bool = False) -> EpochRecord:
+                   streaming: bool = False, progress: Any = None) -> EpochRecord:
         bindings = {}
         for f, p in zip(feeds, plans):
             idx, msk = _host_plan(p)
@@ -677,6 +720,8 @@ class TrainPhase(ExperimentPhase):
             if step_fn is None:
                 carry, bad, o = fn(carry, stores, dplans, bad, np.int32(start))
                 outs.append(o)
+                if progress is not None:
+                    progress.advance_batches(n_real)
                 continue
             for j in range(n_real):
                 b = start + j
@@ -687,6 +732,8 @@ class TrainPhase(ExperimentPhase):
                 carry, bad, o = step_fn(carry, stores, chunk, bad, np.int32(b))
                 self._carry = carry
                 outs.append(o)
+                if progress is not None:
+                    progress.advance_batches(1)
                 for cb in cbs:
                     cb.on_batch_end(batch=b, **ctx)
                 self._checkpoint("batch_end", experiment, epoch=epoch, batch=b)
@@ -772,10 +819,12 @@ class TrainPhase(ExperimentPhase):
                       checkpointing=None if config.get("checkpointing") is None else
                       deserialize(config["checkpointing"]))
         if config.get("split") is not None and not config["input_sources"]:
-            return cls.from_split(config["label"], split=config["split"],
-                                  sampler=deserialize(config["sampler"], **kw), **common)
-        return cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
-                                                   for b in config["input_sources"]], **common)
+            phase = cls.from_split(config["label"], split=config["split"],
+                                   sampler=deserialize(config["sampler"], **kw), **common)
+            return cls._with_callbacks(phase, config, kw)
+        phase = cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
+                                                    for b in config["input_sources"]], **common)
+        return cls._with_callbacks(phase, config, kw)
 
 
 @register("EvalPhase")
@@ -894,13 +943,15 @@ class EvalPhase(ExperimentPhase):
         from modjax.io.registry import deserialize
         losses = [deserialize(c, **kw) for c in config.get("losses", [])]
         if config.get("split") is not None and not config["input_sources"]:
-            return cls.from_split(config["label"], split=config["split"], losses=losses,
-                                  active_nodes=config.get("active_nodes"),
-                                  batch_size=config.get("batch_size"))
-        return cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
-                                                   for b in config["input_sources"]],
-                   losses=losses, active_nodes=config.get("active_nodes"),
-                   batch_size=config.get("batch_size"))
+            phase = cls.from_split(config["label"], split=config["split"], losses=losses,
+                                   active_nodes=config.get("active_nodes"),
+                                   batch_size=config.get("batch_size"))
+            return cls._with_callbacks(phase, config, kw)
+        phase = cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
+                                                    for b in config["input_sources"]],
+                    losses=losses, active_nodes=config.get("active_nodes"),
+                    batch_size=config.get("batch_size"))
+        return cls._with_callbacks(phase, config, kw)
 
 
 @register("FitPhase")
@@ -1010,10 +1061,12 @@ class FitPhase(ExperimentPhase):
         from modjax.io.registry import deserialize
         losses = [deserialize(c, **kw) for c in config.get("losses", [])]
         if config.get("split") is not None and not config["input_sources"]:
-            return cls.from_split(config["label"], split=config["split"], losses=losses,
-                                  active_nodes=config.get("active_nodes"),
-                                  freeze_after_fit=config.get("freeze_after_fit", True))
-        return cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
-                                                   for b in config["input_sources"]],
-                   losses=losses, active_nodes=config.get("active_nodes"),
-                   freeze_after_fit=config.get("freeze_after_fit", True))
+            phase = cls.from_split(config["label"], split=config["split"], losses=losses,
+                                   active_nodes=config.get("active_nodes"),
+                                   freeze_after_fit=config.get("freeze_after_fit", True))
+            return cls._with_callbacks(phase, config, kw)
+        phase = cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
+                                                    for b in config["input_sources"]],
+                    losses=losses, active_nodes=config.get("active_nodes"),
+                    freeze_after_fit=config.get("freeze_after_fit", True))
+        return cls._with_callbacks(phase, config, kw)

@@ -1,4 +1,4 @@
-"""tqdm progress bars for phases, updated once per epoch (never a host sync per batch)."""
+"""tqdm progress bars for phases, updated per epoch / chunk (never a host sync per batch)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,21 @@ __all__ = ["EpochProgress"]
 
 
 class EpochProgress:
-    """An epoch bar showing the running ``train_loss`` and, when logged, ``val_loss``.
+    """An epoch bar showing the running ``train_loss`` and, when logged, ``val_loss``,
+    plus an optional batch bar for the sampler's batches of the current epoch.
+
+    The bars only read values already on the host (the epoch's losses come back in one
+    transfer after its scan), and the batch bar advances when a scan chunk is dispatched,
+    so showing progress never adds a device->host sync.
 
     Args:
         label: phase label (the bar's description).
         n_epochs: total epochs.
-        enabled: show the bar at all (``show_training_progress``).
-        persist: leave the bar on screen when done (``persist_progress``).
+        enabled: show the epoch bar at all (``show_training_progress``).
+        persist: leave the bars on screen when done (``persist_progress``).
         val_metric: metric name shown next to the train loss when present.
+        show_batches: also show a batch bar per epoch (``show_sampler_progress``).
+        file: stream to write to (default: tqdm's, stderr).
 
     Example:
         >>> from modjax.train.results import MetricStore
@@ -29,11 +36,34 @@ class EpochProgress:
     """
 
     def __init__(self, label: str, n_epochs: int, *, enabled: bool = True, persist: bool = False,
-                 val_metric: str = "val_loss") -> None:
+                 val_metric: str = "val_loss", show_batches: bool = False, file: Any = None
+                 ) -> None:
         self.val_metric = val_metric
         self.postfix: dict[str, str] = {}
+        self.label, self.persist, self.file = label, persist, file
+        self.show_batches = show_batches
+        self.batches_done = 0
         self._bar = tqdm(total=n_epochs, desc=label, unit="epoch", leave=persist,
-                         disable=not enabled) if enabled else None
+                         file=file) if enabled else None
+        self._batch_bar: Any = None
+
+    def start_epoch(self, epoch: int, n_batches: int) -> None:
+        """Open (or reset) the batch bar for an epoch of ``n_batches`` steps."""
+        self.batches_done = 0
+        if not self.show_batches:
+            return
+        if self._batch_bar is None:
+            self._batch_bar = tqdm(total=n_batches, desc=f"{self.label} batches", unit="batch",
+                                   leave=self.persist, file=self.file, position=1)
+        else:
+            self._batch_bar.reset(total=n_batches)
+        self._batch_bar.set_description(f"{self.label} epoch {epoch} batches", refresh=False)
+
+    def advance_batches(self, n: int) -> None:
+        """Count ``n`` more batches dispatched in the current epoch."""
+        self.batches_done += n
+        if self._batch_bar is not None:
+            self._batch_bar.update(n)
 
     def update(self, epoch: int, metrics: Any) -> None:
         """Advance one epoch and refresh the loss readout."""
@@ -49,6 +79,7 @@ class EpochProgress:
             self._bar.update(1)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        for bar in (self._batch_bar, self._bar):
+            if bar is not None:
+                bar.close()
+        self._bar = self._batch_bar = None
