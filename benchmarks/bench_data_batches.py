@@ -17,6 +17,7 @@ Run: python benchmarks/bench_data_batches.py [--rows N] [--repeats R]
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -84,6 +85,8 @@ def main() -> None:
     print(f"modjax plan + on-device gather:     {to * 1e3:8.1f} ms/epoch "
           f"(incl. shuffled plan {args.rows:,} rows + transfer)")
     ratio = tr / to
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"load average (1/5/15 min): {load} on {os.cpu_count()} cores")
     print(f"speed ratio modjax / numpy = {ratio:.2f} (claim: >= 0.5) -> "
           f"{'PASS' if ratio >= 0.5 else 'FAIL'}")
 

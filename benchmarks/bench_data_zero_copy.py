@@ -111,6 +111,8 @@ def main() -> None:
     print(f"peak allocation growth:   {traced_peak / 2**20:8.2f} MiB (tracemalloc)")
     print(f"peak RSS growth:          {m.growth / 2**20:8.2f} MiB (may reuse freed pages)")
     ratio = max(traced_peak, m.growth) / max(new_idx_bytes, 1)
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"load average (1/5/15 min): {load} on {os.cpu_count()} cores")
     print(f"ratio peak growth / new index bytes = {ratio:.3f} (claim: <= 1.10) -> "
           f"{'PASS' if ratio <= 1.10 else 'FAIL'}")
 
