@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from modjax.io.registry import register, serialize
+from modjax.io.registry import deserialize, register, serialize
 from modjax.train.losses import AppliedLoss
 
 __all__ = ["Callback", "ExperimentCallback", "EarlyStopping", "Evaluation", "EvaluationMetric",
@@ -49,6 +49,11 @@ class Callback:
     def get_config(self) -> dict[str, Any]:
         return {"label": self.label, "execution_order": self.execution_order}
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **_: Any) -> Callback:
+        """Rebuild a (registered) callback whose config is its constructor's kwargs."""
+        return cls(**config)
+
 
 class ExperimentCallback:
     """Experiment-level hooks at phase and group boundaries."""
@@ -56,6 +61,14 @@ class ExperimentCallback:
     def __init__(self, *, label: str | None = None, execution_order: int = 0) -> None:
         self.label = label or type(self).__name__
         self.execution_order = int(execution_order)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"label": self.label, "execution_order": self.execution_order}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **_: Any) -> ExperimentCallback:
+        """Rebuild a (registered) callback whose config is its constructor's kwargs."""
+        return cls(**config)
 
     def on_phase_start(self, *, experiment: Any, phase: Any) -> None: ...
     def on_phase_end(self, *, experiment: Any, phase: Any, results: Any) -> None: ...
@@ -185,6 +198,11 @@ class EvalLossMetric(EvaluationMetric):
     def get_config(self) -> dict[str, Any]:
         return {"loss": serialize(self.loss), "reducer": self.reducer, "name": self.name}
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **kw: Any) -> EvalLossMetric:
+        return cls(loss=deserialize(config["loss"], **kw), reducer=config.get("reducer", "mean"),
+                   name=config.get("name", "val_loss"))
+
 
 @register("Evaluation")
 class Evaluation(Callback):
@@ -227,8 +245,16 @@ class Evaluation(Callback):
                 results.metrics.log(m.name, value, epoch=epoch)
 
     def get_config(self) -> dict[str, Any]:
-        return {"eval_phase": self.eval_phase.label, "every_n": self.every_n,
-                "metrics": [m.get_config() for m in self.metrics], "label": self.label}
+        return {"eval_phase": serialize(self.eval_phase), "every_n": self.every_n,
+                "metrics": [serialize(m) for m in self.metrics], "label": self.label,
+                "execution_order": self.execution_order}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **kw: Any) -> Evaluation:
+        return cls(eval_phase=deserialize(config["eval_phase"], **kw),
+                   metrics=[deserialize(m, **kw) for m in config.get("metrics", [])],
+                   every_n=config.get("every_n", 1), label=config.get("label"),
+                   execution_order=config.get("execution_order", 0))
 
 
 class MetricCallback(Callback):

@@ -14,7 +14,7 @@ from modjax.context import ExperimentContext, RegistrationPolicy
 from modjax.io.persistable import ExperimentPersistence
 from modjax.io.registry import deserialize, register, serialize
 from modjax.train.callbacks import ExperimentCallback
-from modjax.train.phases import EvalPhase, ExperimentPhase, FitPhase, TrainPhase
+from modjax.train.phases import EvalPhase, ExperimentPhase, FitPhase, TrainPhase, _callback_configs
 from modjax.train.results import PhaseGroupResults, PhaseResults
 
 __all__ = ["PhaseGroup", "Experiment", "ExperimentRun"]
@@ -423,7 +423,8 @@ class Experiment(ExperimentPersistence):
         return {"label": self.label,
                 "graph": None if g is None else serialize(g),
                 "execution_plan": self._plan.get_config(),
-                "checkpointing": None if self.checkpointing is None else serialize(self.checkpointing)}
+                "checkpointing": None if self.checkpointing is None else serialize(self.checkpointing),
+                "callbacks": _callback_configs(self.exp_callbacks, f"Experiment {self.label!r}")}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **kw: Any) -> Experiment:
@@ -434,6 +435,8 @@ class Experiment(ExperimentPersistence):
         exp._plan = plan
         if config.get("checkpointing"):
             exp.set_checkpointing(deserialize(config["checkpointing"]))
+        for c in config.get("callbacks", []):
+            exp.add_callback(deserialize(c, **kw))
         return exp
 
     def __repr__(self) -> str:
