@@ -495,3 +495,97 @@ def test_renaming_a_node_rekeys_variables_and_frozen_paths(ref, x, fresh_context
     fresh_context.set_registration_policy("rename")
     dup = ModelNode("EncoderA", Identity(), ref)
     assert dup.label == "EncoderA_1"
+
+
+def test_flax_and_function_models_as_node_models_with_hand_checked_forward(ref, x):
+    """Linen module, NNX module and a plain function pair: no extra user code."""
+    import flax.linen as nn
+    from flax import nnx
+
+    lin_node = ModelNode("Linen", nn.Dense(4), ref)  # lazy: Dense infers its input width
+    nnx_node = ModelNode("NNX", nnx.Linear(4, 3, rngs=nnx.Rngs(0)), lin_node)
+    fn_node = ModelNode("Fn", (lambda key, shape: {"s": jnp.full(shape, 2.0)},
+                               lambda p, v: v * p["s"] + 1.0), nnx_node)
+    g = ModelGraph([lin_node, nnx_node, fn_node]).build(key=jax.random.key(2))
+    assert [(n.input_shape, n.output_shape) for n in g.nodes.values()] == [
+        ((1, 10), (1, 4)), ((1, 4), (1, 3)), ((1, 3), (1, 3))]
+    assert [n.backend for n in g.nodes.values()] == ["jax"] * 3
+    p = g.variables["params"]
+    assert p["Linen"]["kernel"].shape == (10, 4) and p["NNX"]["kernel"].shape == (4, 3)
+    out = g.forward({"SensorData": x})
+    h1 = np.asarray(x) @ np.asarray(p["Linen"]["kernel"]) + np.asarray(p["Linen"]["bias"])
+    h2 = h1 @ np.asarray(p["NNX"]["kernel"]) + np.asarray(p["NNX"]["bias"])
+    np.testing.assert_allclose(out["Linen"], h1, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["NNX"], h2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["Fn"], 2.0 * h2 + 1.0, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(p["Fn"]["s"], np.full((1, 3), 2.0, np.float32))
+    # the same key gives the same variables, bit for bit
+    chex.assert_trees_all_equal(g.init(jax.random.key(2)), g.variables)
+    bad = ModelNode("Bad", nnx.Linear(5, 3, rngs=nnx.Rngs(0)), lin_node)
+    with pytest.raises(ShapeMismatchError, match=r"'Bad'.*\(1, 4\).*'Linen'"):
+        ModelGraph([lin_node, bad]).build()
+
+
+def test_concat_axes_pad_modes_and_strategies_hand_checked():
+    a = jnp.arange(2 * 1 * 16 * 16, dtype=jnp.float32).reshape(2, 1, 16, 16)
+    b = -jnp.arange(2 * 1 * 16 * 8, dtype=jnp.float32).reshape(2, 1, 16, 8)
+    # seed 001 axis semantics (per-sample axes, batch axis excluded)
+    assert ConcatNode("C2", ["A", "B"], concat_axis=2).merge([a, b]).shape == (2, 1, 16, 24)
+    assert ConcatNode("Cm1", ["A", "B"], concat_axis=-1).merge([a, b]).shape == (2, 1, 16, 24)
+    u, v = jnp.ones((2, 1, 16)), jnp.zeros((2, 1, 16))
+    chex.assert_trees_all_equal(ConcatNode("C0", ["A", "B"]).merge([u, v]),
+                                jnp.stack([u[:, 0], v[:, 0]], axis=1))
+    with pytest.raises(ShapeMismatchError, match=r"'C1' cannot concatenate A \(1, 16, 16\), "
+                       r"B \(1, 16, 8\) along axis 0.*pad_inputs"):
+        ConcatNode("C1", ["A", "B"], concat_axis=0).merge([a, b])
+    with pytest.raises(ShapeMismatchError, match=r"'R' needs inputs of equal rank"):
+        ConcatNode("R", ["A", "B"]).merge([u, a])
+
+    # padding of the non-concatenated axes, each mode checked by hand: (1, 3) and (1, 1)
+    # concatenated on axis 0 pad the short row to length 3 at its end
+    p = jnp.array([[[1.0, 2.0, 3.0]]])
+    q = jnp.array([[[5.0, 6.0]]])
+    expect = {"constant": [5.0, 6.0, -1.0], "reflect": [5.0, 6.0, 5.0],
+              "replicate": [5.0, 6.0, 6.0], "circular": [5.0, 6.0, 5.0]}
+    for mode, row in expect.items():
+        node = ConcatNode(f"P_{mode}", ["A", "B"], concat_axis=0, pad_inputs=True,
+                          pad_mode=mode, pad_value=-1.0)
+        np.testing.assert_array_equal(node.merge([p, q]), [[[1.0, 2.0, 3.0], row]])
+    r = jnp.array([[[7.0]]])
+    np.testing.assert_array_equal(
+        ConcatNode("Pr", ["A", "B"], pad_inputs=True, pad_mode="replicate").merge([p, r]),
+        [[[1.0, 2.0, 3.0], [7.0, 7.0, 7.0]]])
+    with pytest.raises(ValueError, match="'Bad': unknown pad_mode 'mirror'"):
+        ConcatNode("Bad", ["A", "B"], pad_mode="mirror")
+
+    # target / tag strategies: int axis, "first", "last", "mean", a node reference
+    ta, tb = jnp.full((2, 1, 1), 1.0), jnp.full((2, 1, 1), 3.0)
+    both = [ta, tb]
+    cases = {-1: jnp.concatenate(both, axis=-1), 0: jnp.concatenate(both, axis=1),
+             "first": ta, "last": tb, "mean": jnp.full((2, 1, 1), 2.0),
+             NodeReference("B"): tb}
+    for strategy, want in cases.items():
+        node = ConcatNode("S", ["A", "B"], concat_axis_targets=strategy,
+                          concat_axis_tags=strategy, register=False)
+        chex.assert_trees_all_equal(node.merge_targets(both), want)
+        chex.assert_trees_all_equal(node.merge_tags([{"t": ta}, {"t": tb}]), {"t": want})
+    assert ConcatNode("Ax", ["A", "B"], concat_axis_targets=0).target_axis == 0
+    with pytest.raises(TypeError, match="'F' merges targets with 'first', not along an axis"):
+        _ = ConcatNode("F", ["A", "B"], concat_axis_targets="first").target_axis
+    with pytest.raises(TypeError, match="'F2' merges tags with 'mean'"):
+        _ = ConcatNode("F2", ["A", "B"], concat_axis_tags="mean").tags_axis
+    with pytest.raises(ValueError, match="'U': unknown target strategy 'median'"):
+        ConcatNode("U", ["A", "B"], concat_axis_targets="median")
+    with pytest.raises(ValueError, match="'Miss': cannot concatenate targets"):
+        ConcatNode("Miss", ["A", "B"]).merge_targets([ta, None])
+    chex.assert_trees_all_equal(ConcatNode("Fi", ["A", "B"], concat_axis_targets="first")
+                                .merge_targets([None, tb]), None)
+    # every setting survives the JSON config round trip
+    full = ConcatNode("Full", ["A", "B"], concat_axis=2, concat_axis_targets=NodeReference("B"),
+                      concat_axis_tags="last", pad_inputs=True, pad_mode="reflect",
+                      pad_value=3.5, register=False)
+    again = ConcatNode.from_config(json.loads(json.dumps(full.get_config())), register=False)
+    assert again.get_config() == full.get_config()
+    assert (again.concat_axis, again.pad_mode, again.pad_value, again.tags_strategy) == (
+        2, "reflect", 3.5, "last")
+    assert again.target_strategy == NodeReference("B")
