@@ -355,25 +355,47 @@ class Experiment(ExperimentPersistence):
         return self.run_group(self._plan, **kwargs)
 
     # ----------------------------------------------------------------- preview
-    def _preview(self, fn: Any) -> Any:
+    def _preview(self, fn: Any, item: ExperimentPhase | PhaseGroup) -> Any:
         snap = self.get_state()
         frozen = set(self._graph().frozen_paths)
+        # phases outside the plan too: their counters and sampler RNG must not advance
+        phases = item.flatten() if isinstance(item, PhaseGroup) else [item]
+        phase_states = [(p, p.get_state(), p.mesh) for p in phases if isinstance(p, TrainPhase)]
+        obs = self.observer
+        obs_state = obs.get_state() if obs is not None else None
         try:
             return fn()
         finally:
             self.set_state(snap)
+            for p, st, mesh in phase_states:
+                p.set_state(st)
+                p.mesh = mesh
+            if obs is not None:
+                obs.set_state(obs_state)
             g = self._graph()
             g.unfreeze()
             if frozen:
                 g.freeze(sorted(frozen))
 
     def preview_phase(self, phase: ExperimentPhase, **kwargs: Any) -> PhaseResults:
-        """Run a phase, then restore variables, optimizer state, counters and history."""
-        return self._preview(lambda: self._execute_phase(phase, **kwargs))
+        """Run a phase and return its results, then restore everything it changed.
+
+        Variables, optimizer states, frozen paths, phase counters, sampler RNG states and
+        the observer are put back and nothing is added to :attr:`history`, so a later
+        :meth:`run_phase` computes exactly what the preview showed.
+
+        Example:
+            >>> from modjax.context import ExperimentContext
+            >>> with ExperimentContext().activate() as ctx:
+            ...     exp = Experiment("preview-doc", ctx=ctx)
+            ...     exp.history   # previews never add runs
+            []
+        """
+        return self._preview(lambda: self._execute_phase(phase, **kwargs), phase)
 
     def preview_group(self, group: PhaseGroup, **kwargs: Any) -> PhaseGroupResults:
-        """Run a group, then restore everything (nothing recorded in history)."""
-        return self._preview(lambda: self._execute_group(group, **kwargs))
+        """Run a group, then restore everything as :meth:`preview_phase` does."""
+        return self._preview(lambda: self._execute_group(group, **kwargs), group)
 
     # ----------------------------------------------------------------- state
     def _all_optimizers(self) -> dict[str, Any]:

@@ -197,3 +197,25 @@ def test_experiment_save_load_resumes_bit_exactly(tmp_path, fresh_context):
         assert back.execution_plan.get_train_phase("train").epochs_run == 1
         back.run(show_training_progress=False)  # same sampler RNG, counters, opt state
         chex.assert_trees_all_equal(back.model_graph.variables, expected)
+
+
+def test_preview_phase_outside_the_plan_mutates_nothing():
+    from modjax.observe import Observer
+    fs = make_featureset()
+    g = make_mlp_graph(fs)
+    obs = Observer()
+    exp = Experiment.from_active_context("prev", observer=obs)
+    tp = train_phase(n_epochs=2, seed=3)  # not added to the plan
+    frozen = set(g.frozen_paths)
+    before_vars, before_opt = g.variables, g.opt_state
+    before_sampler = tp.input_sources[0].sampler.get_state()
+    prev = exp.preview_phase(tp, show_training_progress=False)
+    chex.assert_trees_all_equal(g.variables, before_vars)
+    assert (g.opt_state is None) == (before_opt is None) and set(g.frozen_paths) == frozen
+    assert tp.epochs_run == 0 and exp.history == [] and obs.flush_count() == 0
+    chex.assert_trees_all_equal(tp.input_sources[0].sampler.get_state(), before_sampler)
+    # the real run computes exactly what the preview showed
+    res = exp.run_phase(tp, show_training_progress=False)
+    np.testing.assert_array_equal(prev.metrics.series("train_loss"),
+                                  res.metrics.series("train_loss"))
+    assert obs.flush_count() == 2 and [r.label for r in exp.history] == ["train"]
