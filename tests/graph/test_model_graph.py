@@ -589,3 +589,80 @@ def test_concat_axes_pad_modes_and_strategies_hand_checked():
     assert (again.concat_axis, again.pad_mode, again.pad_value, again.tags_strategy) == (
         2, "reflect", 3.5, "last")
     assert again.target_strategy == NodeReference("B")
+
+
+def _snapshot(g, extra=()):
+    """Everything a mutation could touch: order, wiring, refs, build state, values."""
+    nodes = list(g.nodes.values()) + list(extra)
+    return (g.node_labels, links(g), g.is_built, g._variables,
+            {n.label: n.get_upstream_refs() for n in nodes},
+            sorted(g.frozen_paths), list(g.head_nodes), list(g.tail_nodes))
+
+
+def test_remove_node_rules_of_seed_001(ref):
+    # A -> B -> [C, D] minus B is A -> [C, D]
+    a = ModelNode("A", mlp((1, 4)), ref)
+    b = ModelNode("B", mlp((1, 4)), a)
+    c = ModelNode("C", mlp((1, 1)), b)
+    d = ModelNode("D", mlp((1, 2)), b)
+    g = ModelGraph([a, b, c, d])
+    g.remove_node(b)
+    assert links(g) == {"A": ["SensorData"], "C": ["A"], "D": ["A"]}
+    assert g.downstream_of("A") == ["C", "D"]
+    # [A, B] -> C -> D minus C is [A, B] -> D when D accepts several inputs
+    a2 = ModelNode("A2", mlp((1, 2)), ref)
+    b2 = ModelNode("B2", mlp((1, 2)), ref)
+    c2 = AddNode("C2", [a2, b2])
+    d2 = ConcatNode("D2", [c2], concat_axis=-1)
+    g2 = ModelGraph([a2, b2, c2, d2]).build()
+    g2.remove_node("C2")
+    assert links(g2) == {"A2": ["SensorData"], "B2": ["SensorData"], "D2": ["A2", "B2"]}
+    assert g2.build().node_shapes("D2").output_shape == (1, 4)
+    # removing a head: its consumer takes over the FeatureSet input
+    g.remove_node("A")
+    assert links(g) == {"C": ["SensorData"], "D": ["SensorData"]}
+    assert list(g.head_nodes) == [c.node_id, d.node_id]
+
+
+def test_failed_mutations_leave_the_graph_exactly_as_it_was(ref):
+    a = ModelNode("A", mlp((1, 2)), ref)
+    b = ModelNode("B", mlp((1, 2)), ref)
+    c = ConcatNode("C", [a, b], concat_axis=-1)
+    d = ModelNode("D", mlp((1, 1)), c)
+    g = ModelGraph([a, b, c, d]).build()
+    g.freeze(["B"])
+    outsider = ModelNode("Outsider", Identity(), ref)
+    newcomers = {
+        "orphan": ModelNode("Orphan", Identity(), outsider),
+        "dup": ModelNode("D", Identity(), a, register=False),
+        "single": ModelNode("Single", Identity(), ref),
+    }
+    before = _snapshot(g, newcomers.values())
+    failures = [
+        (lambda: g.add_node(newcomers["orphan"]), "'Orphan' has upstream 'Outsider'"),
+        (lambda: g.add_node(newcomers["dup"]), "two nodes are labelled 'D'"),
+        (lambda: g.add_node(a), "'A'.*already in graph"),
+        (lambda: g.remove_node("C"), "cannot remove node 'C'.*'D'.*accepts 1"),
+        (lambda: g.remove_node("Nope"), "node 'Nope' is not in graph"),
+        (lambda: g.replace_node("C", newcomers["single"]),
+         "cannot replace 'C' with 'Single'.*accepts 1.*2"),
+        (lambda: g.replace_node("A", newcomers["dup"]),
+         "cannot replace 'A' with 'D'.*two nodes are labelled 'D'"),
+        (lambda: g.insert_node_between(newcomers["single"], upstream="A", downstream="D"),
+         "between 'A' and 'D': they are not connected"),
+        (lambda: g.insert_node_before(newcomers["single"], downstream="C"),
+         "cannot insert 'Single' before 'C'"),
+        (lambda: g.insert_node_after(newcomers["single"], upstream="Nope"),
+         "upstream 'Nope' is not in graph"),
+        (lambda: g.insert_node_after(newcomers["dup"], upstream="A"),
+         "two nodes are labelled 'D'"),
+        (lambda: g.freeze(["C"]), "cannot freeze 'C'"),
+    ]
+    for call, msg in failures:
+        with pytest.raises(GraphStructureError, match=msg):
+            call()
+        assert _snapshot(g, newcomers.values()) == before, msg
+    assert g.is_built and g.frozen_paths == {"B"}
+    # the graph still works exactly as before
+    out = g.forward({"SensorData": np.ones((2, 1, 10), np.float32)})
+    assert out["D"].shape == (2, 1, 1)
