@@ -39,6 +39,12 @@ def _fs_lines(ref: Any, opts: dict[str, bool]) -> list[str]:
     return lines
 
 
+def _fs_key(ref: Any) -> tuple[Any, ...]:
+    """One cylinder per distinct reference (same FeatureSet and same columns)."""
+    return (ref.featureset_label, *(tuple(getattr(ref, d, ()) or ()) for d in
+                                    ("features", "targets", "tags")))
+
+
 def graph_to_mermaid(graph: Any, *, show_features: bool = False, show_targets: bool = False,
                      show_tags: bool = False, show_frozen: bool = True,
                      show_splits: bool = False) -> MermaidDiagram:
@@ -69,8 +75,7 @@ def graph_to_mermaid(graph: Any, *, show_features: bool = False, show_targets: b
         ids[nid] = f"n{i}"
         for ref in node.get_upstream_refs():
             if hasattr(ref, "featureset_label"):
-                key = (ref.featureset_label, tuple(getattr(ref, "features", ()) or ()),
-                       tuple(getattr(ref, "targets", ()) or ()))
+                key = _fs_key(ref)
                 if key not in fs_ids:
                     fs_ids[key] = f"fs{len(fs_ids)}"
                     text = "<br/>".join(_esc(t) for t in _fs_lines(ref, opts))
@@ -92,8 +97,7 @@ def graph_to_mermaid(graph: Any, *, show_features: bool = False, show_targets: b
                 src = ids[item]
                 shape = graph.node_shapes(item).output_shape if built else None
             else:
-                key = (ref.featureset_label, tuple(getattr(ref, "features", ()) or ()),
-                       tuple(getattr(ref, "targets", ()) or ()))
+                key = _fs_key(ref)
                 src = fs_ids[key]
                 shape = tuple(ref.feature_shape) if built else None
             arrow = f' -->|"{_shape(shape)}"| ' if shape is not None else " --> "

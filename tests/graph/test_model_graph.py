@@ -315,6 +315,12 @@ def test_freeze_unfreeze_paths_and_optimizer_parameters(ref):
     assert g.frozen_paths == {"EncoderA"} and list(g.frozen_nodes) == [a.node_id]
     g.unfreeze(nodes=[a])
     assert g.frozen_paths == set()
+    g.freeze(nodes=[b.node_id, "Head"])  # by id and by label
+    assert g.frozen_paths == {"EncoderB", "Head"} and b.is_frozen and h.is_frozen
+    assert set(g.frozen_nodes) == {b.node_id, h.node_id}
+    g.unfreeze([b.node_id])
+    assert g.frozen_paths == {"Head"}
+    g.unfreeze()
     g.freeze()
     assert g.frozen_paths == {"EncoderA", "EncoderB", "Head"}
     g.unfreeze("Head.layer_0.bias")
@@ -427,12 +433,19 @@ def test_visualize_and_summary(ref):
     assert "features: voltage" in text and "targets: soh" in text
     assert "EncoderA<br/>SequentialMLP (frozen)" in text and "class n0 frozen" in text
     assert "(frozen)" not in g.visualize(show_frozen=False)
-    fs2 = FeatureSet.from_dict("Split", {"v": np.zeros((4, 3)), "y": np.zeros(4)}, "v", "y",
+    fs2 = FeatureSet.from_dict("Split", {"v": np.zeros((4, 3)), "y": np.zeros(4),
+                                         "cell": np.arange(4.0)}, "v", "y", "cell",
                                register=False)
     fs2.split_random({"train": 0.5, "val": 0.5})
     split_graph = ModelGraph([ModelNode("P", Identity(), fs2.reference())])
     assert "splits: train, val" in split_graph.visualize(show_splits=True)
     assert "splits" not in split_graph.visualize()
+    assert "tags: cell" in split_graph.visualize(show_tags=True)
+    assert "tags" not in split_graph.visualize(show_features=True, show_targets=True)
+    # references differing only in tags are two FeatureSet inputs
+    two = ModelGraph([ModelNode("T1", Identity(), fs2.reference(tags="cell")),
+                      ModelNode("T2", Identity(), fs2.reference(tags=[]))])
+    assert two.visualize().count("FeatureSet: Split") == 2
     s = g.summary()
     assert "EncoderA" in s and "(1, 8) + (1, 4)" in s
     assert "total params: 145  trainable: 57  frozen: 88" in s
