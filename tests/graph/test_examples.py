@@ -53,7 +53,9 @@ def test_mutations_match_seed_000(tour_output):
     assert links(tour_output["insert_node_between"]) == {"A": ["SensorData"], "C": ["A"],
                                                          "B": ["C"]}
     assert "After:  ['A', 'C', 'B']" in tour_output["insert_node_between"]
+    assert 'n0 --> n1' in tour_output["insert_node_between"]  # unbuilt: edges without shapes
     # insert_node_before: PreQ takes over Q's inputs; Q only reads PreQ
+    assert tour_output["insert_node_before"][0] == "After insert_node_before:"
     assert links(tour_output["insert_node_before"]) == {"P": ["SensorData"], "PreQ": ["P"],
                                                         "Q": ["PreQ"]}
     # insert_node_after: a new branch from P; tails are Q and PostP
@@ -72,7 +74,7 @@ def test_build_forward_freeze_and_serialisation(tour_output):
     assert "Head nodes: ['EncoderA', 'EncoderB']" in props and "Tail nodes: ['Head']" in props
     assert "total params: 145  trainable: 145  frozen: 0" in props
     assert tour_output["forward"] == [
-        "Number of input entries: 2", "EncoderA: features=(500, 1, 8)",
+        "Number of input entries: 2", "Outputs per node:", "EncoderA: features=(500, 1, 8)",
         "EncoderB: features=(500, 1, 4)", "Merge: features=(500, 1, 12)",
         "Head: features=(500, 1, 1)"]
     assert tour_output["active nodes"] == ["Executed nodes: ['EncoderA', 'EncoderB', 'Merge']"]
@@ -86,3 +88,22 @@ def test_build_forward_freeze_and_serialisation(tour_output):
     assert "Number of node configs: 4" in cfg and "Number of node states: 3" in cfg
     assert "Round trip reproduces outputs: True" in cfg
     assert "Loaded graph reproduces outputs: True" in tour_output["save and load"]
+    assert "Loaded graph labels: ['EncoderA', 'EncoderB', 'Merge', 'Head']" in \
+        tour_output["save and load"]
+    assert tour_output["checkpointing"] == [
+        "Checkpoint saved to: checkpoint_epoch5", "Restored. Built: True",
+        "Restored graph reproduces outputs: True"]
+
+
+def test_construction_sections_match_seed_000(tour_output):
+    assert tour_output[""] == ["FeatureSet SensorData: features (1, 10), targets (1, 1)"]
+    assert tour_output["simple linear graph"] == [
+        "Label:  simple-graph", "Nodes:  ['SimpleMLP']", "Built:  False"]
+    chain = tour_output["multi-node chain"]
+    assert chain[0] == "Node labels: ['Encoder', 'Regressor']" and "n0 --> n1" in chain
+    branch = tour_output["branching graph"]
+    assert branch[0] == "Node labels: ['EncoderA', 'EncoderB', 'Merge', 'Head']"
+    assert {"fs0 --> n0", "fs0 --> n1", "n0 --> n2", "n1 --> n2", "n2 --> n3"} <= set(branch)
+    assert tour_output["nodes by label"] == [
+        "Node labels: ['EncoderA', 'EncoderB', 'Merge', 'Head']"]
+    assert tour_output["without a global optimizer"] == ["Global optimizer: None"]
