@@ -22,6 +22,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from modjax.graph.flow import (
     Add,
@@ -35,7 +36,8 @@ from modjax.graph.flow import (
 from modjax.graph.models import Linear, SequentialMLP
 from modjax.train import Optimizer, frozen_mask
 
-N_BATCHES, BATCH, D = 8, 32, 4
+# one width throughout, so every Linear(W) on a W-wide stream shares its compiled init
+N_BATCHES, BATCH, D, W = 8, 32, 8, 8
 
 
 # ----------------------------------------------------------------- part 1: seed 003
@@ -43,8 +45,8 @@ def seed_003_flows() -> None:
     x = jnp.ones((2, D))
 
     # encoder/decoder with tags; the decoder reads the encoder's tagged output
-    g = (FlowBuilder.from_(Linear(8)).tag("hidden")
-         .through(Linear(8)).tag("code")
+    g = (FlowBuilder.from_(Linear(W)).tag("hidden")
+         .through(Linear(W)).tag("code")
          .through(Add()).using("hidden")          # skip connection from a tag
          .through(Linear(D)).tag("decoded")
          .build(input_shape=(D,)))
@@ -52,36 +54,36 @@ def seed_003_flows() -> None:
     print("encoder/decoder:", y.shape, "hidden:", g.tagged("hidden").shape)
 
     # split/merge heads with a tag group
-    heads = (FlowBuilder.from_(Linear(8))
-             .split(Linear(2), Linear(2), Linear(2)).tag_group("head")
+    heads = (FlowBuilder.from_(Linear(W))
+             .split(Linear(W), Linear(W), Linear(W)).tag_group("head")
              .merge(Mean())
              .build(input_shape=(D,)))
     heads(x)
-    print("heads group:", heads.tag_group("head"))
+    print("heads group:", heads.tag_group("head"), "head_0:", heads.tagged("head_0").shape)
 
     # gate (soft mixture of experts) with the router also seeing an earlier tag
-    moe = (FlowBuilder.from_(Linear(8)).tag("ctx")
-           .through(Linear(8))
-           .gate(SoftmaxRouter(8, 3), Linear(8), Linear(8), Linear(8)).using("ctx")
+    moe = (FlowBuilder.from_(Linear(W)).tag("ctx")
+           .through(Linear(W))
+           .gate(SoftmaxRouter(W, 3), Linear(W), Linear(W), Linear(W)).using("ctx")
            .build(input_shape=(D,)))
     print("gate:", moe(x).shape)
 
     # switch: only the selected branch runs (lax.switch)
-    sw = FlowBuilder.from_(Linear(8)).switch(FixedSelector(1), Linear(3), Linear(3)).build(
-        input_shape=(D,))
+    sw = (FlowBuilder.from_(Linear(W)).switch(FixedSelector(1), Linear(W), Linear(W))
+          .through(Reshape(2, W // 2))
+          .build(input_shape=(D,)))
     print("switch:", sw(x).shape)
 
     # loop with until: refine until the state's max exceeds 5 (at most 6 steps)
-    lp = (FlowBuilder.from_(Linear(8))
-          .loop(Linear(8)).until(ThresholdHalt(5.0), 6)
-          .through(Linear(1))
+    lp = (FlowBuilder.from_(Linear(W))
+          .loop(Linear(W)).until(ThresholdHalt(5.0), 6)
           .build(input_shape=(D,)))
     print("loop until:", lp(x).shape)
 
-    # map over slices: [B, 8] -> 4 slices of 2 -> a read head each -> [B, 4*3]
-    mp = (FlowBuilder.from_(Linear(8))
-          .map(Linear(3)).slices(4)
-          .through(Reshape(4, 3))
+    # map over slices: [B, 8] -> 4 slices of 2 -> a read head each -> [B, 4*2]
+    mp = (FlowBuilder.from_(Linear(W))
+          .map(Linear(2)).slices(4)
+          .through(Reshape(4, 2))
           .build(input_shape=(D,)))
     print("map over slices:", mp(x).shape)
     print(mp.dot().splitlines()[0], "...", f"({len(mp.dot().splitlines())} DOT lines)")
@@ -89,22 +91,23 @@ def seed_003_flows() -> None:
 
 # ----------------------------------------------------------------- part 2: seed 002
 def make_encoder():
-    return (FlowBuilder.from_(SequentialMLP(output_shape=(16,), n_layers=1, hidden_dim=16))
+    return (FlowBuilder.from_(SequentialMLP(output_shape=(W,), n_layers=1, hidden_dim=W))
             .tag("scan")
-            .through(Linear(8)).tag("read")
+            .through(Linear(W)).tag("read")
             .label("encoder")
             .build())
 
 
-def make_data(key):
-    kx, kv = jax.random.split(key)
-    x = jax.random.normal(kx, (N_BATCHES, BATCH, D))
-    xv = jax.random.normal(kv, (128, D))
+def make_data(seed: int = 0):
+    """A smooth regression target; numpy on the host (data is not the point here)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N_BATCHES, BATCH, D)).astype(np.float32)
+    xv = rng.standard_normal((128, D)).astype(np.float32)
 
     def f(v):
-        return jnp.sin(v[..., :1] * 1.5) + 0.3 * v[..., 1:2] * v[..., 2:3]
+        return np.sin(v[..., :1] * 1.5) + 0.3 * v[..., 1:2] * v[..., 2:3]
 
-    return (x, f(x)), (xv, f(xv))
+    return (jnp.asarray(x), jnp.asarray(f(x))), (jnp.asarray(xv), jnp.asarray(f(xv)))
 
 
 def make_epoch(graph, opt):
@@ -134,8 +137,10 @@ def train(graph, data, val, epochs, lr, *, observe=True):
     (xs, ys), (xv, yv) = data, val
     opt = Optimizer("adam", opt_kwargs={"lr": lr})
     v = graph.variables
-    params, state = v["params"], v["state"]
-    opt_state = opt.init(params)
+    # commit every array to one device: a mix of committed (loaded from a checkpoint) and
+    # uncommitted (fresh) leaves would make the second epoch call compile again
+    params, state = jax.device_put((v["params"], v["state"]), jax.devices()[0])
+    opt_state = jax.device_put(opt.init(params), jax.devices()[0])
     epoch = make_epoch(graph, opt)
     frozen = frozen_mask(params, graph.frozen_paths)
     graph.mark_start()
@@ -153,7 +158,7 @@ def train(graph, data, val, epochs, lr, *, observe=True):
 
 
 def seed_002_tree(out_dir: Path, epochs: int) -> dict:
-    data, val = make_data(jax.random.key(0))
+    data, val = make_data(0)
 
     # Step 1: train the encoder standalone (with a throwaway linear head), checkpoint it
     encoder = make_encoder()
@@ -166,8 +171,8 @@ def seed_002_tree(out_dir: Path, epochs: int) -> dict:
 
     # Step 2: a bigger model around a fresh encoder; load the pre-trained weights
     model = (FlowBuilder.from_(make_encoder()).tag("features")
-             .split(Linear(8), Linear(8)).tag_group("head").merge(Add())
-             .also(Linear(8))
+             .split(Linear(W), Linear(W)).tag_group("head").merge(Add())
+             .also(Linear(W))
              .through(Linear(1)).tag("pred")
              .verbose(True)
              .build(input_shape=(D,)))

@@ -307,3 +307,166 @@ def test_config_round_trip_of_every_node_kind():
     v = g.variables
     chex.assert_trees_all_close(g2.apply(v["params"], v["state"], xs)[0],
                                 g.apply(v["params"], v["state"], xs)[0])
+
+
+# ------------------------------------------------------------------ loops vs hand-written
+
+def jj(fn):
+    """jit: one compile per check instead of op-by-op dispatch of every primitive."""
+    return jax.jit(fn)
+
+
+def jjgrad(fn):
+    return jax.jit(jax.grad(fn))
+
+XP = jnp.abs(X) + 0.1  # positive, so ``x * a + b`` grows and samples halt at different steps
+
+
+def _scale_in():
+    return FunctionModel(lambda k, shape: {"s": jnp.ones(shape)}, lambda p, x: x * p["s"])
+
+
+def _grow():
+    return FunctionModel(lambda k, shape: {"a": jnp.full(shape, 1.5), "b": jnp.full(shape, 0.1)},
+                         lambda p, x: x * p["a"] + p["b"])
+
+
+def _hand_halting_loop(p_in, p_body, halt, n, mode):
+    """The bounded loop written directly: per-sample done mask, halted samples keep x."""
+    x = XP * p_in["s"]
+    done = jnp.zeros((x.shape[0],), bool)
+    runs = jnp.zeros((x.shape[0],), jnp.int32)
+    for _ in range(n):
+        if mode == "while":
+            done = done | halt(x)
+        runs = runs + (~done)
+        x = jnp.where(done[:, None], x, x * p_body["a"] + p_body["b"])
+        if mode == "until":
+            done = done | halt(x)
+    return x, runs
+
+
+@pytest.mark.parametrize("mode", ["while", "until"])
+def test_halting_loops_value_and_gradient_match_hand_written(mode):
+    n = 6
+    fb = FlowBuilder.from_(_scale_in()).tag("in").loop(_grow())
+    g = (fb.while_ if mode == "while" else fb.until)(ThresholdHalt(3.0), n).tag("loop").build()
+    p, s = init(g)
+
+    def halt(x):
+        return x.max(axis=1) - 3.0 > 0
+
+    def hand(p):
+        return _hand_halting_loop(p["in"], p["loop"]["body"], halt, n, mode)[0]
+
+    runs = jj(lambda p: _hand_halting_loop(p["in"], p["loop"]["body"], halt, n, mode)[1])(p)
+    assert len(set(np.asarray(runs).tolist())) > 1  # samples really stop at different steps
+    chex.assert_trees_all_close(jj(lambda p: g.apply(p, s, XP)[0])(p), jj(hand)(p), rtol=1e-6)
+    chex.assert_trees_all_close(
+        jjgrad(lambda p: jnp.sum(g.apply(p, s, XP)[0] ** 2))(p),
+        jjgrad(lambda p: jnp.sum(hand(p) ** 2))(p), rtol=1e-5)
+
+
+def test_learned_halt_gradients_match_hand_written_until_loop():
+    n = 4
+    g = (FlowBuilder.from_(Linear(4)).tag("enc").loop(Linear(4)).until(LearnedHalt(4), n)
+         .tag("loop").build())
+    p, s = init(g)
+
+    def hand(p):
+        x = lin(p["enc"], X)
+        done = jnp.zeros((X.shape[0],), bool)
+        for _ in range(n):
+            x = jnp.where(done[:, None], x, lin(p["loop"]["body"], x))
+            done = done | (lin(p["loop"]["cond"], x)[:, 0] > 0)
+        return x
+
+    chex.assert_trees_all_close(jj(lambda p: g.apply(p, s, X)[0])(p), jj(hand)(p), atol=1e-6)
+    grads = jjgrad(lambda p: jnp.sum(jnp.tanh(g.apply(p, s, X)[0])))(p)
+    chex.assert_trees_all_close(grads, jjgrad(lambda p: jnp.sum(jnp.tanh(hand(p))))(p),
+                                atol=1e-5)
+    # the halting decision is a threshold: no gradient reaches the halt probe
+    chex.assert_trees_all_equal(grads["loop"]["cond"],
+                                jax.tree.map(jnp.zeros_like, p["loop"]["cond"]))
+
+
+def test_loop_body_reads_a_using_reference_every_iteration():
+    step = FunctionModel(lambda k, s: {"w": jnp.full(s[0], 0.5)},
+                         lambda p, x: x[0] * p["w"] + x[1])
+    g = (FlowBuilder.from_(Linear(4)).tag("ctx").through(Linear(4)).tag("h")
+         .loop(step).for_(3).using("ctx").tag("loop").build())
+    p, s = init(g)
+
+    def hand(p):
+        ctx = lin(p["ctx"], X)
+        h = lin(p["h"], ctx)
+        for _ in range(3):
+            h = h * p["loop"]["body"]["w"] + ctx
+        return h
+
+    chex.assert_trees_all_close(jj(lambda p: g.apply(p, s, X)[0])(p), jj(hand)(p), atol=1e-6)
+    chex.assert_trees_all_close(jjgrad(lambda p: jnp.sum(g.apply(p, s, X)[0] ** 2))(p),
+                                jjgrad(lambda p: jnp.sum(hand(p) ** 2))(p), rtol=1e-5)
+
+
+# ------------------------------------------------------------------ switch/split with using
+def test_switch_router_reads_using_tag():
+    g = (FlowBuilder.from_(Linear(4)).tag("features").through(Linear(4)).tag("h")
+         .switch(ArgmaxSelector(4, 3), Linear(4), Linear(4), Linear(4)).using("features")
+         .tag("sw").build())
+    p, s = init(g)
+    feats = lin(p["features"], X)
+    h = lin(p["h"], feats)
+    idx = int(jnp.argmax(lin(p["sw"]["router"], h + feats).mean(0)))  # router sees the sum
+    chex.assert_trees_all_close(jj(lambda p: g.apply(p, s, X)[0])(p),
+                                lin(p["sw"][f"branch_{idx}"], h), atol=1e-6)
+    grads = jjgrad(lambda p: jnp.sum(g.apply(p, s, X)[0]))(p)
+    for i in range(3):
+        nonzero = bool(jnp.any(grads["sw"][f"branch_{i}"]["kernel"] != 0))
+        assert nonzero == (i == idx), i  # only the chosen branch gets gradient
+
+
+def test_using_after_split_feeds_every_branch():
+    def mix(scale):
+        return FunctionModel(lambda k, s: {}, lambda p, x: x[0] * scale + x[1])
+    g = (FlowBuilder.from_(Linear(4)).tag("ctx").through(Linear(4)).tag("h")
+         .split(mix(2.0), mix(-1.0)).using("ctx").merge(Cat(-1)).build())
+    p, s = init(g)
+    ctx = lin(p["ctx"], X)
+    h = lin(p["h"], ctx)
+    chex.assert_trees_all_close(g.apply(p, s, X)[0],
+                                jnp.concatenate([2 * h + ctx, -h + ctx], -1), atol=1e-6)
+
+
+# ------------------------------------------------------------------ maps: lax.map vs vmap
+def test_map_each_is_a_sequential_scan_and_batched_is_vmap_with_equal_gradients():
+    each = FlowBuilder.from_(Reshape(2, 2)).map(Linear(3)).each().tag("m").build()
+    batched = FlowBuilder.from_(Reshape(2, 2)).map(Linear(3)).batched().each().tag("m").build()
+    p, s = init(each)
+    _, sb = init(batched)
+
+    def primitives(g, st):
+        jaxpr = jax.make_jaxpr(lambda p: g.apply(p, st, X)[0])(p)
+        return {str(eqn.primitive) for eqn in jaxpr.jaxpr.eqns}
+
+    assert "scan" in primitives(each, s)          # lax.map lowers to a scan
+    assert "scan" not in primitives(batched, sb)  # vmap: one batched matmul
+
+    def hand(p):
+        xs = X.reshape(5, 2, 2)
+        return jnp.stack([lin(p["m"]["body"], xs[:, i]) for i in range(2)], axis=1)
+
+    want = jjgrad(lambda p: jnp.sum(jnp.sin(hand(p))))(p)
+    for g, st in ((each, s), (batched, sb)):
+        chex.assert_trees_all_close(
+            jjgrad(lambda p, g=g, st=st: jnp.sum(jnp.sin(g.apply(p, st, X)[0])))(p), want, atol=1e-5)
+
+
+def test_split_branches_compile_into_one_xla_program():
+    g = (FlowBuilder.from_(Linear(4)).split(Linear(4), Linear(4), Linear(4)).merge(Add())
+         .build(input_shape=(4,)))
+    p, s = g.variables["params"], g.variables["state"]
+    compiled = jax.jit(lambda p, x: g.apply(p, s, x)[0]).lower(p, X).compile()
+    text = compiled.as_text()
+    assert text.count("ENTRY") == 1
+    assert len([e for e in g.entries if e.level == 1]) == 3  # the three branches share a level

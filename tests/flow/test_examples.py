@@ -16,8 +16,8 @@ def test_flow_tour_runs_and_writes_artifacts(tmp_path, capsys):
     result = tour.main([str(tmp_path), "--epochs", "2"])
     out = capsys.readouterr().out
     assert result["last"] < result["first"]  # the bigger model trains
-    assert "frozen: ('encoder.read',)" in out and "switch: (2, 3)" in out
-    assert "map over slices: (2, 4, 3)" in out
+    assert "frozen: ('encoder.read',)" in out and "switch: (2, 2, 4)" in out
+    assert "map over slices: (2, 4, 2)" in out
     html = (tmp_path / "training.html").read_text()
     assert "<svg" in html or "<canvas" in html
     assert "<script src" not in html and "<link" not in html  # self-contained, no CDN
