@@ -3,7 +3,8 @@
 Workload: a 2-layer MLP (16 -> 64 -> 1) trained with optax Adam, one epoch = one
 jitted ``lax.scan`` over ``--batches`` batches of 32 samples, ``--epochs`` epochs.
 
-What is timed (median of ``--repeats`` runs, same process, compiled beforehand):
+What is timed (min of ``--repeats`` interleaved runs, same process, compiled beforehand;
+the min is the figure least disturbed by other load on the machine):
   bare      ``carry, metrics = epoch(carry)`` then ``block_until_ready(metrics)``: the
             reference; the loss values still come back to the host once per epoch.
   fetched   bare plus ``jax.device_get(metrics)``: the least any loop that looks at its
@@ -166,12 +167,12 @@ def main() -> None:
     for _ in range(a.repeats):
         for k, fn in runs.items():
             times[k].append(timed(fn, 1))
-    t = {k: statistics.median(v) for k, v in times.items()}
+    t = {k: min(v) for k, v in times.items()}
     per_epochs = max(1, a.epochs // 5)
     t_per = timed(lambda: run_per_batch(step_jit, carry0, per_epochs, data),
                   max(1, a.repeats // 3)) * (a.epochs / per_epochs)
     ref, n = t["bare"], a.epochs
-    print(f"{n} epochs x {a.batches} batches, median of {a.repeats} interleaved repeats")
+    print(f"{n} epochs x {a.batches} batches, min of {a.repeats} interleaved repeats")
     print(f"bare scan          {ref * 1e3:9.1f} ms  ({ref / n * 1e3:.2f} ms/epoch)")
     for k in ("fetched", "observed"):
         print(f"{k + ' scan':<18} {t[k] * 1e3:9.1f} ms  ratio {t[k] / ref:.3f}  "
