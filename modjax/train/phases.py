@@ -375,8 +375,8 @@ class TrainPhase(ExperimentPhase):
         nan_policy: ``"raise"`` (FloatingPointError naming epoch and batch; variables
             left as before the phase), ``"stop"`` (end the phase with the state of the
             last epoch whose losses were all finite; ``results.nan_stop`` holds the
-            (epoch, batch)) or ``"ignore"``. Only a scalar is tracked in the scan, so
-            the policy costs nothing per step.
+            (epoch, batch)) or ``"ignore"``. It is checked on the host from the epoch's
+            per-batch losses (transferred anyway), so it costs nothing per step.
         mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis for data parallelism.
         byte_budget: device bytes allowed per binding's data (default: no limit, or the
             Experiment's ``byte_budget``). Larger data is streamed: each epoch runs as a
@@ -536,27 +536,24 @@ class TrainPhase(ExperimentPhase):
                                capture=self.capture, record=record)
         gather = make_gather(self.mesh)
         keys = [f.key for f in feeds]
+        labels = [al.label for al in self.losses]
 
-        def epoch(carry, stores, plans, first_bad, start):
+        def epoch(carry, stores, plans):
             self.n_traces += 1  # Python runs only while tracing: counts compilations
 
-            def body(c, xs):
-                carry, bad, i = c
+            def body(carry, xs):
                 batch = {k: gather(stores[k], xs[k]) for k in keys}
                 new, m = step(carry, batch)
                 if skip_empty:
                     real = jnp.any(jnp.stack([jnp.any(xs[k].mask[r]) for k in keys
                                               for r in xs[k].roles]))
                     new = jax.tree.map(lambda a, b: jnp.where(real, a, b), new, carry)
-                carry = new
-                # only a scalar is tracked per step; what a non-finite loss does to the
-                # state is decided on the host after the scan (see _run_epoch)
-                bad = jnp.where((bad < 0) & ~m["finite"], i, bad)
-                return (carry, bad, i + 1), {"loss": m["loss"], "losses": m["losses"],
-                                             "records": m["records"]}
+                # total and per-label losses in one row: the epoch's only host transfer;
+                # what a non-finite loss does is decided on the host from these rows
+                row = jnp.stack([m["loss"]] + [m["losses"][lbl] for lbl in labels])
+                return new, {"loss_table": row, "records": m["records"]}
 
-            (carry, bad, _), out = jax.lax.scan(body, (carry, first_bad, start), plans)
-            return carry, bad, out
+            return jax.lax.scan(body, carry, plans)
 
         fn = jax.jit(epoch)
         fn.step = step  # type: ignore[attr-defined]
@@ -707,18 +704,17 @@ class TrainPhase(ExperimentPhase):
         for f, p in zip(feeds, plans):
             idx, msk = _host_plan(p)
             bindings[f.key] = BindingRecord(f.key, f.node.label, f.view, f.ref, idx, msk)
-        bad0 = np.int32(-1)  # numpy scalars: no eager device op per epoch
         pre_epoch = self._carry
         if streaming:
             segments: Any = _stream_segments(feeds, plans)
         else:
             stores, dplans = _stack_feeds(feeds, plans)
             segments = [(stores, dplans, 0, plans[0].n_batches)]
-        outs, carry, bad = [], self._carry, bad0
+        outs, carry = [], self._carry
         ctx = {"experiment": experiment, "phase": self, "epoch": epoch, "results": results}
         for stores, dplans, start, n_real in segments:
             if step_fn is None:
-                carry, bad, o = fn(carry, stores, dplans, bad, np.int32(start))
+                carry, o = fn(carry, stores, dplans)
                 outs.append(o)
                 if progress is not None:
                     progress.advance_batches(n_real)
@@ -729,7 +725,7 @@ class TrainPhase(ExperimentPhase):
                     cb.on_batch_start(batch=b, **ctx)
                 self._checkpoint("batch_start", experiment, epoch=epoch, batch=b)
                 chunk = jax.tree.map(lambda a, j=j: a[j:j + 1], dplans)
-                carry, bad, o = step_fn(carry, stores, chunk, bad, np.int32(b))
+                carry, o = step_fn(carry, stores, chunk)
                 self._carry = carry
                 outs.append(o)
                 if progress is not None:
@@ -741,11 +737,12 @@ class TrainPhase(ExperimentPhase):
         out = outs[0] if len(outs) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
         if streaming and step_fn is None:
             out = jax.tree.map(lambda a: a[:n], out)  # drop the last chunk's padding batches
-        # one device->host transfer per epoch: the NaN index and the per-batch losses
-        bad, loss, losses = jax.device_get((bad, out["loss"], dict(out["losses"])))
-        bad = int(bad)
-        loss = np.asarray(loss)
-        losses = {k: np.asarray(v) for k, v in losses.items()}
+        # one device->host transfer per epoch: the per-batch losses
+        table = np.asarray(jax.device_get(out["loss_table"]))
+        loss = table[:, 0]
+        losses = {al.label: table[:, i + 1] for i, al in enumerate(self.losses)}
+        nonfinite = np.flatnonzero(~np.isfinite(loss))
+        bad = int(nonfinite[0]) if nonfinite.size else -1
         rec = EpochRecord(epoch, loss, losses, out["records"], bindings)
         if bad >= 0 and self.nan_policy is not NanPolicy.IGNORE:
             if self.nan_policy is NanPolicy.RAISE:
