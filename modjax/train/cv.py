@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from modjax.context import ExperimentContext
 from modjax.data.splitters import random_split
+from modjax.io.registry import deserialize, register, serialize
 from modjax.train.experiment import Experiment, PhaseGroup
 from modjax.train.phases import ExperimentPhase
 from modjax.train.results import PhaseGroupResults, TrainResults
@@ -30,6 +31,7 @@ def _keys(v: str | Sequence[str] | None) -> list[str] | None:
     return [v] if isinstance(v, str) else list(v)
 
 
+@register("CVBinding")
 class CVBinding:
     """How one FeatureSet takes part in cross-validation.
 
@@ -68,6 +70,26 @@ class CVBinding:
         self.group_by, self.stratify_by = _keys(group_by), _keys(stratify_by)
         self.train_split_name, self.val_split_name = train_split_name, val_split_name
         self.val_size = val_size
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON config; the FeatureSet is named by label and id (resolved on load)."""
+        return {"featureset_label": self.fs.label, "featureset_id": self.fs.node_id,
+                "source_splits": list(self.source_splits), "group_by": self.group_by,
+                "stratify_by": self.stratify_by, "train_split_name": self.train_split_name,
+                "val_split_name": self.val_split_name, "val_size": self.val_size}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **_: Any) -> CVBinding:
+        """Rebuild against the FeatureSet of that id (else label) in the active context."""
+        ctx = ExperimentContext.get_active()
+        fid = config.get("featureset_id")
+        fs = ctx.get_node(node_id=fid) if fid and ctx.has_node(node_id=fid) else \
+            ctx.get_node(config["featureset_label"], enforce_type="FeatureSet")
+        return cls(fs, config["source_splits"], group_by=config.get("group_by"),
+                   stratify_by=config.get("stratify_by"),
+                   train_split_name=config.get("train_split_name", "train"),
+                   val_split_name=config.get("val_split_name", "val"),
+                   val_size=config.get("val_size"))
 
     def pool(self) -> np.ndarray:
         """Sorted, unique source rows of the pooled splits."""
@@ -134,6 +156,7 @@ class CVResults:
         return f"CVResults({self.label!r}, n_folds={self.n_folds})"
 
 
+@register("CrossValidation")
 class CrossValidation:
     """Run a TrainPhase or PhaseGroup once per fold (seed 001 ``CrossValidation``).
 
@@ -165,6 +188,21 @@ class CrossValidation:
                             f"{type(phase).__name__}")
         self.label, self.bindings, self.n_folds, self.seed = label, list(bindings), n_folds, seed
         self.phase, self.experiment = phase, experiment
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON config (the experiment is the active context's on load)."""
+        return {"label": self.label, "bindings": [serialize(b) for b in self.bindings],
+                "n_folds": self.n_folds, "seed": self.seed,
+                "phase": None if self.phase is None else serialize(self.phase)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, experiment: Experiment | None = None,
+                    **kw: Any) -> CrossValidation:
+        """Rebuild; ``experiment`` defaults to the active context's."""
+        phase = config.get("phase")
+        return cls(label=config["label"], bindings=[deserialize(b, **kw) for b in config["bindings"]],
+                   n_folds=config["n_folds"], seed=config["seed"],
+                   phase=None if phase is None else deserialize(phase, **kw), experiment=experiment)
 
     def _template(self) -> PhaseGroup:
         if self.phase is None:
