@@ -200,6 +200,17 @@ class DataAccessMixin:
 
         Returns:
             The stacked array or the dict.
+
+        Raises:
+            KeyError: unknown key or rep. ShapeMismatchError: keys of different shapes
+            stacked. TypeError: string values with ``fmt="jax"``.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("gd", {"a": [[1., 2.]], "b": [[3., 4.]], "y": [0.]},
+            ...                           ["a", "b"], "y")
+            >>> fs.get_domain("features").shape, fs.get_domain("features", "b", fmt="dict")
+            ((1, 2, 2), {'b': array([[3., 4.]])})
         """
         if fmt not in FORMATS:
             raise ValueError(f"unknown fmt {fmt!r}; expected one of {list(FORMATS)}")
@@ -223,7 +234,15 @@ class DataAccessMixin:
 
     def get_features(self, keys: str | Sequence[str] | None = None, *, rep: str | None = None,
                      fmt: str = "numpy") -> Any:
-        """Feature array ``(n, n_keys, *s)`` (see :meth:`get_domain`)."""
+        """Feature array ``(n, n_keys, *s)`` (see :meth:`get_domain` for the arguments).
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("gf", {"v": np.ones((3, 8)), "y": np.zeros(3)},
+            ...                           "v", "y")
+            >>> fs.get_features().shape, type(fs.get_features(fmt="jax")).__name__
+            ((3, 1, 8), 'ArrayImpl')
+        """
         return self.get_domain(DOMAIN_FEATURES, keys, rep=rep, fmt=fmt)
 
     def get_targets(self, keys: str | Sequence[str] | None = None, *, rep: str | None = None,
@@ -242,7 +261,23 @@ class DataAccessMixin:
         return self._take_rows(self._fs._numpy_column(SAMPLE_UUIDS))
 
     def get_column(self, column: str) -> np.ndarray:
-        """One column by full name (``features.voltage.raw`` or ``sample_uuids``)."""
+        """One column by full name (``features.voltage.raw`` or ``sample_uuids``).
+
+        Args:
+            column: the full column name.
+
+        Returns:
+            Its values ``(n, *s)`` for these rows (read-only; strings as objects).
+
+        Raises:
+            KeyError: no such column here (names the closest ones).
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("gc", {"x": [1.0, 2.0], "y": [0.0, 1.0]}, "x", "y")
+            >>> fs.take([1]).get_column("targets.y.raw").tolist()
+            [1.0]
+        """
         if column != SAMPLE_UUIDS and column not in self.columns:
             raise KeyError(f"{self._where()} has no column {column!r}; columns like it: "
                            f"{closest_names(column, self.columns)}")

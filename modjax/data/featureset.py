@@ -315,15 +315,61 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, ExperimentNode,
 
     # ------------------------------------------------------------------ views / references
     def to_view(self, label: str | None = None) -> FeatureSetView:
-        """A view of every row."""
+        """A view of every row (no data copied).
+
+        Args:
+            label: optional view name.
+
+        Returns:
+            The view.
+
+        Example:
+            >>> fs = FeatureSet.from_dict("tv", {"x": [1.0, 2.0], "y": [0.0, 1.0]}, "x", "y")
+            >>> fs.to_view().indices.tolist()
+            [0, 1]
+        """
         return FeatureSetView.from_featureset(self, label=label)
 
     def take(self, rows: Any, *, label: str | None = None) -> FeatureSetView:
-        """A view of ``rows``."""
+        """A view of ``rows`` (positions, a boolean mask or a slice; no data copied).
+
+        Args:
+            rows: row positions; an int64 array is adopted (made read-only), not copied.
+            label: optional view name.
+
+        Returns:
+            The view.
+
+        Raises:
+            IndexError: a row is out of range.
+
+        Example:
+            >>> fs = FeatureSet.from_dict("tk", {"x": [1.0, 2.0, 3.0], "y": [0.0, 1, 2]},
+            ...                           "x", "y")
+            >>> fs.take([2, 0]).get_targets()[:, 0].tolist()
+            [2.0, 0.0]
+        """
         return FeatureSetView(self, rows, label=label)
 
     def select(self, columns: Sequence[str], *, label: str | None = None) -> FeatureSetView:
-        """A view of all rows restricted to ``columns``."""
+        """A view of all rows restricted to ``columns``.
+
+        Args:
+            columns: full column names (``domain.key.rep``).
+            label: optional view name.
+
+        Returns:
+            The view.
+
+        Raises:
+            KeyError: a column is not in this FeatureSet.
+
+        Example:
+            >>> fs = FeatureSet.from_dict("se", {"a": [1.0], "b": [2.0], "y": [0.0]},
+            ...                           ["a", "b"], "y")
+            >>> fs.select(["features.b.raw", "targets.y.raw"]).feature_keys
+            ['b']
+        """
         return FeatureSetView.from_featureset(self, columns=columns, label=label)
 
     def rows_for_uuids(self, uuids: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -352,7 +398,23 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, ExperimentNode,
 
     def take_uuids(self, uuids: Sequence[str] | np.ndarray, *,
                    label: str | None = None) -> FeatureSetView:
-        """A view of the samples with these uuids (in the given order)."""
+        """A view of the samples with these uuids (in the given order).
+
+        Args:
+            uuids: sample uuids.
+            label: optional view name.
+
+        Returns:
+            The view.
+
+        Raises:
+            KeyError: an unknown uuid.
+
+        Example:
+            >>> fs = FeatureSet.from_dict("tu", {"x": [1.0, 2.0], "y": [0.0, 1.0]}, "x", "y")
+            >>> fs.take_uuids(fs.sample_uuids[::-1]).indices.tolist()
+            [1, 0]
+        """
         return FeatureSetView(self, self.rows_for_uuids(uuids), label=label)
 
     def reference(self, columns: Sequence[str] | None = None, *,
@@ -380,7 +442,25 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, ExperimentNode,
     def column_reference(self, column: str | None = None, *, feature: str | None = None,
                          target: str | None = None, tag: str | None = None,
                          rep: str | None = None) -> FeatureSetColumnReference:
-        """A symbolic reference to exactly one column (selector may be a wildcard)."""
+        """A symbolic reference to exactly one column (selector may be a wildcard).
+
+        Args:
+            column: full name ``domain.key[.rep]`` (or give one of the next three).
+            feature, target, tag: a key selector of that domain.
+            rep: representation (None: transformed when present, resolved on use).
+
+        Returns:
+            A :class:`FeatureSetColumnReference`.
+
+        Raises:
+            KeyError: nothing matches. ValueError: several keys match, or not exactly one
+            selector was given.
+
+        Example:
+            >>> fs = FeatureSet.from_dict("cr", {"voltage": [1.0], "y": [0.0]}, "voltage", "y")
+            >>> fs.column_reference(feature="volt*").column
+            'features.voltage.raw'
+        """
         return make_column_reference(self, column, feature, target, tag, rep)
 
     # ------------------------------------------------------------------ copy / visualize
@@ -399,6 +479,19 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, ExperimentNode,
 
         Returns:
             The copy; the original is not modified.
+
+        Raises:
+            ValueError: ``restore_scalers`` without ``restore_splits`` when a scaler was
+                fitted on a split.
+
+        Example:
+            >>> fs = FeatureSet.from_dict("cp", {"x": np.arange(6.0), "y": np.zeros(6)}, "x", "y")
+            >>> _ = fs.split_random({"train": 4, "test": 2}, seed=1)
+            >>> twin = fs.copy(label="twin", restore_splits=True)
+            >>> twin.available_splits, bool((twin.sample_uuids == fs.sample_uuids).all())
+            (['train', 'test'], True)
+            >>> twin.get_split("test").indices.tolist() == fs.get_split("test").indices.tolist()
+            True
         """
         if restore_scalers and not restore_splits and any(
                 r.fit_to_split is not None for r in self._scaler_records):

@@ -55,15 +55,48 @@ class ScaleMixin:
     def undo_last_transform(self, domain: str, keys: str | Sequence[str] | None = None) -> None:
         """Undo the newest transform applied to exactly ``keys`` of ``domain``.
 
+        The remaining records are replayed from the raw columns, so the result is exact.
+
+        Args:
+            domain: ``"features"``, ``"targets"`` or ``"tags"``.
+            keys: the keys the transform was fitted on (default: all of the domain).
+
         Raises:
             ValueError: nothing to undo, or a later transform depends on it.
+            KeyError: an unknown key.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("ul", {"x": [1.0, 3.0], "y": [0.0, 1.0]}, "x", "y")
+            >>> _ = fs.fit_transform("StandardScaler", domain="features")
+            >>> _ = fs.fit_transform("Negate", domain="features")
+            >>> fs.undo_last_transform("features", "x")
+            >>> fs.get_features()[:, 0].tolist(), len(fs.scaler_records)
+            ([-1.0, 1.0], 1)
         """
         from modjax.data.scaling import undo_last_transform
         undo_last_transform(self, domain, keys)
 
     def undo_all_transforms(self, domain: str | None = None,
                             keys: str | Sequence[str] | None = None) -> None:
-        """Undo every transform touching ``keys`` of ``domain`` (everything when None)."""
+        """Undo every transform touching ``keys`` of ``domain`` (everything when None).
+
+        Args:
+            domain: the domain, or None for every domain (then ``keys`` must be None).
+            keys: keys whose transforms are undone (default: all of the domain).
+
+        Raises:
+            ValueError: a later transform that is not undone depends on one that is.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("ua", {"x": [1.0, 3.0], "y": [0.0, 1.0]}, "x", "y")
+            >>> _ = fs.fit_transform("MinMaxScaler", domain="features")
+            >>> _ = fs.fit_transform("MinMaxScaler", domain="targets")
+            >>> fs.undo_all_transforms()
+            >>> fs.columns
+            ['features.x.raw', 'targets.y.raw']
+        """
         from modjax.data.scaling import undo_all_transforms
         undo_all_transforms(self, domain, keys)
 
@@ -78,11 +111,42 @@ class ScaleMixin:
 
         Returns:
             Data in raw units, same shape as ``data``.
+
+        Raises:
+            ValueError: the data's shape does not match, or a scaler was fitted jointly on
+                keys not in ``columns``.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("us", {"x": [1.0, 2.0], "y": [10.0, 30.0]}, "x", "y")
+            >>> _ = fs.fit_transform("MinMaxScaler", domain="targets")
+            >>> pred = np.array([[0.5], [1.0]])  # model outputs in scaled units
+            >>> fs.unscale_data_for_cols(data=pred, domain="targets", columns="y").tolist()
+            [[20.0], [30.0]]
         """
         from modjax.data.scaling import unscale_data_for_cols
         return unscale_data_for_cols(self, data=data, domain=domain, columns=columns)
 
     def iter_scalers_on_cols(self, *, domain: str, columns: str | Sequence[str]) -> list[Any]:
-        """Scalers applied to ``columns``, newest first (the order to invert them)."""
+        """Scalers applied to ``columns``, newest first (the order to invert them).
+
+        Args:
+            domain: the domain of ``columns``.
+            columns: keys (no domain prefix, no rep suffix).
+
+        Returns:
+            The fitted :class:`Scaler` objects, newest first.
+
+        Raises:
+            ValueError: a scaler was fitted jointly on keys not in ``columns``.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("it", {"x": [1.0, 2.0], "y": [0.0, 1.0]}, "x", "y")
+            >>> _ = fs.fit_transform("StandardScaler", domain="features")
+            >>> _ = fs.fit_transform("Negate", domain="features")
+            >>> [s.name for s in fs.iter_scalers_on_cols(domain="features", columns="x")]
+            ['Negate', 'StandardScaler']
+        """
         from modjax.data.scaling import iter_scalers_on_cols
         return iter_scalers_on_cols(self, domain=domain, columns=columns)

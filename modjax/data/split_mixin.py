@@ -38,8 +38,22 @@ class SplitMixin:
     def get_split(self, split_name: str) -> FeatureSetView:
         """The view of a split.
 
+        Args:
+            split_name: name of the split.
+
+        Returns:
+            Its :class:`FeatureSetView` (it sees columns added to the FeatureSet later,
+            e.g. transformed reps).
+
         Raises:
             KeyError: no such split (names the split and the available ones).
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("gs", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
+            >>> _ = fs.split_random({"train": 3, "test": 1}, seed=0)
+            >>> fs.get_split("train").n_samples, fs.n_splits
+            (3, 2)
         """
         if split_name not in self._splits:
             raise KeyError(f"FeatureSet {self.label!r} has no split {split_name!r}; available "
@@ -49,9 +63,20 @@ class SplitMixin:
     def add_split(self, split: FeatureSetView, name: str | None = None) -> None:
         """Register a view of this FeatureSet as a named split.
 
+        Args:
+            split: a view of this FeatureSet (its rows are kept, its column filter is not).
+            name: split name (default: the view's label).
+
         Raises:
             ValueError: the view has no name, belongs to another FeatureSet, or the name
                 exists already.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("as", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
+            >>> fs.add_split(fs.take([0, 2], label="even"))
+            >>> fs.available_splits, fs.get_split("even").indices.tolist()
+            (['even'], [0, 2])
         """
         name = name or split.label
         if not isinstance(split, FeatureSetView) or split.source is not self:
@@ -64,7 +89,22 @@ class SplitMixin:
         self._splits[name] = FeatureSetView(self, split.indices, label=name)
 
     def remove_split(self, name: str) -> FeatureSetView:
-        """Drop a split (its record stays unless it was the only split it made)."""
+        """Drop a split (its SplitterRecord stays, so the log still shows how it was made;
+        ``copy(restore_splits=True)`` leaves it out again).
+
+        Args:
+            name: the split.
+
+        Returns:
+            The removed view.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("rs", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
+            >>> _ = fs.split_random({"a": 2, "b": 2}, seed=0)
+            >>> fs.remove_split("a").n_samples, fs.available_splits
+            (2, ['b'])
+        """
         view = self.get_split(name)
         del self._splits[name]
         return view

@@ -131,15 +131,59 @@ class FeatureSetView(DataAccessMixin):
         return cls(fs, rows, columns=columns, label=label)
 
     def take(self, rows: Any, *, label: str | None = None) -> FeatureSetView:
-        """Sub-view by positions within this view (indices compose)."""
+        """Sub-view by positions within this view (indices compose).
+
+        Args:
+            rows: positions within this view (a slice shares this view's index buffer).
+            label: optional name.
+
+        Returns:
+            The sub-view; its ``indices`` index the source FeatureSet.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("vt", {"x": np.arange(5.0), "y": np.zeros(5)}, "x", "y")
+            >>> fs.take([4, 3, 2]).take([0, 2]).indices.tolist()
+            [4, 2]
+        """
         return FeatureSetView(self, rows, label=label)
 
     def select(self, columns: Sequence[str], *, label: str | None = None) -> FeatureSetView:
-        """Same rows, only ``columns`` (full ``domain.key.rep`` names)."""
+        """Same rows, only ``columns`` (full ``domain.key.rep`` names).
+
+        Args:
+            columns: the columns to expose.
+            label: optional name (default: this view's).
+
+        Returns:
+            The view.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("vs", {"a": [1.0], "b": [2.0], "y": [0.0]},
+            ...                           ["a", "b"], "y")
+            >>> fs.to_view().select(["features.a.raw"]).columns
+            ['features.a.raw']
+        """
         return FeatureSetView(self._fs, self._rows, columns=columns, label=label or self.label)
 
     def expand_columns(self, label: str | None = None) -> FeatureSetView:
-        """Same rows, every column of the source."""
+        """Same rows, every column of the source.
+
+        Args:
+            label: optional name (default ``"<label>_expanded"``).
+
+        Returns:
+            The view without a column filter.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("ve", {"a": [1.0], "y": [0.0]}, "a", "y")
+            >>> narrow = fs.select(["features.a.raw"], label="n")
+            >>> wide = narrow.expand_columns()
+            >>> wide.label, wide.columns
+            ('n_expanded', ['features.a.raw', 'targets.y.raw'])
+        """
         return FeatureSetView(self._fs, self._rows, columns=None,
                               label=label or (f"{self.label}_expanded" if self.label else None))
 
@@ -148,13 +192,39 @@ class FeatureSetView(DataAccessMixin):
         return other.source is self._fs
 
     def is_disjoint_with(self, other: FeatureSetView) -> bool:
-        """True when no sample is in both views (uuids when the sources differ)."""
+        """True when no sample is in both views (uuids when the sources differ).
+
+        Args:
+            other: another view.
+
+        Returns:
+            Whether the views share no sample.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("vd", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
+            >>> fs.take([0, 1]).is_disjoint_with(fs.take([2, 3]))
+            True
+        """
         if self._same_source(other):
             return np.intersect1d(self._rows, other.indices).size == 0
         return not set(self.sample_uuids.tolist()) & set(other.sample_uuids.tolist())
 
     def get_overlap_with(self, other: FeatureSetView) -> list[str]:
-        """Sample uuids present in both views (sorted)."""
+        """Sample uuids present in both views (sorted).
+
+        Args:
+            other: another view (same or other source: compared by uuid).
+
+        Returns:
+            The shared uuids, sorted.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("vo", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
+            >>> fs.take([0, 1]).get_overlap_with(fs.take([1, 2])) == [fs.sample_uuids[1]]
+            True
+        """
         if self._same_source(other):
             common = np.intersect1d(self._rows, other.indices)
             return sorted(self._fs._numpy_column(SAMPLE_UUIDS)[common].tolist())
