@@ -52,8 +52,8 @@ SCRIPT = PIPELINE + textwrap.dedent("""
                 exp = Experiment.load(d / "exp")
             exp.run(show_training_progress=False)
             save_pytree(d / "resumed_from_save", exp.model_graph.variables)
-        with ExperimentContext().activate():
-            exp = pipeline("e", 2)
+            # The same (already compiled) experiment rewound by the checkpoint: the
+            # checkpoint alone must bring back variables, optimizer, counters and RNG.
             exp.set_checkpoint_dir(d / "ck")
             exp.restore_checkpoint("after2")
             exp.run(show_training_progress=False)
