@@ -62,7 +62,23 @@ def gather(store_arrays: Mapping[str, Any], idx: jax.Array, mask: jax.Array,
 
 
 def gather_plan(store_arrays: Mapping[str, Any], step: IndexPlan) -> dict[str, dict[str, Any]]:
-    """``{role: batch}`` for one step of a plan (a plan slice with ``[batch]`` leaves)."""
+    """``{role: batch}`` for one step of a plan (a plan slice with ``[batch]`` leaves).
+
+    Args:
+        store_arrays: ``DeviceStore.arrays`` (or a streamed chunk's arrays).
+        step: one step of a device plan (what ``lax.scan`` hands the step function).
+
+    Returns:
+        ``{role: batch}`` with the batches of :func:`gather`.
+
+    Example:
+        >>> arrays = {"features": jnp.arange(4.0).reshape(4, 1), "targets": jnp.zeros((4, 1)),
+        ...           "tags": {}, "row_ids": jnp.arange(4)}
+        >>> step = IndexPlan.from_flat(np.array([3, 1]), batch_size=2).batch(0)
+        >>> step = jax.tree_util.tree_map(lambda a: a[0], step)
+        >>> gather_plan(arrays, step)["default"]["features"][:, 0].tolist()
+        [3.0, 1.0]
+    """
     return {r: gather(store_arrays, step.indices[r], step.mask[r], step.weights[r])
             for r in step.roles}
 
@@ -70,7 +86,18 @@ def gather_plan(store_arrays: Mapping[str, Any], step: IndexPlan) -> dict[str, d
 def make_gather(mesh: Mesh | None = None) -> Callable[[Mapping[str, Any], IndexPlan],
                                                       dict[str, dict[str, Any]]]:
     """A pure ``(store_arrays, plan_step) -> {role: batch}``; with ``mesh`` the batch axis of
-    every leaf is constrained to ``P("data")``."""
+    every leaf is constrained to ``P("data")``.
+
+    Args:
+        mesh: a ``Mesh`` with a ``"data"`` axis, or None (then this is :func:`gather_plan`).
+
+    Returns:
+        The gather function (use it inside the jitted step).
+
+    Example:
+        >>> make_gather() is gather_plan
+        True
+    """
     if mesh is None:
         return gather_plan
     sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
@@ -206,14 +233,34 @@ class DeviceStore:
 
     def put_plan(self, plan: IndexPlan) -> IndexPlan:
         """Pad the batch axis to the device count and put the plan on the device
-        (sharded ``P(None, "data")`` with a mesh)."""
+        (sharded ``P(None, "data")`` with a mesh).
+
+        Args:
+            plan: a host plan indexing this store's view.
+
+        Returns:
+            The device plan (padding slots masked, weight 0).
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("pp", {"x": np.arange(3.0), "y": np.zeros(3)}, "x", "y")
+            >>> DeviceStore(fs).put_plan(IndexPlan.from_flat(np.arange(3), 2)).mask["default"].shape
+            (2, 2)
+        """
         plan = plan.pad_batch_to_multiple(self.n_devices)
         sharding = None if self.mesh is None else NamedSharding(
             self.mesh, PartitionSpec(None, DATA_AXIS))
         return plan.device_put(sharding)
 
     def chunk_batches(self, plan: IndexPlan) -> int:
-        """Batches per chunk when streaming (all of them when the store fits)."""
+        """Batches per chunk when streaming (all of them when the store fits).
+
+        Args:
+            plan: the epoch's plan.
+
+        Returns:
+            How many batches' rows fit the byte budget (at least 1).
+        """
         if self.fits:
             return plan.n_batches
         per_batch = self._row_bytes() * plan.batch_size * len(plan.roles)
@@ -224,7 +271,22 @@ class DeviceStore:
 
         When the store fits it yields once: the resident arrays and the whole plan. Else
         each chunk carries only the rows its batches use (remapped indices), padded to a
-        fixed row capacity and batch count so all chunks share shapes.
+        fixed row capacity and batch count so all chunks share shapes; the last chunk's
+        extra batches are fully masked (weight 0).
+
+        Args:
+            plan: the epoch's host plan (positions within this store's view).
+
+        Yields:
+            ``(store_arrays, device_plan)``: run the epoch's scan over each in turn.
+
+        Example:
+            >>> from modjax.data import FeatureSet, SimpleSampler
+            >>> fs = FeatureSet.from_dict("ec", {"x": np.arange(8.0), "y": np.zeros(8)}, "x", "y")
+            >>> plan = SimpleSampler(2, shuffle=False, source=fs).plan()
+            >>> small = DeviceStore(fs, byte_budget=DeviceStore(fs).nbytes // 2)
+            >>> [(a["features"].shape[0], p.n_batches) for a, p in small.epoch_chunks(plan)]
+            [(4, 2), (4, 2)]
         """
         if self.fits:
             yield self.arrays, self.put_plan(plan)
@@ -246,12 +308,41 @@ class DeviceStore:
 
     # ------------------------------------------------------------------ host mapping
     def uuids_for(self, row_ids: Any) -> np.ndarray:
-        """Sample uuids of absolute row ids (host side)."""
+        """Sample uuids of absolute row ids (host side).
+
+        Args:
+            row_ids: ``row_ids`` from batches (rows of the source FeatureSet).
+
+        Returns:
+            An object array of uuid strings.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("uf", {"x": np.arange(3.0), "y": np.zeros(3)}, "x", "y")
+            >>> DeviceStore(fs).uuids_for([2])[0] == fs.sample_uuids[2]
+            True
+        """
         return self.view.source.get_column("sample_uuids")[np.asarray(row_ids)]
 
     @classmethod
     def from_reference(cls, ref: Any, *, split: str | None = None, **kwargs: Any) -> DeviceStore:
-        """A store for a FeatureSetReference's keys over the whole set or a split."""
+        """A store for a FeatureSetReference's keys over the whole set or a split.
+
+        Args:
+            ref: the reference (its features, targets and rep).
+            split: a split name, or None for every row.
+            kwargs: other :class:`DeviceStore` arguments (``tags``, ``mesh``, ...).
+
+        Returns:
+            The store.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("fr", {"a": np.ones((4, 2)), "b": np.zeros(4),
+            ...                                  "y": np.zeros(4)}, ["a", "b"], "y")
+            >>> DeviceStore.from_reference(fs.reference(features="a")).arrays["features"].shape
+            (4, 1, 2)
+        """
         view = ref.to_view(split)
         return cls(view, features=list(ref.features), targets=list(ref.targets),
                    tags=kwargs.pop("tags", ()), rep=kwargs.pop("rep", ref.rep), **kwargs)

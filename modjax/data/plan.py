@@ -61,7 +61,23 @@ class IndexPlan:
     def from_roles(cls, positions: Mapping[str, np.ndarray], batch_size: int, *,
                    drop_last: bool = False,
                    weights: Mapping[str, np.ndarray] | None = None) -> IndexPlan:
-        """Cut aligned 1-D position arrays (one per role) into padded batches."""
+        """Cut aligned 1-D position arrays (one per role) into padded batches.
+
+        Args:
+            positions: ``{role: (n,) positions}``, all of one length.
+            batch_size: slots per batch.
+            drop_last: drop the final partial batch instead of padding it.
+            weights: ``{role: (n,) weights}`` (default 1 for every real slot).
+
+        Returns:
+            The plan (padding slots: index 0, mask False, weight 0).
+
+        Example:
+            >>> p = IndexPlan.from_roles({"a": np.array([4, 5, 6]), "b": np.array([1, 2, 3])},
+            ...                          2, weights={"a": np.full(3, .5), "b": np.ones(3)})
+            >>> p.roles, p.indices["b"].tolist(), p.weights["a"].tolist()
+            (('a', 'b'), [[1, 2], [3, 0]], [[0.5, 0.5], [0.5, 0.0]])
+        """
         n = len(next(iter(positions.values())))
         nb = n // batch_size if drop_last else -(-n // batch_size)
         used = min(n, nb * batch_size)
@@ -92,16 +108,32 @@ class IndexPlan:
         return int(next(iter(self.indices.values())).shape[1])
 
     def batch(self, i: int) -> IndexPlan:
-        """The ``i``-th batch as a plan of one batch (host side)."""
+        """The ``i``-th batch as a plan of one batch (host side).
+
+        Example:
+            >>> IndexPlan.from_flat(np.arange(5), 2).batch(2).indices["default"].tolist()
+            [[4, 0]]
+        """
         return jax.tree_util.tree_map(lambda a: a[i:i + 1], self)
 
     def batches(self, start: int, stop: int) -> IndexPlan:
-        """Batches ``start:stop``."""
+        """Batches ``start:stop`` (host side).
+
+        Example:
+            >>> IndexPlan.from_flat(np.arange(6), 2).batches(1, 3).n_batches
+            2
+        """
         return jax.tree_util.tree_map(lambda a: a[start:stop], self)
 
     # ------------------------------------------------------------------ reshaping
     def pad_batch_to_multiple(self, k: int) -> IndexPlan:
-        """Pad the batch axis to a multiple of ``k`` (device count) with masked slots."""
+        """Pad the batch axis to a multiple of ``k`` (device count) with masked slots.
+
+        Example:
+            >>> p = IndexPlan.from_flat(np.arange(3), 3).pad_batch_to_multiple(4)
+            >>> p.indices["default"].tolist(), p.mask["default"].tolist()
+            ([[0, 1, 2, 0]], [[True, True, True, False]])
+        """
         extra = (-self.batch_size) % k
         if not extra:
             return self
@@ -111,7 +143,16 @@ class IndexPlan:
         return jax.tree_util.tree_map(pad, self)
 
     def pad_batches_to(self, n_batches: int) -> IndexPlan:
-        """Append fully masked batches up to ``n_batches`` (keeps scan shapes fixed)."""
+        """Append fully masked batches up to ``n_batches`` (keeps scan shapes fixed).
+
+        Raises:
+            ValueError: the plan already has more batches.
+
+        Example:
+            >>> p = IndexPlan.from_flat(np.arange(2), 2).pad_batches_to(3)
+            >>> p.n_batches, p.mask["default"].sum(axis=1).tolist()
+            (3, [2, 0, 0])
+        """
         extra = n_batches - self.n_batches
         if extra < 0:
             raise ValueError(f"plan has {self.n_batches} batches, more than {n_batches}")

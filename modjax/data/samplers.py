@@ -107,11 +107,40 @@ class BaseSampler(abc.ABC):
 
     # ------------------------------------------------------------------ plans
     def plan(self, epoch: int | None = None) -> IndexPlan:
-        """The plan of ``epoch`` (default: the current epoch counter); pure."""
+        """The plan of ``epoch`` (default: the current epoch counter); pure.
+
+        Args:
+            epoch: the epoch whose plan to make (the counter is not advanced).
+
+        Returns:
+            The :class:`IndexPlan` (same seed and epoch -> same plan).
+
+        Raises:
+            RuntimeError: the sampler is not bound.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("pl", {"x": np.arange(6.0), "y": np.zeros(6)}, "x", "y")
+            >>> s = SimpleSampler(3, seed=0, source=fs)
+            >>> bool((s.plan(4).indices["default"] == s.plan(4).indices["default"]).all())
+            True
+        """
         return self._make_plan(self._require_source(), self.epoch if epoch is None else epoch)
 
     def next_plan(self) -> IndexPlan:
-        """The plan of the current epoch, then advance the epoch counter."""
+        """The plan of the current epoch, then advance the epoch counter.
+
+        Returns:
+            The plan of epoch ``self.epoch`` before the call.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("np", {"x": np.arange(6.0), "y": np.zeros(6)}, "x", "y")
+            >>> s = SimpleSampler(3, seed=0, source=fs)
+            >>> first = s.next_plan()
+            >>> s.epoch, bool((first.indices["default"] == s.plan(0).indices["default"]).all())
+            (1, True)
+        """
         p = self.plan(self.epoch)
         self.epoch += 1
         return p
@@ -131,10 +160,18 @@ class BaseSampler(abc.ABC):
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, Any]:
-        """``{"epoch": int, "seed": int}``: everything the next plan depends on."""
+        """``{"epoch": int, "seed": int}``: everything the next plan depends on.
+
+        Example:
+            >>> s = SimpleSampler(4, seed=3)
+            >>> s.epoch = 5
+            >>> {k: int(v) for k, v in s.get_state().items()}
+            {'epoch': 5, 'seed': 3}
+        """
         return {"epoch": np.int64(self.epoch), "seed": np.int64(self.seed)}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the epoch counter and seed from :meth:`get_state`."""
         self.epoch = int(state["epoch"])
         self.seed = int(state.get("seed", self.seed))
 
@@ -497,6 +534,17 @@ class TripletSampler(NSampler):
         negative_conditions: ``{column: SimilarityCondition}`` for the negative (use
             ``mode="dissimilar"``).
         other arguments: as in :class:`NSampler`.
+
+    Example:
+        >>> from modjax.data import FeatureSet
+        >>> fs = FeatureSet.from_dict("tri", {"x": np.arange(6.0), "g": [0, 0, 0, 1, 1, 1]},
+        ...                           "x", None, "g")
+        >>> t = TripletSampler({"g": SimilarityCondition()},
+        ...                    {"g": SimilarityCondition("dissimilar")}, 6, source=fs)
+        >>> p = t.plan()
+        >>> a, pos, neg = (p.indices[r][0] // 3 for r in t.roles)
+        >>> t.roles, bool((a == pos).all() and (a != neg).all())
+        (('anchor', 'positive', 'negative'), True)
     """
 
     def __init__(self, positive_conditions: Mapping[str, SimilarityCondition],

@@ -144,12 +144,29 @@ class Scaler:
         return self.fit(data).transform(data)
 
     def inverse_transform(self, data: np.ndarray) -> np.ndarray:
+        """Map transformed 2-D data back to raw units.
+
+        Raises:
+            TypeError: the scaler has no inverse (e.g. ``Normalizer``, ``Absolute``).
+
+        Example:
+            >>> s = Scaler("StandardScaler").fit(np.array([[1.0], [3.0]]))
+            >>> s.inverse_transform(np.array([[1.0]])).tolist()
+            [[3.0]]
+        """
         if not callable(getattr(self.scaler, "inverse_transform", None)):
             raise TypeError(f"scaler {self.name} has no inverse_transform")
         return np.asarray(self.scaler.inverse_transform(np.asarray(data)))
 
     def clone_unfitted(self) -> Scaler:
-        """A fresh, unfitted Scaler with the same configuration."""
+        """A fresh, unfitted Scaler with the same configuration.
+
+        Example:
+            >>> s = Scaler("MinMaxScaler", {"feature_range": (-1, 1)}).fit(np.eye(2))
+            >>> c = s.clone_unfitted()
+            >>> c.is_fit, c.get_config() == s.get_config()
+            (False, True)
+        """
         return Scaler.from_config(self.get_config())
 
     # ------------------------------------------------------------------ config / state
@@ -183,12 +200,22 @@ class Scaler:
                           "allow_packaged_code=True to import it")
 
     def get_state(self) -> dict[str, Any]:
-        """Learned values (pytree of arrays/scalars)."""
+        """Learned values (pytree of arrays/scalars; no pickles).
+
+        Example:
+            >>> s = Scaler("MinMaxScaler").fit(np.array([[0.0], [4.0]]))
+            >>> fresh = Scaler.from_config(s.get_config())
+            >>> fresh.set_state(s.get_state())
+            >>> fresh.transform(np.array([[2.0]])).tolist()
+            [[0.5]]
+        """
         if hasattr(self.scaler, "get_state"):
             return self.scaler.get_state()
         return _estimator_state(self.scaler)
 
     def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore learned values from :meth:`get_state` (scikit-learn estimators nested
+        in the state are rebuilt from scikit-learn only)."""
         if hasattr(self.scaler, "set_state"):
             self.scaler.set_state(dict(state))
         else:
