@@ -112,3 +112,16 @@ def test_capture_of_unknown_tag_names_it():
     import jax.numpy as jnp
     with pytest.raises(LabelPathError, match=r"'hiden'.*did you mean \['hidden'\]"):
         g.apply(p, s, jnp.ones((1, 3)), capture=["hiden"])
+
+
+def test_bad_label_and_unknown_internal_tag():
+    with pytest.raises(GraphStructureError, match=r"label\('enc.v2'\)"):
+        FlowBuilder.from_(Linear(2)).label("enc.v2").build()
+    with pytest.raises(GraphStructureError, match=r"step 3: internal\('hiden'\): unknown tag 'hiden'"):
+        FlowBuilder.from_(Linear(2)).tag("hidden").internal("hiden").build()
+
+
+def test_child_label_clashing_with_a_tag():
+    child = FlowBuilder.from_(Linear(2)).label("enc").build()
+    with pytest.raises(GraphStructureError, match=r"child label 'enc' is also a tag"):
+        FlowBuilder.from_(Linear(2)).tag("enc").through(child).build()

@@ -82,18 +82,36 @@ def test_freeze_thaw_record_paths_for_the_optimizer():
     assert model.frozen_paths == ()  # nothing changed by the failed call
 
 
-def test_freeze_through_optax_mask_keeps_frozen_bits():
-    import optax
+def test_training_a_composed_graph_keeps_the_frozen_subtree_bit_identical():
+    from modjax.train import Optimizer, init_train_carry
     _, model = make_model()
     model.freeze("encoder")
     model.thaw("encoder.scan")
-    params, state = model.variables["params"], model.variables["state"]
-    frozen = path_mask(params, model.frozen_paths)
-    tx = optax.chain(optax.sgd(0.1), optax.masked(optax.set_to_zero(), frozen))
-    grads = jax.grad(lambda p: jnp.sum(model.apply(p, state, X)[0] ** 2))(params)
-    new = optax.apply_updates(params, tx.update(grads, tx.init(params), params)[0])
-    chex.assert_trees_all_equal(new["encoder"]["read"], params["encoder"]["read"])
-    assert not np.allclose(new["encoder"]["scan"]["kernel"], params["encoder"]["scan"]["kernel"])
+    opt = Optimizer("adam", opt_kwargs={"lr": 1e-2})
+    carry = init_train_carry(model.variables, opt, jax.random.key(0),
+                             frozen_paths=model.frozen_paths)
+    chex.assert_trees_all_equal(carry["frozen"], model.frozen_mask())
+    y = jnp.sin(X[:, :2])
+
+    @jax.jit
+    def epoch(carry, xs, ys):
+        def step(c, batch):
+            p, s = c["variables"]["params"], c["variables"]["state"]
+            def loss(p):
+                return jnp.mean((model.apply(p, s, batch[0])[0] - batch[1]) ** 2)
+            val, grads = jax.value_and_grad(loss)(p)
+            p, o = opt.update(grads, c["opt_state"], p, frozen=c["frozen"])
+            return {**c, "variables": {"params": p, "state": s}, "opt_state": o}, val
+        return jax.lax.scan(step, carry, (xs, ys))
+
+    before = model.variables["params"]
+    carry, losses = epoch(carry, jnp.stack([X] * 20), jnp.stack([y] * 20))
+    after = carry["variables"]["params"]
+    assert float(losses[-1]) < float(losses[0])
+    chex.assert_trees_all_equal(after["encoder"]["read"], before["encoder"]["read"])
+    chex.assert_trees_all_equal(after["encoder"]["_plumbing"], before["encoder"]["_plumbing"])
+    assert not np.allclose(after["encoder"]["scan"]["kernel"], before["encoder"]["scan"]["kernel"])
+    assert not np.allclose(after["output"]["kernel"], before["output"]["kernel"])
 
 
 def test_child_frozen_before_nesting_stays_frozen():
@@ -207,3 +225,49 @@ def test_save_load_round_trip_keeps_variables_and_frozen_paths(tmp_path):
     assert loaded.frozen_paths == model.frozen_paths
     chex.assert_trees_all_equal(loaded.variables, model.variables)
     assert loaded.is_frozen("encoder.Linear_0") and not loaded.is_frozen("encoder.scan")
+
+
+def test_two_level_tree_paths_freeze_tags_and_metrics():
+    block = (FlowBuilder.from_(Linear(4)).tag("h").through(Linear(4)).tag("mid")
+             .internal("mid").label("block").build())
+    encoder = FlowBuilder.from_(block).through(Linear(4)).tag("out").label("encoder").build()
+    model = FlowBuilder.from_(encoder).through(Linear(1)).tag("pred").build(input_shape=(4,))
+    assert model.subgraph("encoder.block") is block and block.is_composed()
+    assert model.tree_children() == {"encoder": encoder}
+    assert encoder.child_graph("block") is block
+    assert model.validate_path("encoder.block") == "subgraph"
+    assert model.validate_path("encoder.block.h") == "tag"
+    assert block.internal_tags() == {"mid"}
+    with pytest.raises(LabelPathError, match=r"'mid'.*internal"):
+        model.validate_path("encoder.block.mid")
+    with pytest.raises(LabelPathError, match=r"no child 'blok'.*at encoder.*did you mean \['block'\]"):
+        model.subgraph("encoder.blok")
+    with pytest.raises(LabelPathError, match=r"'encoder.block.nope' does not resolve"):
+        model.tagged_at("encoder.block.nope")
+
+    assert model.tagged_at("encoder.block.h") is None
+    model(X)
+    p = model.variables["params"]
+    h = X @ p["encoder"]["block"]["h"]["kernel"] + p["encoder"]["block"]["h"]["bias"]
+    chex.assert_trees_all_close(model.tagged_at("encoder.block.h"), h, atol=1e-6)
+    chex.assert_trees_all_equal(model.parameters_at("encoder.block.h"), p["encoder"]["block"]["h"])
+    assert sorted(model.named_parameters_at("encoder.block")) == [
+        "h.bias", "h.kernel", "mid.bias", "mid.kernel"]
+
+    model.freeze("encoder.block")
+    assert model.is_frozen("encoder.block.h") and not model.is_frozen("encoder")
+    assert model.frozen_paths == ("encoder.block",)
+    assert model.param_summary().splitlines()[1] == "  encoder: 60 (92.3%)  partly frozen (40 frozen)"
+    tree = model.tree_summary().splitlines()
+    assert tree[6].startswith("    +-- block [hash: ")
+    assert tree[7:] == ["        +-- tags: h, mid (internal)", "        +-- params: 40"]
+
+    for epoch in range(3):
+        model.record_at("encoder.block.loss", float(epoch), float(epoch) + 1.0)
+        model.record("loss", 2.0 * epoch)
+        model.flush()
+    chex.assert_trees_all_close(model.trend_at("encoder.block.loss").values(),
+                                np.array([0.5, 1.5, 2.5]))
+    assert model.latest_metrics() == {"loss": 4.0, "encoder.block.loss": 2.5}
+    with pytest.raises(LabelPathError, match="no child 'decoder'"):
+        model.record_at("decoder.loss", 1.0)
