@@ -147,9 +147,10 @@ class EarlyStopping(Callback):
         if self.restore_best and self.best_epoch is not None:
             ck = getattr(phase, "checkpointing", None)
             snap = None
-            if ck is not None and ck.mode == "memory":
+            if ck is not None:
+                # the phase's memory snapshots or disk checkpoints of the best epoch
                 for key in (self.best_epoch, f"epoch{self.best_epoch}"):
-                    snap = ck.get_state(key) if ck.has_key(key) else None
+                    snap = ck.snapshot_for(key, phase.snapshot()) if ck.has_key(key) else None
                     if snap is not None:
                         break
             phase.restore_snapshot(snap if snap is not None else self._snapshot)

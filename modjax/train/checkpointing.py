@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,7 @@ import numpy as np
 from modjax.errors import CheckpointError, ConfigError
 from modjax.io import async_writer
 from modjax.io.atomic import is_artifact
+from modjax.io.checkpoints import open_artifact
 from modjax.io.objects import accepts_kwarg
 from modjax.io.registry import register
 
@@ -359,6 +360,37 @@ class Checkpointing:
             target.save_checkpoint(path, overwrite=self._overwrite)
         self.record_disk(key, path)
         return True
+
+    def snapshot_for(self, key: int | str, like: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Checkpoint ``key`` as a TrainPhase snapshot (``EarlyStopping(restore_best=True)``).
+
+        Memory mode returns the stored state. Disk mode reads the checkpoint's variables
+        (and optimizer state when ``like`` has one of the same structure) onto the
+        structure and shardings of ``like`` (a current ``phase.snapshot()``).
+
+        Args:
+            key: the checkpoint key (the epoch for ``epoch_end``).
+            like: a snapshot ``{"variables", "opt_state", ...}`` giving the target tree.
+
+        Returns:
+            The snapshot, or None when no checkpoint exists under ``key``.
+
+        Raises:
+            CheckpointError: the checkpoint on disk is truncated or does not match ``like``.
+        """
+        if self._mode == "memory":
+            return self.get_state(key)
+        path = self.get_path(key)
+        if path is None:
+            return None
+        art = open_artifact(path, kind=("graph_checkpoint", "graph"))
+        snap = {"variables": art.restore("variables", like["variables"])}
+        opt = like.get("opt_state")
+        # Stage-wise phases carry one state per node optimizer (a dict): the checkpoint
+        # holds the graph optimizer's only, so those states are left as they are.
+        if "opt_state" in art.items and opt is not None and not isinstance(opt, dict):
+            snap["opt_state"] = art.restore("opt_state", opt)
+        return snap
 
     def restore(self, key: int | str, target: Any) -> None:
         """Restore checkpoint ``key`` into ``target`` (``set_state`` or ``restore_checkpoint``).
