@@ -10,7 +10,16 @@ from modjax.data import FeatureSet, SimpleSampler
 from modjax.errors import ConfigError
 from modjax.graph import ModelGraph, ModelNode, SequentialMLP
 from modjax.io import checkpoint_kind, open_artifact
-from modjax.train import AppliedLoss, Checkpointing, Experiment, InputBinding, Optimizer, TrainPhase
+from modjax.train import (
+    AppliedLoss,
+    Checkpointing,
+    EarlyStopping,
+    Experiment,
+    InputBinding,
+    MetricCallback,
+    Optimizer,
+    TrainPhase,
+)
 
 
 def _experiment(phase_ck=None, exp_ck=None, n_epochs=3):
@@ -77,3 +86,52 @@ def test_bad_hook_for_parent_is_refused():
     with pytest.raises(ConfigError, match=r"\['\{batch\}'\] not available for TrainPhase hook "
                                           r"'epoch_end'"):
         _experiment(Checkpointing(name_template="{phase}-{batch}"))
+
+
+def test_batch_hooks_and_experiment_phase_group_hooks(tmp_path):
+    seen = {}
+    spy = MetricCallback("noop", lambda epoch, variables, **kw: (
+        seen.__setitem__(epoch, variables), 0.0)[1])
+    phase_ck = Checkpointing(mode="disk", save_on="batch_end", every_n=2,
+                             name_template="{phase}_e{epoch}_b{batch}")
+    exp_ck = Checkpointing(mode="disk", save_on=["phase_start", "group_end"],
+                           name_template="{label}_{hook}")
+    exp = _experiment(phase_ck, exp_ck, n_epochs=2)
+    start = exp.model_graph.variables
+    exp.execution_plan.all[0].add_callback(spy)
+    exp.set_checkpoint_dir(tmp_path)
+    exp.run(show_training_progress=False)
+    # 2 batches per epoch: every 2nd batch_end is the last batch of each epoch
+    assert phase_ck.saved_keys == ["train_e0_b1", "train_e1_b1"]
+    for epoch in (0, 1):
+        got = open_artifact(phase_ck.get_path(f"train_e{epoch}_b1")).restore(
+            "variables", seen[epoch])
+        chex.assert_trees_all_equal(got, seen[epoch])
+    plan = exp.execution_plan.label
+    assert set(exp.available_checkpoints) == {
+        "train_phase_start", f"{plan}_group_end", "train/train_e0_b1", "train/train_e1_b1"}
+    exp.restore_checkpoint("train_phase_start")
+    chex.assert_trees_all_equal(exp.model_graph.variables, start)
+    exp.restore_checkpoint(f"{plan}_group_end")
+    chex.assert_trees_all_equal(exp.model_graph.variables, seen[1])
+
+
+def test_early_stopping_restore_best_reads_the_disk_checkpoint(tmp_path):
+    seen = {}
+    scores = [3.0, 1.0, 2.0, 4.0]  # best epoch 1, not the last
+    spy = MetricCallback("score", lambda epoch, variables, **kw: (
+        seen.__setitem__(epoch, variables), scores[epoch])[1])
+    es = EarlyStopping(monitor="score", patience=10, restore_best=True)
+    ck = Checkpointing(mode="disk", save_on="epoch_end", directory=tmp_path)
+    read = []
+    original = ck.snapshot_for
+    ck.snapshot_for = lambda key, like: (read.append(key), original(key, like))[1]
+    exp = _experiment(ck, n_epochs=4)
+    phase = exp.execution_plan.all[0]
+    phase.add_callback(spy)
+    phase.add_callback(es)
+    exp.run(show_training_progress=False)
+    assert es.best_epoch == 1 and read == [1] and ck.saved_keys == [0, 1, 2, 3]
+    chex.assert_trees_all_equal(exp.model_graph.variables, seen[1])
+    chex.assert_trees_all_equal(
+        open_artifact(ck.get_path(1)).restore("variables", seen[1]), seen[1])
