@@ -1,8 +1,9 @@
 """Checkpoint save/restore time of modjax graphs against bare Orbax and NumPy in the same run.
 
-Graphs: the reference workload's SequentialMLP 10 -> 32 -> 32 -> 1 and a ~50M-parameter
-SequentialMLP (10 -> 4096 x 4 -> 1), both with an Adam optimizer state (so the 50M graph
-writes ~150M floats: params + two moments).
+Graphs: the reference workload's SequentialMLP(n_layers=2, hidden_dim=32) on 10 features
+(10 -> 32 -> 1) and a ~50M-parameter SequentialMLP (10 -> 4096 x 4 -> 1), both with an
+Adam optimizer state (so the 50M graph writes ~150M floats: params + two moments).
+The load average is printed with the figures (the machine may be shared).
 
 What is timed (median of ``--repeats`` runs, each to a fresh directory):
   modjax    ``graph.save_checkpoint(path)`` / ``graph.restore_checkpoint(path)``: atomic
@@ -49,6 +50,10 @@ def make_graph(hidden: int, n_layers: int) -> ModelGraph:
 
 def n_params(graph: ModelGraph) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(graph.variables["params"]))
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def timed(fn, repeats: int) -> float:
@@ -107,7 +112,7 @@ def bench(name: str, graph: ModelGraph, repeats: int, root: Path) -> None:
         f.result()
     r_mj, r_ocp, r_np = (timed(f, repeats) for f in (mj_restore, ocp_restore, np_restore))
     print(f"\n{name}: {n_params(graph):,} params, checkpoint {nbytes / 2**20:.1f} MiB "
-          f"(params + Adam state), median of {repeats}")
+          f"(params + Adam state), median of {repeats}, load average {_load()}")
     print(f"  save     modjax {s_mj * 1e3:9.1f} ms | orbax {s_ocp * 1e3:9.1f} ms | "
           f"numpy {s_np * 1e3:9.1f} ms | modjax/orbax {s_mj / s_ocp:5.2f}x | "
           f"modjax/numpy {s_mj / s_np:5.2f}x")
@@ -127,7 +132,8 @@ def main() -> None:
     with ExperimentContext(registration_policy="overwrite").activate():
         root = Path(tempfile.mkdtemp(prefix="mj_bench_ckpt_"))
         try:
-            bench("reference SequentialMLP 10->32->32->1", make_graph(32, 3), args.repeats, root)
+            bench("reference SequentialMLP(n_layers=2, hidden_dim=32) 10->32->1", make_graph(32, 2),
+                  args.repeats, root)
             if not args.skip_large:
                 shutil.rmtree(root)
                 root.mkdir()
