@@ -115,7 +115,20 @@ class FlowBuilder:
     # ---------------------------------------------------------------- flow steps
     @classmethod
     def from_(cls, module: Any) -> FlowBuilder:
-        """Start a flow at ``module`` (it reads the graph's main input)."""
+        """Start a flow at ``module`` (it reads the graph's main input).
+
+        Args:
+            module: any model ``as_model`` accepts (modjax models, Flax modules,
+                ``(init_fn, apply_fn)`` pairs, another :class:`Graph`).
+
+        Returns:
+            A new builder whose single stream is ``module``'s output.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> FlowBuilder.from_(Linear(3)).build(input_shape=(2,)).output_shape
+            (3,)
+        """
         fb = cls()
         step = fb._step(f"from_({model_name(module)})")
         m = fb._model(module, step)
@@ -124,7 +137,20 @@ class FlowBuilder:
         return fb
 
     def through(self, module: Any) -> FlowBuilder:
-        """Pass the stream through ``module`` (needs a single stream)."""
+        """Pass the stream through ``module`` (needs a single stream).
+
+        Args:
+            module: the next model on the stream.
+
+        Returns:
+            self, for chaining (a split stream is reported by :meth:`build`).
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> g = FlowBuilder.from_(Linear(3)).through(Linear(1)).build(input_shape=(2,))
+            >>> [e.id for e in g.entries]
+            ['Linear_0', 'Linear_1']
+        """
         step = self._step(f"through({model_name(module)})")
         src, m = self._single(step), self._model(module, step)
         if src is not None and m is not None:
@@ -132,7 +158,21 @@ class FlowBuilder:
         return self
 
     def tag(self, name: str) -> FlowBuilder:
-        """Name the current position so it can be referenced (``using``) or observed."""
+        """Name the current position so it can be referenced (``using``) or observed.
+
+        Args:
+            name: an identifier without dots, unique in the graph; a leading ``_``
+                makes it internal (hidden from parent graphs).
+
+        Returns:
+            self, for chaining.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> g = FlowBuilder.from_(Linear(3)).tag("hidden").build()
+            >>> g.tags
+            {'hidden': 'hidden'}
+        """
         step = self._step(f"tag({name!r})")
         if len(self._streams) != 1:
             return self._fail(f"{step}: tag on a split stream of {len(self._streams)} branches; "
@@ -141,7 +181,22 @@ class FlowBuilder:
         return self
 
     def tag_group(self, name: str) -> FlowBuilder:
-        """Tag each branch of a split as ``name_0``, ``name_1``... and register the group."""
+        """Tag each branch of a split as ``name_0``, ``name_1``... and register the group.
+
+        Args:
+            name: the group name (``trends(name)`` expands it to the member tags).
+
+        Returns:
+            self, for chaining.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import Add
+            >>> g = (FlowBuilder.from_(Linear(2)).split(Linear(2), Linear(2))
+            ...      .tag_group("head").merge(Add()).build())
+            >>> g.tag_group("head")
+            ('head_0', 'head_1')
+        """
         step = self._step(f"tag_group({name!r})")
         if len(self._streams) < 2:
             return self._fail(f"{step}: tag_group needs a split stream (after split(...)); "
@@ -161,6 +216,21 @@ class FlowBuilder:
         branch, after ``gate``/``switch`` the router, after ``loop``/``map`` the body.
         A tag defined later is a *forward reference*: the value from the previous call,
         kept in ``state`` (zeros on the first call).
+
+        Args:
+            *refs: tag names; the target receives ``(stream, *refs)`` as a tuple.
+
+        Returns:
+            self, for chaining (unknown tags are reported by :meth:`build`).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import Add
+            >>> g = (FlowBuilder.from_(Linear(2)).tag("skip").through(Linear(2))
+            ...      .through(Add()).using("skip").build(input_shape=(3,)))
+            >>> g(jnp.ones((1, 3))).shape
+            (1, 2)
         """
         step = self._step(f"using({', '.join(map(repr, refs))})")
         if not refs:
@@ -173,7 +243,23 @@ class FlowBuilder:
         return self
 
     def split(self, *modules: Any) -> FlowBuilder:
-        """Fork the stream into parallel branches, one per module (merge them later)."""
+        """Fork the stream into parallel branches, one per module (merge them later).
+
+        Args:
+            *modules: at least two models, each reading the current stream.
+
+        Returns:
+            self, now with one open stream per branch.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import Cat
+            >>> g = (FlowBuilder.from_(Linear(4)).split(Linear(2), Linear(3))
+            ...      .merge(Cat(-1)).build(input_shape=(3,)))
+            >>> g.output_shape
+            (5,)
+        """
         step = self._step(f"split({', '.join(model_name(m) for m in modules)})")
         if len(modules) < 2:
             return self._fail(f"{step}: split needs at least two branches")
@@ -188,7 +274,22 @@ class FlowBuilder:
         return self
 
     def merge(self, module: Any) -> FlowBuilder:
-        """Combine the split streams with a merge module (``Add``, ``Mean``, ``Cat``...)."""
+        """Combine the split streams with a merge module (``Add``, ``Mean``, ``Cat``...).
+
+        Args:
+            module: receives the branches' outputs as a tuple, in branch order.
+
+        Returns:
+            self, with a single stream again.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import Mean
+            >>> g = (FlowBuilder.from_(Linear(2)).split(Linear(2), Linear(2))
+            ...      .merge(Mean()).build(input_shape=(3,)))
+            >>> g.output_shape
+            (2,)
+        """
         step = self._step(f"merge({model_name(module)})")
         if len(self._streams) < 2:
             return self._fail(f"{step}: merge needs a split stream (after split(...))")
@@ -198,7 +299,22 @@ class FlowBuilder:
         return self
 
     def also(self, module: Any) -> FlowBuilder:
-        """Residual connection: ``x + module(x)``."""
+        """Residual connection: ``x + module(x)``.
+
+        Args:
+            module: must keep the stream's shape (checked when shapes are resolved).
+
+        Returns:
+            self, for chaining.
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> from modjax.graph.models import FunctionModel
+            >>> zero = FunctionModel(lambda k, s: {}, lambda p, x: 0.0 * x)
+            >>> g = FlowBuilder.from_(zero).also(FunctionModel(lambda k, s: {}, lambda p, x: x + 1))
+            >>> g.build(input_shape=(2,))(jnp.zeros((1, 2))).tolist()
+            [[1.0, 1.0]]
+        """
         step = self._step(f"also({model_name(module)})")
         src, m = self._single(step), self._model(module, step)
         if src is not None and m is not None:
@@ -206,7 +322,25 @@ class FlowBuilder:
         return self
 
     def gate(self, router: Any, *experts: Any) -> FlowBuilder:
-        """Soft mixture of experts: every expert runs; outputs weighted by the router."""
+        """Soft mixture of experts: every expert runs; outputs weighted by the router.
+
+        Args:
+            router: returns weights ``(..., len(experts))`` (``SoftmaxRouter``,
+                ``SigmoidRouter``); a following ``using`` feeds it extra tags.
+            *experts: models reading the stream, all with the same output.
+
+        Returns:
+            self, for chaining.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import SoftmaxRouter
+            >>> g = (FlowBuilder.from_(Linear(4)).tag("ctx")
+            ...      .gate(SoftmaxRouter(4, 2), Linear(3), Linear(3)).using("ctx")
+            ...      .build(input_shape=(2,)))
+            >>> g.output_shape
+            (3,)
+        """
         step = self._step(f"gate({model_name(router)}, "
                           f"{', '.join(model_name(e) for e in experts)})")
         if not experts:
@@ -222,7 +356,28 @@ class FlowBuilder:
         return self
 
     def switch(self, router: Any, *branches: Any) -> FlowBuilder:
-        """Hard routing: the router picks one branch index; only that branch runs."""
+        """Hard routing: the router picks one branch index; only that branch runs.
+
+        Compiles to ``lax.switch``: only the selected branch executes and gets gradient.
+
+        Args:
+            router: returns one integer index for the batch (``ArgmaxSelector``,
+                ``FixedSelector``); a following ``using`` feeds it extra tags.
+            *branches: models with the same output shape and dtype.
+
+        Returns:
+            self, for chaining.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from modjax.graph.models import FunctionModel
+            >>> from modjax.graph.flow import FixedSelector
+            >>> def times(k):
+            ...     return FunctionModel(lambda key, s: {}, lambda p, x: k * x)
+            >>> g = FlowBuilder.from_(times(1.0)).switch(FixedSelector(1), times(2.0), times(3.0))
+            >>> g.build(input_shape=(1,))(jnp.ones((1, 1))).tolist()
+            [[3.0]]
+        """
         step = self._step(f"switch({model_name(router)}, "
                           f"{', '.join(model_name(b) for b in branches)})")
         if not branches:
@@ -242,17 +397,63 @@ class FlowBuilder:
         return self
 
     def loop(self, body: Any) -> LoopBuilder:
-        """Start a loop over ``body``; finish with ``.for_(n)``, ``.while_``, ``.until``."""
+        """Start a loop over ``body``; finish with ``.for_(n)``, ``.while_``, ``.until``.
+
+        Args:
+            body: maps the stream to its own shape; a ``using`` after the terminal
+                method feeds it the same references every iteration.
+
+        Returns:
+            A :class:`LoopBuilder`.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> g = FlowBuilder.from_(Linear(4)).loop(Linear(4)).for_(3).build(input_shape=(2,))
+            >>> g.entries[1].node.describe()
+            'loop Linear for 3'
+        """
         return LoopBuilder(self, body)
 
     def map(self, body: Any) -> MapBuilder:
-        """Start a map of ``body``; finish with ``.each()``, ``.over(tag)``, ``.slices(n)``."""
+        """Start a map of ``body``; finish with ``.each()``, ``.over(tag)``, ``.slices(n)``.
+
+        Args:
+            body: the model applied to each element (``using`` refs are broadcast).
+
+        Returns:
+            A :class:`MapBuilder`.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import Reshape
+            >>> g = (FlowBuilder.from_(Reshape(3, 2)).map(Linear(5)).each()
+            ...      .build(input_shape=(6,)))
+            >>> g.output_shape
+            (3, 5)
+        """
         return MapBuilder(self, body)
 
     def input(self, *names: str) -> FlowBuilder:
         """Declare auxiliary graph inputs, each tagged with its name (read them via ``using``).
 
         ``apply``/``forward`` then take ``(main, *aux)`` in declaration order.
+
+        Args:
+            *names: input names (they become tags).
+
+        Returns:
+            self, for chaining.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import Add
+            >>> g = (FlowBuilder.from_(Linear(2)).tag("main").input("bias")
+            ...      .through(Add()).using("bias").build(input_shape=((3,), (2,))))
+            >>> x, bias = jnp.ones((1, 3)), jnp.ones((1, 2))
+            >>> y = g((x, bias))
+            >>> bool(jnp.allclose(y, g.tagged("main") + 1.0))
+            True
         """
         step = self._step(f"input({', '.join(map(repr, names))})")
         if not names:
@@ -266,7 +467,20 @@ class FlowBuilder:
         return self
 
     def label(self, name: str) -> FlowBuilder:
-        """Label the graph; a labelled graph nested in another becomes a tree child."""
+        """Label the graph; a labelled graph nested in another becomes a tree child.
+
+        Args:
+            name: an identifier without dots (dots separate label paths).
+
+        Returns:
+            self, for chaining.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> enc = FlowBuilder.from_(Linear(2)).label("encoder").build()
+            >>> FlowBuilder.from_(enc).build().tree_children() == {"encoder": enc}
+            True
+        """
         try:
             self._label = validate_label(name, what="graph label")
         except ValueError as e:
@@ -274,13 +488,39 @@ class FlowBuilder:
         return self
 
     def internal(self, *tags: str) -> FlowBuilder:
-        """Hide tags from parent graphs (tags starting with ``_`` are internal already)."""
+        """Hide tags from parent graphs (tags starting with ``_`` are internal already).
+
+        Args:
+            *tags: tags of this flow (unknown ones are reported by :meth:`build`).
+
+        Returns:
+            self, for chaining.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> g = FlowBuilder.from_(Linear(2)).tag("mid").internal("mid").build()
+            >>> g.internal_tags()
+            {'mid'}
+        """
         step = self._step(f"internal({', '.join(map(repr, tags))})")
         self._internal.extend((t, step) for t in tags)
         return self
 
     def verbose(self, flag: bool = True) -> FlowBuilder:
-        """Print the tree and parameter summaries on build (to stderr)."""
+        """Print the tree and parameter summaries on build (to stderr).
+
+        Args:
+            flag: whether to print.
+
+        Returns:
+            self, for chaining.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> g = FlowBuilder.from_(Linear(2)).verbose(True).build(input_shape=(3,))
+            >>> g.param_summary().splitlines()[0]
+            'Total: 8 parameters'
+        """
         self._verbose = bool(flag)
         return self
 
@@ -386,15 +626,65 @@ class LoopBuilder:
         return fb
 
     def for_(self, n: int) -> FlowBuilder:
-        """Exactly ``n`` iterations (``lax.scan``; backprop through time)."""
+        """Exactly ``n`` iterations (``lax.scan``; backprop through time).
+
+        Args:
+            n: iteration count (>= 1).
+
+        Returns:
+            The FlowBuilder, for chaining.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from modjax.graph.models import FunctionModel
+            >>> inc = FunctionModel(lambda k, s: {}, lambda p, x: x + 1.0)
+            >>> FlowBuilder.from_(inc).loop(inc).for_(3).build(input_shape=(1,))(
+            ...     jnp.zeros((1, 1))).tolist()
+            [[4.0]]
+        """
         return self._finish(f"for_({n})", "for", n)
 
     def while_(self, cond: Any, max_iter: int) -> FlowBuilder:
-        """Check ``cond`` before each iteration (0..max_iter runs); positive = halt."""
+        """Check ``cond`` before each iteration (0..max_iter runs); positive = halt.
+
+        Args:
+            cond: a halt condition returning one signal per sample (``ThresholdHalt``,
+                ``LearnedHalt``); halted samples keep their value.
+            max_iter: upper bound on iterations (>= 1).
+
+        Returns:
+            The FlowBuilder, for chaining.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from modjax.graph.models import FunctionModel
+            >>> from modjax.graph.flow import ThresholdHalt
+            >>> inc = FunctionModel(lambda k, s: {}, lambda p, x: x + 1.0)
+            >>> g = FlowBuilder.from_(inc).loop(inc).while_(ThresholdHalt(2.5), 9)
+            >>> g.build(input_shape=(1,))(jnp.array([[0.0], [5.0]])).tolist()
+            [[3.0], [6.0]]
+        """
         return self._finish(f"while_({model_name(cond)}, {max_iter})", "while", max_iter, cond)
 
     def until(self, cond: Any, max_iter: int) -> FlowBuilder:
-        """Check ``cond`` after each iteration (1..max_iter runs); positive = halt."""
+        """Check ``cond`` after each iteration (1..max_iter runs); positive = halt.
+
+        Args:
+            cond: a halt condition returning one signal per sample.
+            max_iter: upper bound on iterations (>= 1).
+
+        Returns:
+            The FlowBuilder, for chaining.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from modjax.graph.models import FunctionModel
+            >>> from modjax.graph.flow import ThresholdHalt
+            >>> inc = FunctionModel(lambda k, s: {}, lambda p, x: x + 1.0)
+            >>> g = FlowBuilder.from_(inc).loop(inc).until(ThresholdHalt(2.5), 9)
+            >>> g.build(input_shape=(1,))(jnp.array([[0.0], [5.0]])).tolist()
+            [[3.0], [7.0]]
+        """
         return self._finish(f"until({model_name(cond)}, {max_iter})", "until", max_iter, cond)
 
 
@@ -405,7 +695,19 @@ class MapBuilder:
         self._fb, self._body, self._batched = fb, body, False
 
     def batched(self) -> MapBuilder:
-        """Map with ``vmap`` (one fused call) instead of a sequential ``lax.map``."""
+        """Map with ``vmap`` (one fused call) instead of a sequential ``lax.map``.
+
+        Returns:
+            self; finish with :meth:`each` or :meth:`over`.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import Reshape
+            >>> g = (FlowBuilder.from_(Reshape(2, 2)).map(Linear(3)).batched().each()
+            ...      .build(input_shape=(4,)))
+            >>> g.output_shape
+            (2, 3)
+        """
         self._batched = True
         return self
 
@@ -418,12 +720,39 @@ class MapBuilder:
         return fb
 
     def each(self) -> FlowBuilder:
-        """Map over the first per-sample axis of the stream: ``(B, N, ...) -> (B, N, ...')``."""
+        """Map over the first per-sample axis of the stream: ``(B, N, ...) -> (B, N, ...')``.
+
+        Returns:
+            The FlowBuilder, for chaining.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import Reshape
+            >>> FlowBuilder.from_(Reshape(4, 2)).map(Linear(1)).each().build(
+            ...     input_shape=(8,)).output_shape
+            (4, 1)
+        """
         fb = self._fb
         return self._finish("each()", "each", fb._single(f"step {fb._n_steps + 1}: map.each()"))
 
     def over(self, tag: str) -> FlowBuilder:
-        """Map over the first per-sample axis of an earlier tagged value."""
+        """Map over the first per-sample axis of an earlier tagged value.
+
+        Args:
+            tag: a tag defined before this step (the map's source; the stream moves on
+                from the map's output).
+
+        Returns:
+            The FlowBuilder, for chaining.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import Reshape
+            >>> g = (FlowBuilder.from_(Reshape(3, 2)).tag("slots").through(Reshape(6))
+            ...      .map(Linear(4)).over("slots").build(input_shape=(6,)))
+            >>> g.output_shape
+            (3, 4)
+        """
         fb = self._fb
         fb._single(f"step {fb._n_steps + 1}: map.over({tag!r})")
         if tag not in fb._tags:
@@ -432,7 +761,20 @@ class MapBuilder:
         return self._finish(f"over({tag!r})", "over", fb._tags[tag])
 
     def slices(self, n: int) -> FlowBuilder:
-        """Split the last axis into ``n`` slices, apply the body to each, join them."""
+        """Split the last axis into ``n`` slices, apply the body to each, join them.
+
+        Args:
+            n: number of equal slices (the last axis must be divisible by it).
+
+        Returns:
+            The FlowBuilder, for chaining.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> FlowBuilder.from_(Linear(8)).map(Linear(3)).slices(4).build(
+            ...     input_shape=(2,)).output_shape
+            (12,)
+        """
         fb = self._fb
         if int(n) < 1:
             return fb._fail(f"step {fb._n_steps + 1}: map(...).slices({n}) needs n >= 1")
