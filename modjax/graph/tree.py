@@ -58,15 +58,50 @@ class GraphTree:
                 self._frozen_ops[(e.id, *p)] = v
 
     def tree_children(self) -> dict[str, Any]:
-        """``{label: child graph}`` of the direct labelled children."""
+        """``{label: child graph}`` of the direct labelled children.
+
+        Returns:
+            A new dict (changing it does not change the tree).
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
+            ...        .label("encoder").build())
+            >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
+            >>> list(model.tree_children()), model.child_graph("encoder") is enc
+            (['encoder'], True)
+        """
         return dict(self._children)
 
     def child_graph(self, label: str) -> Any | None:
-        """The direct child with this label, or ``None``."""
+        """The direct child with this label, or ``None``.
+
+        Args:
+            label: a child label (one level; use :meth:`subgraph` for paths).
+
+        Returns:
+            The child graph or ``None``.
+        """
         return self._children.get(label)
 
     def subgraph(self, path: str) -> Any:
         """The graph at a dotted path of child labels (``"a.b"``).
+
+        Args:
+            path: child labels joined by dots.
+
+        Returns:
+            The graph at that path.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
+            ...        .label("encoder").build())
+            >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
+            >>> model.subgraph("encoder") is enc, enc.is_composed(), model.is_composed()
+            (True, True, False)
 
         Raises:
             LabelPathError: naming the missing label and the children that exist.
@@ -189,11 +224,43 @@ class GraphTree:
         return get_at(self._require_variables("parameters")["params"], self._param_path(path))
 
     def named_parameters_at(self, path: str) -> dict[str, Any]:
-        """``{name: array}`` under a label path, named in the target's own namespace."""
+        """``{name: array}`` under a label path, named in the target's own namespace.
+
+        Args:
+            path: a label path (subgraph or tag).
+
+        Returns:
+            Dotted names relative to the target (``"scan.kernel"``), as a checkpoint of
+            the target alone would name them.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
+            ...        .label("encoder").build())
+            >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
+            >>> sorted(model.named_parameters_at("encoder"))
+            ['read.bias', 'read.kernel', 'scan.bias', 'scan.kernel']
+        """
         return flatten_paths(self.parameters_at(path))
 
     def named_buffers_at(self, path: str) -> dict[str, Any]:
-        """``{name: array}`` of non-trained state under a label path (own namespace)."""
+        """``{name: array}`` of non-trained state under a label path (own namespace).
+
+        Args:
+            path: a label path (subgraph or tag).
+
+        Returns:
+            Dotted names relative to the target (batch-norm ``mean``/``var``...).
+
+        Example:
+            >>> from modjax.graph.models import BatchNorm, Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> g = FlowBuilder.from_(Linear(2)).through(BatchNorm()).tag("bn").build(
+            ...     input_shape=(3,))
+            >>> sorted(g.named_buffers_at("bn"))
+            ['mean', 'var']
+        """
         state = self._require_variables("buffers")["state"]
         return flatten_paths(get_at(state, self._param_path(path)))
 
@@ -217,6 +284,20 @@ class GraphTree:
         Only the frozen set changes (see :attr:`frozen_paths`); the optimizer masks
         those leaves. All paths are checked before anything changes.
 
+        Args:
+            paths: one label path or several (subgraphs, tags, or node ids).
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
+            ...        .label("encoder").build())
+            >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
+            >>> model.freeze("encoder")
+            >>> model.thaw("encoder.scan")
+            >>> model.is_frozen("encoder.read"), model.is_frozen("encoder"), model.frozen_paths
+            (True, False, ('encoder.read',))
+
         Raises:
             LabelPathError: a path does not resolve (nothing is changed).
         """
@@ -225,7 +306,15 @@ class GraphTree:
             self._set_frozen(p, True)
 
     def thaw(self, paths: str | Iterable[str]) -> None:
-        """Unfreeze every parameter under the given label path(s) (all checked first)."""
+        """Unfreeze every parameter under the given label path(s) (all checked first).
+
+        Args:
+            paths: one label path or several; thawing inside a frozen subtree keeps
+                the rest of it frozen (see :meth:`freeze`).
+
+        Raises:
+            LabelPathError: a path does not resolve (nothing is changed).
+        """
         resolved = [self._param_path(p) for p in _paths_arg(paths)]
         for p in resolved:
             self._set_frozen(p, False)
@@ -247,6 +336,12 @@ class GraphTree:
         """Whether every parameter under ``path`` is frozen.
 
         A path without parameters is frozen when it lies in a frozen region.
+
+        Args:
+            path: a label path.
+
+        Returns:
+            True when all its parameters are frozen (see :meth:`freeze`).
         """
         p = self._param_path(path)
         flags = self._frozen_leaves(p)
@@ -286,17 +381,46 @@ class GraphTree:
         return tuple(out)
 
     def frozen_mask(self) -> Any:
-        """Boolean pytree like ``params``: True where a leaf is frozen (for optax masks)."""
+        """Boolean pytree like ``params``: True where a leaf is frozen (for optax masks).
+
+        Returns:
+            The ``frozen=`` argument of :meth:`modjax.train.Optimizer.update`.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
+            ...        .label("encoder").build())
+            >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
+            >>> model.freeze("encoder.read")
+            >>> m = model.frozen_mask()
+            >>> bool(m["encoder"]["read"]["kernel"]), bool(m["encoder"]["scan"]["kernel"])
+            (True, False)
+        """
         from modjax.graph.paths import path_mask
 
         return path_mask(self._require_variables("parameters")["params"], self.frozen_paths)
 
     # ---------------------------------------------------------------- training mode
-    def set_training_at(self, path: str, training: bool) -> None:
+    def set_training_at(self, path: str, training: bool | None) -> None:
         """Fix the training flag of the subgraph or tagged node at ``path``.
 
         E.g. ``set_training_at("encoder", False)`` keeps batch-norm inside the encoder
         on running statistics while the rest trains. ``None`` clears the override.
+
+        Args:
+            path: a label path (subgraph or tag).
+            training: the fixed flag, or ``None`` to follow the graph again.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
+            ...        .label("encoder").build())
+            >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
+            >>> model.set_training_at("encoder", False)
+            >>> model.training_at("encoder"), model.training_at("encoder.scan")
+            (False, None)
         """
         g, last, kind = self._walk_path(path)
         node_id = last if kind == SUBGRAPH else g._tags[last]
@@ -312,7 +436,14 @@ class GraphTree:
         return out
 
     def training_at(self, path: str) -> bool | None:
-        """The override set by :meth:`set_training_at` (``None``: follows the graph)."""
+        """The override set by :meth:`set_training_at` (``None``: follows the graph).
+
+        Args:
+            path: a label path (subgraph or tag).
+
+        Returns:
+            ``True``/``False`` when fixed, else ``None``.
+        """
         g, last, kind = self._walk_path(path)
         node_id = last if kind == SUBGRAPH else g._tags[last]
         return g._by_id[node_id].node.train_override
