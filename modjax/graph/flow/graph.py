@@ -439,6 +439,18 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
     def set_variables(self, variables: Mapping[str, Any]) -> None:
         """Replace the held variables after checking structure, shapes and dtypes.
 
+        Args:
+            variables: ``{"params": ..., "state": ...}`` shaped like :attr:`variables`.
+
+        Example:
+            >>> import jax
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> g = FlowBuilder.from_(Linear(2)).build(input_shape=(3,))
+            >>> g.set_variables(jax.tree.map(lambda a: a * 0, g.variables))
+            >>> float(g.variables["params"]["Linear_0"]["kernel"].sum())
+            0.0
+
         Raises:
             ShapeMismatchError: naming the first leaf path that differs; the graph is
                 left unchanged.
@@ -454,7 +466,24 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         self._variables = jax.tree.map(jnp.asarray, new)
 
     def initialize(self, input_shape: Any, *, key: Any = None, batch_size: int = 1) -> Graph:
-        """Build for ``input_shape`` and (re)initialise the held variables. Returns self."""
+        """Build for ``input_shape`` and (re)initialise the held variables.
+
+        Args:
+            input_shape: per-sample input shape.
+            key: PRNG key (default: from the build ``seed``).
+            batch_size: leading size of forward-reference state.
+
+        Returns:
+            self.
+
+        Example:
+            >>> import jax
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> g = FlowBuilder.from_(Linear(2)).build().initialize((3,), key=jax.random.key(1))
+            >>> g.variables["params"]["Linear_0"]["kernel"].shape
+            (3, 2)
+        """
         self.build(input_shape)
         self._state_batch = int(batch_size)
         key = jax.random.key(self._seed) if key is None else key
@@ -468,7 +497,12 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         return self._training
 
     def set_training(self, training: bool) -> None:
-        """Training/eval mode for eager forwards (``set_training_at`` overrides parts)."""
+        """Training/eval mode for eager forwards (``set_training_at`` overrides parts).
+
+        Args:
+            training: ``True`` (default after build): dropout active, batch statistics
+                updated; ``False``: deterministic forwards.
+        """
         self._training = bool(training)
 
     def _observe_paths(self, top: bool = True) -> tuple[str, ...]:
@@ -490,8 +524,19 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         profiling enabled it runs node by node (see :meth:`profile`); otherwise one
         jitted call.
 
+        Args:
+            x: a batched input (a tuple ``(main, *aux)`` with auxiliary inputs).
+
         Returns:
             The graph's output.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> g = FlowBuilder.from_(Linear(4)).tag("h").through(Linear(1)).build()
+            >>> g(jnp.ones((2, 3))).shape, g.input_shape, g.tagged("h").shape
+            ((2, 1), (3,), (2, 4))
         """
         xs = tuple(jnp.asarray(v) for v in self._inputs(x))
         shapes = tuple(tuple(v.shape[1:]) for v in xs)
@@ -549,11 +594,32 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         Args:
             state: a state pytree to detach (pure: returns a new one, usable in a scan);
                 ``None`` detaches the held variables' state in place.
+
+        Returns:
+            The detached state, or ``None`` when working in place.
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder, StateAdd
+            >>> g = FlowBuilder.from_(Linear(2)).through(StateAdd()).using("m").tag("m").build()
+            >>> p, s = g.init(jax.random.key(0), (2,))
+            >>> _, s = g.apply(p, s, jnp.ones((1, 2)))
+            >>> s = g.detach_state(s)       # truncate backprop through time here
+            >>> g.reset_state(s)["_refs"]["m"].tolist()
+            [[0.0, 0.0]]
         """
         return self._map_refs(jax.lax.stop_gradient, state)
 
     def reset_state(self, state: Any = None) -> Any:
-        """Zero forward-reference state (start of a new sequence); see :meth:`detach_state`."""
+        """Zero forward-reference state (start of a new sequence); see :meth:`detach_state`.
+
+        Args:
+            state: a state pytree (pure); ``None`` resets the held variables in place.
+
+        Returns:
+            The zeroed state, or ``None`` when working in place.
+        """
         return self._map_refs(jnp.zeros_like, state)
 
     def _map_refs(self, fn: Any, state: Any) -> Any:
@@ -664,7 +730,19 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
             self._children[label]._set_observer_state(sub)
 
     def structural_hash(self) -> str:
-        """8-hex-digit hash of the structure (config without label/seed/shapes)."""
+        """8-hex-digit hash of the structure (config without label/seed/shapes).
+
+        Returns:
+            The hash shown by :meth:`tree_summary` and checked by subgraph checkpoints.
+
+        Example:
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> a = FlowBuilder.from_(Linear(2)).label("a").build()
+            >>> b = FlowBuilder.from_(Linear(2)).label("b").build(seed=5)
+            >>> a.structural_hash() == b.structural_hash(), len(a.structural_hash())
+            (True, 8)
+        """
         cfg = self.get_config()
         for k in ("label", "seed", "input_shape"):
             cfg.pop(k, None)
