@@ -240,7 +240,7 @@ class AppliedLoss:
     """A :class:`Loss` attached to a graph node, with named inputs and a weight.
 
     Args:
-        loss: the loss (or a built-in name).
+        loss: the loss, a built-in name, or a per-sample jnp callable (wrapped in ``Loss``).
         on: the node (label or object with ``.label``) the loss belongs to; its outputs
             and targets are what ``"outputs"``/``"targets"`` refer to. In stage-wise
             training the loss trains this node.
@@ -258,12 +258,14 @@ class AppliedLoss:
         2.0
     """
 
-    def __init__(self, loss: Loss | str, on: Any,
+    def __init__(self, loss: Loss | str | Callable[..., Any], on: Any,
                  inputs: Sequence[str] | Mapping[str, str] = ("outputs", "targets"), *,
                  weight: float = 1.0, label: str | None = None) -> None:
-        self.loss = Loss(loss) if isinstance(loss, str) else loss
+        # a name or a bare per-sample jnp callable is wrapped in a Loss (mean reduction)
+        self.loss = Loss(loss) if isinstance(loss, str) or (
+            callable(loss) and not isinstance(loss, Loss)) else loss
         if not isinstance(self.loss, Loss):
-            raise TypeError(f"AppliedLoss: `loss` must be a Loss or a loss name, got "
+            raise TypeError(f"AppliedLoss: `loss` must be a Loss, a loss name or a callable, got "
                             f"{type(loss).__name__}")
         node = getattr(on, "label", on)
         if not isinstance(node, str) or not node:
