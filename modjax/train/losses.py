@@ -116,8 +116,9 @@ class Loss:
             ``(batch,)`` (or ``(batch, ...)``, averaged per sample) or a scalar.
         loss_kwargs: extra keyword arguments (``delta`` for huber, ``margin``, ...).
         reduction: how :class:`AppliedLoss` reduces over the batch: ``"mean"`` (weighted
-            mean over unmasked samples), ``"sum"`` or ``"none"`` (training still
-            optimises the mean; per-sample values are what results report).
+            mean over unmasked samples), ``"sum"`` (weighted sum) or ``"none"``
+            (accepted for seed compatibility: a step needs a scalar, so it reduces
+            like ``"mean"``; per-sample values come from ``Loss.__call__``).
         factory: zero-argument callable returning the loss callable.
 
     Example:

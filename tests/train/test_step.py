@@ -181,3 +181,43 @@ def test_eval_step_records_outputs(regression_data):
     assert float(m["losses"]["head.mse"]) == pytest.approx(float(jnp.mean((out - y) ** 2)), rel=1e-6)
     empty = make_eval_step(g)(g.variables, _batch(x, y))
     assert float(empty["loss"]) == 0.0
+
+
+def test_step_inside_a_user_scan_equals_python_loop(regression_data):
+    x, y = regression_data
+    g = TinyGraph()
+    opt = Optimizer("adam", opt_kwargs={"lr": 1e-2})
+    step = make_train_step(g, [MSE], opt)
+    carry0 = init_train_carry(g.variables, opt, jax.random.key(0))
+    batches = _batch(x.reshape(4, 16, 3), y.reshape(4, 16, 1))
+
+    @jax.jit
+    def epoch(carry, batches):
+        return jax.lax.scan(step, carry, batches)
+
+    scanned, metrics = epoch(carry0, batches)
+    looped, jstep = carry0, jax.jit(step)
+    losses = []
+    for i in range(4):
+        looped, m = jstep(looped, jax.tree.map(lambda a, i=i: a[i], batches))
+        losses.append(float(m["loss"]))
+    assert metrics["loss"].shape == (4,) and int(scanned["step"]) == 4
+    chex.assert_trees_all_close(metrics["loss"], jnp.array(losses), rtol=1e-6)
+    chex.assert_trees_all_close(scanned["variables"], looped["variables"], rtol=1e-6, atol=1e-7)
+    ev = make_eval_step(g, [MSE])
+    batched = jax.jit(jax.vmap(ev, in_axes=(None, 0)))(scanned["variables"], batches)["loss"]
+    one_by_one = [float(ev(scanned["variables"], jax.tree.map(lambda a, i=i: a[i], batches))["loss"])
+                  for i in range(4)]
+    chex.assert_trees_all_close(batched, jnp.array(one_by_one), rtol=1e-6)
+
+
+def test_sum_and_none_reductions():
+    per = jnp.array([1.0, 2.0, 4.0])
+    w = jnp.array([1.0, 0.5, 0.0])
+    s = AppliedLoss(Loss("mse", reduction="sum"), on="head")
+    n = AppliedLoss(Loss("mse", reduction="none"), on="head")
+    m = AppliedLoss(Loss("mse"), on="head", weight=2.0)
+    assert float(s.reduce(per, weights=w)) == 2.0
+    assert float(n.reduce(per, weights=w)) == pytest.approx(2.0 / 1.5)
+    assert float(m.reduce(per, weights=w)) == pytest.approx(2 * 2.0 / 1.5)
+    assert float(s.reduce(per, mask=jnp.zeros(3, bool))) == 0.0
