@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from modjax.data import FeatureSet, SimpleSampler
+from modjax.errors import ShapeMismatchError
 from modjax.graph import ModelGraph, ModelNode
 from modjax.graph.flow import FlowBuilder, StateAdd
 from modjax.graph.models import Dropout, Linear
@@ -99,9 +100,13 @@ def test_eager_forward_reference_state_detach_and_reset_in_place():
     chex.assert_trees_all_close(g(x), 2 * h, atol=1e-6)  # the held state carried over
     g.detach_state()
     chex.assert_trees_all_close(g.variables["state"]["_refs"]["mem"], 2 * h, atol=1e-6)
-    g.reset_state()
-    chex.assert_trees_all_equal(g.variables["state"]["_refs"]["mem"], jnp.zeros((4, 3)))
+    with pytest.raises(ShapeMismatchError, match=r"node 'mem'.*'mem' holds a batch of 4.*has 2"):
+        g(x[:2])                                           # a last, smaller batch
+    g.reset_state()                                        # a new sequence: any batch size
+    chex.assert_trees_all_equal(g.variables["state"]["_refs"]["mem"], jnp.zeros((1, 3)))
     chex.assert_trees_all_close(g(x), h)
+    g.reset_state()
+    chex.assert_trees_all_close(g(x[:2]), h[:2])
 
 
 def test_eager_training_mode_controls_dropout():

@@ -371,6 +371,12 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
             for tag, pid, fwd in e.refs:
                 if fwd:
                     r = old_refs[tag]
+                    if r.shape[0] not in (batch, 1):
+                        raise ShapeMismatchError(
+                            f"graph {self._name!r} node {e.id!r}: forward reference {tag!r} "
+                            f"holds a batch of {r.shape[0]} from the previous call but this "
+                            f"call has {batch}; call reset_state() (a new sequence) or keep "
+                            "the batch size fixed")
                     refs.append(r if r.shape[0] == batch else jnp.broadcast_to(
                         r, (batch, *r.shape[1:])))
                 else:
@@ -615,11 +621,17 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         """Zero forward-reference state (start of a new sequence); see :meth:`detach_state`.
 
         Args:
-            state: a state pytree (pure); ``None`` resets the held variables in place.
+            state: a state pytree (pure: same shapes, usable in a scan); ``None`` resets
+                the held variables in place, back to their initial leading size (1
+                unless ``initialize(batch_size=...)``), so the next eager call may use
+                another batch size.
 
         Returns:
             The zeroed state, or ``None`` when working in place.
         """
+        if state is None:
+            lead = self._state_batch
+            return self._map_refs(lambda a: jnp.zeros((lead, *a.shape[1:]), a.dtype), None)
         return self._map_refs(jnp.zeros_like, state)
 
     def _map_refs(self, fn: Any, state: Any) -> Any:
