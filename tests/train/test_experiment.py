@@ -10,6 +10,7 @@ from train_helpers import make_branching_graph, make_featureset, make_mlp_graph,
 from modjax.data import SimpleSampler
 from modjax.data.scalers import StandardScaler
 from modjax.train import (
+    Callback,
     CrossValidation,
     CVBinding,
     EvalPhase,
@@ -145,11 +146,27 @@ def test_cross_validation_folds_disjoint_covering_same_start():
     g = make_mlp_graph(fs)
     exp = Experiment.from_active_context("cv")
     init = g.variables
-    tp = train_phase(n_epochs=2)
+    starts, splits = [], []
+
+    class AtStart(Callback):
+        def on_phase_start(self, *, phase, **kw):
+            starts.append(phase.current_variables())
+            splits.append((fs.get_split("train"), fs.get_split("val")))
+
+    tp = train_phase(n_epochs=2, callbacks=[AtStart()])
     ev = EvalPhase.from_split("val", split="val", losses=[mse_on("mlp")])
     cv = CrossValidation(bindings=CVBinding(fs, ["train", "val"]), n_folds=4, seed=1,
                          phase=PhaseGroup("tmpl", [tp, ev]), experiment=exp)
     out = cv.run(show_fold_progress=False)
+    # every fold starts from the same initial variables
+    assert len(starts) == 4
+    for v in starts:
+        chex.assert_trees_all_equal(v, init)
+    # folds are views (row indices) of the one FeatureSet, not copies of its table
+    for (tr, va), rows in zip(splits, out.fold_rows):
+        assert tr.source is fs and va.source is fs
+        np.testing.assert_array_equal(np.sort(tr.indices), rows["fs"][0])
+        np.testing.assert_array_equal(np.sort(va.indices), rows["fs"][1])
     vals = [rows["fs"][1] for rows in out.fold_rows]
     allv = np.concatenate(vals)
     assert len(allv) == len(np.unique(allv)) == 160  # disjoint and covering
@@ -160,7 +177,12 @@ def test_cross_validation_folds_disjoint_covering_same_start():
         used = fr.get_eval_result("val").source_view("mlp").indices
         np.testing.assert_array_equal(np.sort(used), rows["fs"][1])
     s = out.summary()
-    assert set(s) >= {"train.train_loss", "val.mlp.mse"} and s["val.mlp.mse"]["std"] >= 0
+    assert set(s) >= {"train.train_loss", "val.mlp.mse"}
+    per_fold = np.array([m["val.mlp.mse"] for m in out.fold_metrics()])
+    assert len(per_fold) == 4 and per_fold.std() > 0  # different folds, different losses
+    assert s["val.mlp.mse"]["mean"] == pytest.approx(per_fold.mean(), rel=1e-12)
+    assert s["val.mlp.mse"]["std"] == pytest.approx(per_fold.std(), rel=1e-12)
+    assert s["val.mlp.mse"]["min"] == per_fold.min() and s["val.mlp.mse"]["max"] == per_fold.max()
     # state and splits are restored afterwards
     chex.assert_trees_all_equal(g.variables, init)
     assert fs.get_split("train").n_samples == 120
