@@ -274,12 +274,15 @@ def load_experiment(cls: type, path: str | Path, *, checkpoint_dir: str | Path |
     restored; saved checkpoints are copied into ``checkpoint_dir`` when given.
     """
     art = open_artifact(path, kind="experiment")
+    id_map = {}
     for node_id in art.extra.get("featuresets", []):
-        read_featureset_files(art, None, overwrite=overwrite,
-                              allow_packaged_code=allow_packaged_code,
-                              prefix=f"featuresets/{node_id}/")
+        fs = read_featureset_files(art, None, overwrite=overwrite,
+                                   allow_packaged_code=allow_packaged_code,
+                                   prefix=f"featuresets/{node_id}/")
+        if fs.node_id != node_id:
+            id_map[node_id] = fs.node_id  # reloaded under a new id: references follow it
     exp = object_from_artifact(art, cls, overwrite=overwrite,
-                               allow_packaged_code=allow_packaged_code)
+                               allow_packaged_code=allow_packaged_code, id_map=id_map)
     _restore_state(exp, art)
     if art.extra.get("checkpoints"):
         if checkpoint_dir is None:

@@ -136,3 +136,22 @@ def test_hand_built_results_round_trip_and_truncation_names_the_run():
     with pytest.raises(CheckpointError, match=r"history\[0\] 'hist'.*incomplete"):
         history_from_payload(runs, {}, where="history")
     assert HISTORY_FILE == "history.json"
+
+
+def test_experiment_load_follows_a_featureset_reloaded_under_a_new_id(tmp_path):
+    exp = _experiment(n_epochs=1)
+    fs = exp.ctx.get_node("data")
+    fs.save(tmp_path / "fs")
+    exp.save(tmp_path / "exp")
+    with ExperimentContext().activate() as ctx:
+        FeatureSet.load(tmp_path / "fs")  # the FeatureSet id is taken before the load
+        with pytest.warns(UserWarning, match="overwriting registered node 'data'"):
+            back = Experiment.load(tmp_path / "exp")  # the label follows the context policy
+        reloaded = ctx.get_node("data")
+        assert reloaded.node_id != fs.node_id
+        ref = next(iter(back.model_graph.nodes.values())).upstream_ref
+        assert ref.featureset_id == reloaded.node_id
+    with ExperimentContext().activate() as ctx:
+        FeatureSet.load(tmp_path / "fs")
+        Experiment.load(tmp_path / "exp", overwrite=True)
+        assert ctx.get_node("data").node_id == fs.node_id

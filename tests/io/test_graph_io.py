@@ -11,7 +11,7 @@ import pytest
 
 from modjax.context import ExperimentContext
 from modjax.data import FeatureSet
-from modjax.errors import CheckpointError, LabelPathError
+from modjax.errors import CheckpointError, LabelPathError, RegistrationError
 from modjax.graph import ModelGraph, ModelNode, SequentialMLP
 from modjax.train import Optimizer
 
@@ -136,3 +136,26 @@ def test_unbuilt_graph_saves_structure_only(tmp_path):
     assert not h.is_built and h.node_labels == ["Encoder"]
     with pytest.raises(CheckpointError, match=r"graph 'model-graph' is not built"):
         g.save_checkpoint(tmp_path / "c")
+
+
+def test_load_without_overwrite_gives_colliding_nodes_new_ids(tmp_path):
+    fs, g = _graph(seed=4)
+    g.save(tmp_path / "g")
+    old_ids = {n.label: n.node_id for n in g.nodes.values()}
+    h = ModelGraph.load(tmp_path / "g")  # same context: every node id is taken
+    new_ids = {n.label: n.node_id for n in h.nodes.values()}
+    assert set(new_ids) == set(old_ids) and not set(new_ids.values()) & set(old_ids.values())
+    # the Head's reference followed its Encoder's new id
+    chex.assert_trees_all_equal(_out(h), _out(g))
+    same = ModelGraph.load(tmp_path / "g", overwrite=True)
+    assert {n.label: n.node_id for n in same.nodes.values()} == old_ids
+
+
+def test_load_collision_under_error_policy_names_the_label(tmp_path):
+    with ExperimentContext(registration_policy="error").activate():
+        _, g = _graph(seed=5)
+        g.save(tmp_path / "g")
+        with pytest.raises(RegistrationError, match=r"node labelled 'Encoder' is already registered"):
+            ModelGraph.load(tmp_path / "g")
+        back = ModelGraph.load(tmp_path / "g", overwrite=True)
+        chex.assert_trees_all_equal(back.variables, g.variables)
