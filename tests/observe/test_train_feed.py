@@ -184,3 +184,32 @@ def test_record_batch_tags_errors_leave_buffers_empty():
     obs.record_batch_tags({"a": {"default": np.array([[1.0, 3.0], [7.0, 7.0]])}},
                           mask=np.array([[True, True], [False, False]]))
     assert obs.collected("a") == [2.0] and obs.flush() == {"a": 2.0}
+
+
+def test_phase_stamps_the_start_so_epoch_one_counts_in_full(fresh_context):
+    """Durations, ETA and elapsed of an Experiment-fed observer, on a controlled clock."""
+
+    class Clock:
+        t = 1000.0
+
+        def __call__(self):
+            return self.t
+
+    clock = Clock()
+    fs = _featureset()
+    node = ModelNode("net", SequentialMLP(n_layers=1, hidden_dim=4), upstream_ref=fs.reference())
+    ModelGraph([node], optimizer=Optimizer("sgd", opt_kwargs={"lr": LR})).build(key=0)
+    obs = Observer(clock=clock)
+
+    class Tick(Callback):  # epoch e "takes" 2 + e seconds, before its scan runs
+        def on_epoch_start(self, *, epoch, **kw):
+            clock.t += 2.0 + epoch
+
+    exp = Experiment.from_active_context("clocked", observer=obs)
+    exp.execution_plan.add_phase(_phase(callbacks=[Tick()]))
+    exp.run(show_training_progress=False)
+    assert obs.start_time() == 1000.0  # stamped at phase start, not at the first record
+    assert obs.flush_times() == [1002.0, 1005.0, 1009.0]
+    assert obs.epoch_durations() == [2.0, 3.0, 4.0]
+    assert obs.last_flush_duration() == 4.0 and obs.elapsed() == 9.0
+    assert obs.eta(10) == pytest.approx(3.0 * 7) and obs.eta(10, window=1) == pytest.approx(28.0)
