@@ -193,6 +193,16 @@ def history_from_payload(runs: list[dict[str, Any]], arrays: Any, *, graph: Any 
 
     Returns:
         A list of ExperimentRun with their results.
+
+    Raises:
+        CheckpointError: a record or its arrays are incomplete (names the run).
+
+    Example:
+        >>> from modjax.train.experiment import ExperimentRun
+        >>> runs, arrays = history_payload([ExperimentRun("fit", status="failed", error="boom")])
+        >>> back = history_from_payload(runs, arrays)[0]
+        >>> back.label, back.status, back.error
+        ('fit', 'failed', 'boom')
     """
     from modjax.train.experiment import ExperimentRun
 

@@ -377,6 +377,12 @@ class Checkpointing:
 
         Raises:
             CheckpointError: the checkpoint on disk is truncated or does not match ``like``.
+
+        Example:
+            >>> ck = Checkpointing(mode="memory")
+            >>> ck.record_memory(2, {"variables": {"w": 1.0}})
+            >>> ck.snapshot_for(2, like={}), ck.snapshot_for(5, like={})
+            ({'variables': {'w': 1.0}}, None)
         """
         if self._mode == "memory":
             return self.get_state(key)
