@@ -111,6 +111,10 @@ def test_named_scopes_reach_the_compiled_program():
     hlo = jax.jit(lambda p, s, x: g.apply(p, s, x)[0]).lower(
         v["params"], v["state"], X).as_text(debug_info=True)
     assert "encoder/hidden" in hlo and "head_1" in hlo
+    # every traced equation carries its node's scope: the names reach the jaxpr too
+    jaxpr = jax.make_jaxpr(lambda p, s, x: g.apply(p, s, x)[0])(v["params"], v["state"], X)
+    scopes = {str(e.source_info.name_stack) for e in jaxpr.jaxpr.eqns}
+    assert scopes == {"encoder/hidden", "encoder/energy", "Linear_0", "head_0", "head_1", "loss"}
 
 
 def test_dot_structure():
