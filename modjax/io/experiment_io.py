@@ -34,6 +34,7 @@ from modjax.io import async_writer
 from modjax.io.atomic import POINTER_FILE, read_pointer
 from modjax.io.checkpoints import open_artifact, write_artifact
 from modjax.io.featureset_io import featureset_payload, read_featureset_files, write_table
+from modjax.io.graph_io import frozen_paths_of, set_frozen
 from modjax.io.history import history_from_payload, history_payload
 from modjax.io.objects import CONFIG_FILE, config_envelope, object_from_artifact
 from modjax.io.registry import registered_name
@@ -122,7 +123,8 @@ def save_experiment_checkpoint(exp: Any, name: str | Path, *, overwrite: bool = 
                           items={"experiment": exp.get_state(), **hist_items},
                           json_files=json_files, meta=meta,
                           extra={"experiment_label": getattr(exp, "label", None),
-                                 "class": registered_name(exp)},
+                                 "class": registered_name(exp),
+                                 "frozen_paths": _graph_frozen(exp)},
                           overwrite=overwrite, blocking=blocking)
 
 
@@ -135,10 +137,24 @@ def _set_state_atomically(exp: Any, new_state: Any) -> None:
         raise
 
 
+def _graph_frozen(exp: Any) -> list[str] | None:
+    graph = getattr(exp, "model_graph", None)
+    return None if graph is None else frozen_paths_of(graph)
+
+
 def _restore_state(exp: Any, art: Any) -> None:
     # Everything is read before anything is set: a bad artifact leaves exp unchanged.
     runs = _read_history(exp, art)
+    frozen = art.extra.get("frozen_paths")
+    graph = getattr(exp, "model_graph", None)
+    old_frozen = _graph_frozen(exp)
     _set_state_atomically(exp, art.restore("experiment", template=exp.get_state()))
+    if frozen is not None and graph is not None:
+        try:
+            set_frozen(graph, frozen)
+        except BaseException:
+            set_frozen(graph, old_frozen)
+            raise
     if runs is not None:
         _history_list(exp)[:] = runs
 

@@ -21,7 +21,7 @@ from modjax.io.reports import LoadReport
 from modjax.io.subtree import extract_subtree, load_subtree
 
 __all__ = ["save_graph", "load_graph", "save_graph_checkpoint", "restore_graph_checkpoint",
-           "load_graph_subtree", "GRAPH_KINDS"]
+           "load_graph_subtree", "set_frozen", "frozen_paths_of", "GRAPH_KINDS"]
 
 GRAPH_KINDS = ("graph", "graph_checkpoint")
 
@@ -51,6 +51,22 @@ def _opt_state(graph: Any) -> Any:
 
 def _frozen(graph: Any) -> list[str]:
     return sorted(join_path(split_path(p)) for p in (getattr(graph, "frozen_paths", None) or ()))
+
+
+def frozen_paths_of(graph: Any) -> list[str]:
+    """The graph's frozen label paths, sorted (``[]`` for hosts without freezing)."""
+    return _frozen(graph)
+
+
+def set_frozen(graph: Any, paths: Any) -> None:
+    """Make ``graph``'s frozen label paths exactly ``paths`` (thaw the others)."""
+    old_frozen, new_frozen = set(_frozen(graph)), set(paths)
+    if old_frozen - new_frozen:
+        # ModelGraph calls it unfreeze, the flow Graph tree calls it thaw.
+        thaw = getattr(graph, "unfreeze", None) or graph.thaw
+        thaw(sorted(old_frozen - new_frozen))
+    if new_frozen - old_frozen:
+        graph.freeze(sorted(new_frozen - old_frozen))
 
 
 def _items(graph: Any, at: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -116,7 +132,6 @@ def _apply_checkpoint(graph: Any, art: Artifact) -> None:
         target = graph.variables
     new_vars, _ = load_subtree(target, None, art, strict=True, where=where)
     old_opt = _opt_state(graph)
-    old_frozen = set(_frozen(graph))
     new_frozen = set(art.extra.get("frozen_paths", []))
     graph.set_variables(new_vars)
     new_opt = None
@@ -126,12 +141,7 @@ def _apply_checkpoint(graph: Any, art: Artifact) -> None:
         if "opt_state" in art.items and target_opt is not None:
             new_opt = art.restore("opt_state", target_opt)
             graph.set_opt_state(new_opt)
-        if old_frozen - new_frozen:
-            # ModelGraph calls it unfreeze, the flow Graph tree calls it thaw.
-            thaw = getattr(graph, "unfreeze", None) or graph.thaw
-            thaw(sorted(old_frozen - new_frozen))
-        if new_frozen - old_frozen:
-            graph.freeze(sorted(new_frozen - old_frozen))
+        set_frozen(graph, new_frozen)
     except BaseException:
         if old_vars is not None:
             graph.set_variables(old_vars)

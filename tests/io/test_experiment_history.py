@@ -155,3 +155,17 @@ def test_experiment_load_follows_a_featureset_reloaded_under_a_new_id(tmp_path):
         FeatureSet.load(tmp_path / "fs")
         Experiment.load(tmp_path / "exp", overwrite=True)
         assert ctx.get_node("data").node_id == fs.node_id
+
+
+def test_experiment_checkpoint_restores_the_frozen_set(tmp_path):
+    exp = _experiment(n_epochs=1)
+    exp.set_checkpoint_dir(tmp_path / "ck")
+    g = exp.model_graph
+    g.freeze(["mlp"])
+    exp.save_checkpoint("frozen")
+    g.unfreeze()
+    exp.save_checkpoint("thawed")
+    exp.restore_checkpoint("frozen")
+    assert g.frozen_paths == {"mlp"}
+    exp.restore_checkpoint("thawed")
+    assert g.frozen_paths == set()
