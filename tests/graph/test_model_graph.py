@@ -221,6 +221,42 @@ def test_init_is_deterministic_and_per_label(ref):
                            v1["params"]["Head"]["layer_0"]["kernel"])
 
 
+def test_grouped_init_equals_each_node_init_on_its_own_key(ref):
+    """Nodes are initialised together (shared draws, broadcast constants, per-model
+    maps); every node's values must still be exactly ``init(fold_in(key, label))``."""
+    from modjax.graph import model_graph as mg
+    from modjax.graph.models import Conv1D
+
+    small = [ModelNode(f"S{i}", mlp((1, 4), n=2, h=6), ref) for i in range(2)]
+    lin = ModelNode("Lin", Linear(5), small[0])
+    big = ModelNode("Big", mlp((1, 8), n=2, h=64), ref)  # > 4x the draws: its own bucket
+    nodes = [*small, lin, big, ModelNode("BN", BatchNorm(), small[1]),
+             ModelNode("Conv", Conv1D(2, kernel_size=3), ref),  # draws normals: own init
+             ModelNode("Id", Identity(), lin)]
+    g = ModelGraph(nodes)
+    key = jax.random.key(11)
+    v = jax.jit(g.init)(key)
+
+    @jax.jit
+    def one_by_one(k):
+        return {n.label: n.model.init(jax.random.fold_in(k, label_seed(n.label)), n.input_shape)
+                for n in nodes}
+
+    want = one_by_one(key)
+    chex.assert_trees_all_equal({lab: (v["params"][lab], v["state"][lab]) for lab in want},
+                                want)
+    # buckets: largest first; a group joins while it needs >= 1/4 of the bucket's draws
+    assert mg._draw_buckets([408, 280, 136, 0, None, 2000], True) == [[5], [0, 1, 2]]
+    assert mg._draw_buckets([408, 280, 408, 0], False) == [[0, 2], [1]]
+    assert mg._prefix_draws(key)
+    with jax.threefry_partitionable(False):  # draws are then not prefixes of longer ones
+        assert not mg._prefix_draws(key)
+    model, shp = mlp((1, 4), n=3, h=5), (2, 3)
+    model.build(shp)
+    u = jax.random.uniform(key, (model.init_draws(shp),), jnp.float32, -1.0, 1.0)
+    chex.assert_trees_all_equal(model.init_from_draws(u, shp), model.init(key, shp))
+
+
 def test_train_mode_state_and_dropout_keys(ref, x):
     a = ModelNode("BN", BatchNorm(momentum=0.5), ref)
     d = ModelNode("Drop", Dropout(0.5), a)

@@ -51,6 +51,8 @@ class BaseModel:
     backend = "jax"
     #: The config fully determines init/apply, so identical nodes share traced work.
     _config_determines_model = True
+    #: ``init`` ignores its key (constant initial values).
+    _key_free_init = False
 
     def __init__(self, *, input_shape: Any = None, output_shape: Any = None,
                  **init_args: Any) -> None:
@@ -117,6 +119,35 @@ class BaseModel:
     def apply(self, params: Any, state: Any, x: Any, *, key: Any = None,
               train: bool = False) -> tuple[Any, Any]:  # pragma: no cover
         raise TypeError(f"{type(self).__name__} must implement apply")
+
+    def init_draws(self, input_shape: Shape) -> int | None:
+        """How many float32 draws from ``U[-1, 1)`` :meth:`init` consumes, or None.
+
+        A model that answers an int promises ``init(key, s) ==
+        init_from_draws(jax.random.uniform(key, (init_draws(s),), float32, -1, 1), s)``
+        bit for bit. The graph then draws the randomness of many nodes in one program
+        (what keeps building hundreds of nodes cheap to compile). None (the default for
+        models whose init draws other distributions) makes the graph call :meth:`init`.
+
+        Example:
+            >>> from modjax.graph.models import BatchNorm, Conv1D
+            >>> BatchNorm().init_draws((3,)), Conv1D(2).init_draws((1, 8))
+            (0, None)
+        """
+        return 0 if self._key_free_init else None
+
+    def init_from_draws(self, u: Any, input_shape: Shape) -> tuple[Any, Any]:
+        """:meth:`init` with its randomness given as ``init_draws`` uniform draws ``u``.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from modjax.graph.models import LayerNorm
+            >>> LayerNorm().init_from_draws(jnp.zeros(0), (2,))[0]["scale"].tolist()
+            [1.0, 1.0]
+        """
+        if not self._key_free_init:
+            raise TypeError(f"{type(self).__name__} draws its own randomness; call init(key, ...)")
+        return self.init(None, input_shape)
 
     # ---------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:

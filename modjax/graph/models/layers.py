@@ -83,9 +83,24 @@ class Linear(BaseModel):
         return feats
 
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
-        from modjax.graph.models.mlp import torch_linear_init
+        from modjax.graph.models.mlp import linear_draws
 
-        params = torch_linear_init(key, [(int(input_shape[-1]), self._width())])[0]
+        u = jax.random.uniform(key, (linear_draws(self._dims(input_shape)),), jnp.float32,
+                               -1.0, 1.0)
+        return self.init_from_draws(u, input_shape)
+
+    def _dims(self, input_shape: Shape) -> list[tuple[int, int]]:
+        return [(int(input_shape[-1]), self._width())]
+
+    def init_draws(self, input_shape: Shape) -> int:
+        from modjax.graph.models.mlp import linear_draws
+
+        return linear_draws(self._dims(input_shape))
+
+    def init_from_draws(self, u: jax.Array, input_shape: Shape) -> tuple[dict, dict]:
+        from modjax.graph.models.mlp import torch_linear_from_uniform
+
+        params = torch_linear_from_uniform(u, self._dims(input_shape))[0]
         if not self.use_bias:
             del params["bias"]
         return params, {}
@@ -200,6 +215,8 @@ class Dropout(BaseModel):
         (True, [1.0])
     """
 
+    _key_free_init = True  # constant initial values
+
     def __init__(self, rate: float = 0.5, *, input_shape: Any = None) -> None:
         if not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate}")
@@ -235,6 +252,8 @@ class Identity(BaseModel):
         >>> Identity().apply({}, {}, jnp.arange(3.0))[0].tolist()
         [0.0, 1.0, 2.0]
     """
+
+    _key_free_init = True  # constant initial values
 
     def __init__(self, *, input_shape: Any = None) -> None:
         super().__init__(input_shape=input_shape)

@@ -17,6 +17,39 @@ __all__ = ["SequentialMLP"]
 
 
 
+def linear_draws(dims: list[tuple[int, int]]) -> int:
+    """Number of uniform draws :func:`torch_linear_init` uses for these layers.
+
+    Example:
+        >>> linear_draws([(4, 3), (3, 1)])
+        19
+    """
+    return sum(d_in * d_out + d_out for d_in, d_out in dims)
+
+
+def torch_linear_from_uniform(u: jax.Array, dims: list[tuple[int, int]]
+                              ) -> list[dict[str, jax.Array]]:
+    """Dense layers cut from ``linear_draws(dims)`` uniform draws in ``[-1, 1)``.
+
+    Each kernel and bias is scaled to ``[-1/sqrt(d_in), 1/sqrt(d_in))``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> layer = torch_linear_from_uniform(jnp.ones(5), [(4, 1)])[0]
+        >>> layer["kernel"].tolist(), layer["bias"].tolist()
+        ([[0.5], [0.5], [0.5], [0.5]], [0.5])
+    """
+    out, off = [], 0
+    for d_in, d_out in dims:
+        bound = 1.0 / math.sqrt(max(d_in, 1))
+        kernel = u[off: off + d_in * d_out].reshape(d_in, d_out) * bound
+        off += d_in * d_out
+        bias = u[off: off + d_out] * bound
+        off += d_out
+        out.append({"kernel": kernel, "bias": bias})
+    return out
+
+
 def torch_linear_init(key: Any, dims: list[tuple[int, int]]) -> list[dict[str, jax.Array]]:
     """Dense layers ``[{"kernel": (d_in, d_out), "bias": (d_out,)}]`` drawn like
     ``torch.nn.Linear`` (what ModularML's torch ``SequentialMLP`` starts from).
@@ -30,17 +63,8 @@ def torch_linear_init(key: Any, dims: list[tuple[int, int]]) -> list[dict[str, j
         >>> [p["kernel"].shape for p in torch_linear_init(jax.random.key(0), [(4, 3), (3, 1)])]
         [(4, 3), (3, 1)]
     """
-    total = sum(d_in * d_out + d_out for d_in, d_out in dims)
-    u = jax.random.uniform(key, (total,), jnp.float32, -1.0, 1.0)
-    out, off = [], 0
-    for d_in, d_out in dims:
-        bound = 1.0 / math.sqrt(max(d_in, 1))
-        kernel = u[off: off + d_in * d_out].reshape(d_in, d_out) * bound
-        off += d_in * d_out
-        bias = u[off: off + d_out] * bound
-        off += d_out
-        out.append({"kernel": kernel, "bias": bias})
-    return out
+    u = jax.random.uniform(key, (linear_draws(dims),), jnp.float32, -1.0, 1.0)
+    return torch_linear_from_uniform(u, dims)
 
 
 @register("SequentialMLP")
@@ -93,6 +117,13 @@ class SequentialMLP(BaseModel):
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
         """``{"layer_i": {"kernel", "bias"}}``, initialised like ``torch.nn.Linear``."""
         layers = torch_linear_init(key, self._widths(tuple(input_shape)))
+        return {f"layer_{i}": p for i, p in enumerate(layers)}, {}
+
+    def init_draws(self, input_shape: Shape) -> int:
+        return linear_draws(self._widths(tuple(input_shape)))
+
+    def init_from_draws(self, u: jax.Array, input_shape: Shape) -> tuple[dict, dict]:
+        layers = torch_linear_from_uniform(u, self._widths(tuple(input_shape)))
         return {f"layer_{i}": p for i, p in enumerate(layers)}, {}
 
     def apply(self, params: dict, state: dict, x: jax.Array, *, key: Any = None,

@@ -49,6 +49,8 @@ class LayerNorm(BaseModel):
         (0.0, 1.0)
     """
 
+    _key_free_init = True  # constant initial values
+
     def __init__(self, axis: int | tuple[int, ...] = -1, epsilon: float = 1e-5,
                  use_scale: bool = True, use_bias: bool = True, *,
                  input_shape: Any = None) -> None:
@@ -123,6 +125,8 @@ class BatchNorm(BaseModel):
         >>> s2["mean"].tolist(), y[:, 0].round(3).tolist()
         ([0.5, 1.5], [-1.0, 1.0])
     """
+
+    _key_free_init = True  # constant initial values
 
     def __init__(self, axis: int | tuple[int, ...] = -1, momentum: float = 0.99,
                  epsilon: float = 1e-5, use_scale: bool = True, use_bias: bool = True, *,

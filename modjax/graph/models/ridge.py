@@ -39,6 +39,8 @@ class RidgeRegression(BaseModel):
         [[13.0]]
     """
 
+    _key_free_init = True  # constant initial values
+
     def __init__(self, alpha: float = 1.0, fit_intercept: bool = True, output_shape: Any = None,
                  *, input_shape: Any = None) -> None:
         if float(alpha) < 0:
