@@ -92,6 +92,12 @@ def test_saved_experiment_keeps_history_and_metrics(tmp_path):
         assert back.last_run.results.label == "val"
         # the reloaded results point at the reloaded graph and FeatureSet
         assert back.history[0].results.flatten()["train"].graph is back.model_graph
+    exp.run_phase(exp.execution_plan.all[1])
+    with pytest.raises(FileExistsError, match=r"exp' already exists; pass overwrite=True"):
+        exp.save(tmp_path / "exp")
+    exp.save(tmp_path / "exp", overwrite=True)
+    with ExperimentContext().activate():
+        assert len(Experiment.load(tmp_path / "exp").history) == 3
 
 
 def test_experiment_checkpoint_restores_history(tmp_path):
