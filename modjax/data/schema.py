@@ -250,14 +250,28 @@ def column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     for _ in shape:
         leaf = leaf.flatten()
     if pa.types.is_string(leaf.type) or pa.types.is_large_string(leaf.type):
-        out = leaf.to_numpy(zero_copy_only=False).astype(object, copy=False)
+        out = np.asarray(leaf.to_pylist(), dtype=object)
     elif pa.types.is_list(leaf.type) or pa.types.is_large_list(leaf.type):
         raise ValueError("variable-length list columns are not supported; use fixed-size lists")
     else:
         if leaf.null_count:
             raise ValueError(f"column has {leaf.null_count} null values; fill them first")
-        out = leaf.to_numpy(zero_copy_only=False)
+        out = _primitive_to_numpy(leaf)
     return out.reshape((n, *shape))
+
+
+def _primitive_to_numpy(leaf: pa.Array) -> np.ndarray:
+    """Numeric Arrow array -> numpy view of its value buffer (zero-copy).
+
+    Reading the buffer directly also keeps pyarrow's ``to_numpy`` from importing pandas
+    (seconds on a loaded machine) the first time a column is read.
+    """
+    typ = leaf.type
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        dtype = np.dtype(typ.to_pandas_dtype())
+        return np.frombuffer(leaf.buffers()[1], dtype=dtype, count=len(leaf),
+                             offset=leaf.offset * dtype.itemsize)
+    return leaf.to_numpy(zero_copy_only=False)  # booleans are bit-packed: convert
 
 
 def leaf_dtype(typ: pa.DataType) -> np.dtype | None:
