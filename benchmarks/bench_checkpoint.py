@@ -5,7 +5,8 @@ Graphs: the reference workload's SequentialMLP(n_layers=2, hidden_dim=32) on 10 
 Adam optimizer state (so the 50M graph writes ~150M floats: params + two moments).
 The load average is printed with the figures (the machine may be shared).
 
-What is timed (median of ``--repeats`` runs, each to a fresh directory):
+What is timed (median of ``--repeats`` runs, each to a fresh directory; the three
+writers, then the three readers, run round-robin so they share the machine's state):
   modjax    ``graph.save_checkpoint(path)`` / ``graph.restore_checkpoint(path)``: atomic
             generation + manifest + fsync + Orbax, restore checks sizes/structure and
             places arrays with the graph's shardings.
@@ -66,6 +67,19 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def interleaved(fns, repeats: int) -> list[float]:
+    """Median time of each function, run round-robin so that all see the same machine
+    load and page-cache state (the box is shared)."""
+    times: list[list[float]] = [[] for _ in fns]
+    for i in range(repeats):
+        for j, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn(i)
+            jax.block_until_ready(jax.tree.leaves(_last[0])) if _last else None
+            times[j].append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]
+
+
 _last: list = []
 
 
@@ -106,11 +120,11 @@ def bench(name: str, graph: ModelGraph, repeats: int, root: Path) -> None:
             _last[:] = [[z[k] for k in z.files]]
 
     _last.clear()
-    s_mj, s_ocp, s_np = (timed(f, repeats) for f in (mj_save, ocp_save, np_save))
+    s_mj, s_ocp, s_np = interleaved((mj_save, ocp_save, np_save), repeats)
     a_mj = timed(mj_async, repeats)
     for f in pending:
         f.result()
-    r_mj, r_ocp, r_np = (timed(f, repeats) for f in (mj_restore, ocp_restore, np_restore))
+    r_mj, r_ocp, r_np = interleaved((mj_restore, ocp_restore, np_restore), repeats)
     print(f"\n{name}: {n_params(graph):,} params, checkpoint {nbytes / 2**20:.1f} MiB "
           f"(params + Adam state), median of {repeats}, load average {_load()}")
     print(f"  save     modjax {s_mj * 1e3:9.1f} ms | orbax {s_ocp * 1e3:9.1f} ms | "
