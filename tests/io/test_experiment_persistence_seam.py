@@ -1,6 +1,7 @@
 """ExperimentPersistence against the contract surface, with a minimal host experiment.
 
-Real Experiment tests (resume exactness) are in test_experiment_io.py.
+Real Experiment tests are in test_experiment_resume.py (resume exactness) and
+test_experiment_history.py (history, frozen set, id collisions).
 """
 
 from __future__ import annotations
