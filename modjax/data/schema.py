@@ -271,7 +271,10 @@ def _primitive_to_numpy(leaf: pa.Array) -> np.ndarray:
         dtype = np.dtype(typ.to_pandas_dtype())
         return np.frombuffer(leaf.buffers()[1], dtype=dtype, count=len(leaf),
                              offset=leaf.offset * dtype.itemsize)
-    return leaf.to_numpy(zero_copy_only=False)  # booleans are bit-packed: convert
+    if pa.types.is_boolean(typ):  # bit-packed: unpack (a copy)
+        bits = np.unpackbits(np.frombuffer(leaf.buffers()[1], dtype=np.uint8), bitorder="little")
+        return bits[leaf.offset:leaf.offset + len(leaf)].astype(bool)
+    return leaf.to_numpy(zero_copy_only=False)
 
 
 def leaf_dtype(typ: pa.DataType) -> np.dtype | None:

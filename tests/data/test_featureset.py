@@ -310,3 +310,17 @@ def test_null_values_are_reported_with_their_column():
     with pytest.raises(ValueError, match="FeatureSet 'holes' column 'features.x.raw': column "
                                          "has 1 null values"):
         fs.get_features()
+
+
+def test_boolean_and_sliced_columns_read_exactly():
+    from modjax.data.schema import column_to_numpy
+    b = np.random.default_rng(0).random(37) > 0.5
+    for off in (0, 1, 7, 9):
+        np.testing.assert_array_equal(column_to_numpy(pa.array(b).slice(off)), b[off:])
+    grid = pa.FixedSizeListArray.from_arrays(pa.array(b[1:]), 4)
+    np.testing.assert_array_equal(column_to_numpy(grid), b[1:].reshape(9, 4))
+    ints = pa.array(np.arange(20, dtype=np.int16)).slice(5, 6)
+    out = column_to_numpy(ints)
+    assert out.dtype == np.int16 and out.tolist() == list(range(5, 11))
+    fs = FeatureSet.from_dict("flags", {"x": np.arange(4.0), "ok": b[:4]}, "x", None, "ok")
+    np.testing.assert_array_equal(fs.get_tags()[:, 0], b[:4])
