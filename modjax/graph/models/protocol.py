@@ -15,7 +15,10 @@ Optional extensions the graph uses when present:
 * ``apply_capture(params, state, x, *, key=None, train=False, capture=())
   -> (y, new_state, captured)``: a model that has tagged internal values (a flow
   ``Graph``) returns the requested ones, keyed by their dotted tag path,
-* ``fit(params, state, x, y) -> (params, state)``: closed-form fitting (:class:`Fittable`).
+* ``fit(params, state, x, y) -> (params, state)``: closed-form fitting (:class:`Fittable`),
+* ``init_draws(input_shape) -> int | None`` and ``init_from_draws(u, input_shape)``: an
+  init whose only randomness is ``init_draws`` uniform draws in ``[-1, 1)``; the graph
+  then draws them for many nodes at once (see ``BaseModel.init_draws``).
 
 :func:`as_model` turns Flax NNX modules, Flax Linen modules and ``(init_fn, apply_fn)``
 pairs into models.
