@@ -269,9 +269,11 @@ def _primitive_to_numpy(leaf: pa.Array) -> np.ndarray:
     typ = leaf.type
     if pa.types.is_integer(typ) or pa.types.is_floating(typ):
         dtype = np.dtype(typ.to_pandas_dtype())
+        if not len(leaf):  # some producers leave an empty array without a value buffer
+            return np.zeros(0, dtype=dtype)
         return np.frombuffer(leaf.buffers()[1], dtype=dtype, count=len(leaf),
                              offset=leaf.offset * dtype.itemsize)
-    if pa.types.is_boolean(typ):  # bit-packed: unpack (a copy)
+    if pa.types.is_boolean(typ) and len(leaf):  # bit-packed: unpack (a copy)
         bits = np.unpackbits(np.frombuffer(leaf.buffers()[1], dtype=np.uint8), bitorder="little")
         return bits[leaf.offset:leaf.offset + len(leaf)].astype(bool)
     return leaf.to_numpy(zero_copy_only=False)
