@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from modjax.errors import CheckpointError
+from modjax.errors import CheckpointError, ConfigError
 from modjax.io.registry import deserialize, serialize
 
 __all__ = ["history_payload", "history_from_payload"]
@@ -71,8 +72,16 @@ def _phase_payload(res: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]
         bindings = {}
         b_arrays = {}
         for key, b in rec.bindings.items():
-            bindings[key] = {"node": b.node, "view": serialize(b.view),
-                             "reference": None if b.reference is None else serialize(b.reference)}
+            try:
+                cfg = {"node": b.node, "view": serialize(b.view),
+                       "reference": None if b.reference is None else serialize(b.reference)}
+            except ConfigError as err:
+                # Losses and metrics are still worth keeping; only the sample lookups go.
+                warnings.warn(f"{where}: epoch {rec.epoch} binding {key!r} is not saved "
+                              f"(stacked_tensors/source_view will not answer for it): {err}",
+                              stacklevel=2)
+                continue
+            bindings[key] = cfg
             b_arrays[key] = {"rows": np.asarray(b.view.indices),
                              "indices": {r: np.asarray(x) for r, x in b.indices.items()},
                              "mask": {r: np.asarray(x) for r, x in b.mask.items()}}

@@ -23,7 +23,7 @@ from modjax.train import (
     TrainPhase,
 )
 from modjax.train.experiment import ExperimentRun
-from modjax.train.results import EpochRecord, TrainResults
+from modjax.train.results import BindingRecord, EpochRecord, TrainResults
 
 
 def _experiment(n_epochs: int = 2) -> Experiment:
@@ -141,6 +141,17 @@ def test_hand_built_results_round_trip_and_truncation_names_the_run():
     np.testing.assert_array_equal(back.batch_losses(0)["mlp.mse"], [0.5, 0.25])
     with pytest.raises(CheckpointError, match=r"history\[0\] 'hist'.*incomplete"):
         history_from_payload(runs, {}, where="history")
+
+    class LocalView:  # not registered: its binding cannot be written, the losses can
+        indices = np.arange(2)
+
+    res.epochs[0].bindings["mlp"] = BindingRecord(
+        key="mlp", node="mlp", view=LocalView(), reference=None,
+        indices={"default": np.zeros((2, 1), np.int32)}, mask={"default": np.ones((2, 1), bool)})
+    with pytest.warns(UserWarning, match=r"epoch 0 binding 'mlp' is not saved.*LocalView"):
+        runs, arrays = history_payload([ExperimentRun("hist", results=res)])
+    back = history_from_payload(runs, arrays)[0].results
+    assert back.epochs[0].bindings == {} and back.train_loss == [0.375]
     assert HISTORY_FILE == "history.json"
 
 
