@@ -80,9 +80,10 @@ def test_gate_value_and_gradient_match_hand_written_mixture():
     def loss_flow(p):
         return jnp.sum(g.apply(p, s, X)[0] ** 2)
 
-    chex.assert_trees_all_close(g.apply(p, s, X)[0], hand(p), atol=1e-6)
-    chex.assert_trees_all_close(jax.grad(loss_flow)(p),
-                                jax.grad(lambda p: jnp.sum(hand(p) ** 2))(p), atol=1e-5)
+    chex.assert_trees_all_close(jax.jit(lambda p: g.apply(p, s, X)[0])(p), jax.jit(hand)(p),
+                                atol=1e-6)
+    chex.assert_trees_all_close(jax.jit(jax.grad(loss_flow))(p),
+                                jax.jit(jax.grad(lambda p: jnp.sum(hand(p) ** 2)))(p), atol=1e-5)
 
 
 def test_sigmoid_router_weights_are_independent():
@@ -174,14 +175,6 @@ def test_while_can_skip_the_body_entirely():
     p, s = init(g, (1,))
     y = g.apply(p, s, jnp.array([[6.0], [1.0]]))[0]  # 12 halts at once; 2 -> 4 -> 8 -> 16
     chex.assert_trees_all_close(y, jnp.array([[12.0], [16.0]]))
-
-
-def test_learned_halt_loop_is_bounded_and_differentiable():
-    g = (FlowBuilder.from_(Linear(4)).loop(Linear(4)).until(LearnedHalt(4), 5)
-         .through(Linear(1)).build())
-    p, s = init(g)
-    grads = jax.grad(lambda p: jnp.sum(g.apply(p, s, X)[0]))(p)
-    assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(grads))
 
 
 def test_map_each_batched_and_slices_agree_with_hand_written():
