@@ -15,6 +15,9 @@ the min is the figure least disturbed by other load on the machine):
   host cost the Observer's own CPU time per epoch (``time.process_time``, steady under
             machine load): record_batches + flush + a trend query on metrics already
             on the host, averaged over 2000 epochs.
+  CPU       each run's process CPU time (XLA's threads included) next to its wall time:
+            on a machine shared with other jobs the wall clock also counts time the
+            process waited for a core, the CPU time does not.
   per-batch the eager alternative: a jitted step per batch and ``observer.record(tag,
             float(loss))`` per batch (host sync every batch), for contrast.
 
@@ -164,20 +167,26 @@ def main() -> None:
             "fetched": lambda: run_fetched(epoch, carry0, a.epochs),
             "observed": lambda: run_observed(epoch, carry0, a.epochs, weights)}
     times = {k: [] for k in runs}
+    cpu = {k: [] for k in runs}
     for _ in range(a.repeats):
         for k, fn in runs.items():
+            c0 = time.process_time()
             times[k].append(timed(fn, 1))
+            cpu[k].append(time.process_time() - c0)
     t = {k: min(v) for k, v in times.items()}
+    c = {k: min(v) for k, v in cpu.items()}
     per_epochs = max(1, a.epochs // 5)
     t_per = timed(lambda: run_per_batch(step_jit, carry0, per_epochs, data),
                   max(1, a.repeats // 3)) * (a.epochs / per_epochs)
     ref, n = t["bare"], a.epochs
     print(f"{n} epochs x {a.batches} batches, min of {a.repeats} interleaved repeats")
-    print(f"bare scan          {ref * 1e3:9.1f} ms  ({ref / n * 1e3:.2f} ms/epoch)")
+    print(f"bare scan          {ref * 1e3:9.1f} ms  ({ref / n * 1e3:.2f} ms/epoch)   "
+          f"CPU {c['bare'] * 1e3:9.1f} ms")
     for k in ("fetched", "observed"):
         print(f"{k + ' scan':<18} {t[k] * 1e3:9.1f} ms  ratio {t[k] / ref:.3f}  "
-              f"(+{(t[k] - ref) / n * 1e6:.0f} us/epoch)")
-    print(f"observed / fetched {t['observed'] / t['fetched']:.3f}  (modjax's own share)")
+              f"(+{(t[k] - ref) / n * 1e6:.0f} us/epoch)   CPU ratio {c[k] / c['bare']:.3f}")
+    print(f"observed / fetched {t['observed'] / t['fetched']:.3f}  (modjax's own share)   "
+          f"CPU {c['observed'] / c['fetched']:.3f}")
     host = jax.device_get(epoch(carry0)[1])
     w_host = jax.device_get(weights)
     obs = Observer()
@@ -188,7 +197,8 @@ def main() -> None:
         obs.trend("loss").stalled(5, 1e-4)
     host_us = (time.process_time() - c0) / 2000 * 1e6
     print(f"observer host cost {host_us:9.1f} us CPU/epoch ({len(host)} metrics x {a.batches} "
-          f"batches) = {host_us / (ref / n * 1e6):.3f} of a bare epoch")
+          f"batches) = {host_us / (ref / n * 1e6):.3f} of a bare epoch's wall time, "
+          f"{host_us / (c['bare'] / n * 1e6):.3f} of its CPU time")
     print(f"per-batch + record {t_per * 1e3:9.1f} ms  ratio {t_per / ref:.2f}  (extrapolated)")
     prof = bench_profiling(a.repeats, a.forwards)
     ref = prof["never"]
