@@ -140,7 +140,7 @@ def _list_to_fixed(values: pa.Array, name: str) -> pa.Array:
         if arr.null_count:
             raise ValueError(f"column {name!r} has {arr.null_count} null list entries; fill "
                              "them first")
-        lengths = np.diff(np.asarray(arr.offsets))  # offsets honour slicing
+        lengths = np.diff(_primitive_to_numpy(arr.offsets))  # offsets honour slicing
         if lengths.size and (lengths != lengths[0]).any():
             bad = int(np.flatnonzero(lengths != lengths[0])[0])
             level = "" if not sizes else f" at depth {len(sizes)}"
