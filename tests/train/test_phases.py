@@ -421,3 +421,29 @@ def test_losses_decrease_on_the_reference_workload():
     assert tl[0] > tl[1] > tl[2]
     # noise variance is 0.01: the held-out loss falls well towards it
     assert after < 0.3 * before and after < 0.1
+
+
+def test_input_binding_upstream_forms_and_config():
+    fs = make_featureset(register=False)
+    g = make_mlp_graph(fs, register=False)
+    train = fs.get_split("train")
+    # FeatureSet + split, FeatureSet label + split, and a view fed as is: the same rows
+    forms = [InputBinding.for_evaluation(node="mlp", upstream=fs, split="train"),
+             InputBinding.for_evaluation(node="mlp", upstream="fs", split="train"),
+             InputBinding.for_evaluation(node=next(iter(g.nodes.values())), upstream=train)]
+    outs = []
+    for b in forms:
+        node, ref, view, key = b.resolve(g, owner="test")
+        assert node.label == "mlp" and key == "mlp" and view.n_samples == 192
+        outs.append(EvalPhase("e", input_sources=[b]).execute(g).stacked_tensors("mlp", "outputs"))
+    chex.assert_trees_all_equal(outs[0], outs[1], outs[2])
+    with pytest.raises(ValueError, match="node 'mlp' does not read FeatureSet 'other'"):
+        InputBinding.for_evaluation(node="mlp", upstream="other").resolve(g, owner="test")
+    with pytest.raises(GraphStructureError, match="node 'nope' is not in graph"):
+        InputBinding.for_evaluation(node="nope").resolve(g, owner="test")
+    b = InputBinding.for_training(node="mlp", sampler=SimpleSampler(16, seed=4), split="val")
+    back = InputBinding.from_config(b.get_config())
+    assert (back.node, back.split, back.stream) == ("mlp", "val", "default")
+    assert back.sampler.batch_size == 16 and back.sampler.seed == 4
+    with pytest.raises(TypeError, match="node must be a node or label"):
+        InputBinding(3)
