@@ -62,6 +62,12 @@ def test_experiment_run_history_preview_and_state():
     events = []
 
     class Log(ExperimentCallback):
+        def on_phase_start(self, *, phase, **kw):
+            events.append(("phase_start", phase.label))
+
+        def on_group_start(self, *, group, **kw):
+            events.append(("group_start", group.label))
+
         def on_phase_end(self, *, phase, **kw):
             events.append(("phase_end", phase.label))
 
@@ -82,7 +88,8 @@ def test_experiment_run_history_preview_and_state():
     res = exp.run(show_training_progress=False)
     assert [r.status for r in exp.history] == ["completed"]
     assert exp.last_run.results is res and exp.last_run.ended_at >= exp.last_run.started_at
-    assert events == [("phase_end", "train"), ("phase_end", "val"), ("group_end", "exp")]
+    assert events == [("group_start", "exp"), ("phase_start", "train"), ("phase_end", "train"),
+                      ("phase_start", "val"), ("phase_end", "val"), ("group_end", "exp")]
     # the preview ran the same computation: identical losses
     np.testing.assert_array_equal(prev.get_train_result().metrics.series("train_loss"),
                                   res.get_train_result().metrics.series("train_loss"))
@@ -126,6 +133,27 @@ def test_phase_group_api():
     cfg = PhaseGroup("c", [train_phase("t")]).get_config()
     back = PhaseGroup.from_config(cfg)
     assert back.get_train_phase("t").n_epochs == 3
+    # the builder aliases, fit phases, nested access, bulk removal and clear
+    binding = [InputBinding.for_training(node="mlp", sampler=SimpleSampler(8), split="train")]
+    evb = [InputBinding.for_evaluation(node="mlp", split="val")]
+    h = PhaseGroup("h")
+    h.add_train("a", input_sources=binding, losses=[mse_on("mlp")])
+    h.add_training("b", input_sources=binding, losses=[mse_on("mlp")])
+    h.add_evaluation("c", input_sources=evb).add_eval("d", input_sources=evb)
+    h.add_fit("f", input_sources=evb).add_fit_phase("g", input_sources=evb)
+    h.add_group(PhaseGroup("sub").add_train_phase("s", input_sources=binding,
+                                                  losses=[mse_on("mlp")]))
+    assert h.labels == ["a", "b", "c", "d", "f", "g", "sub"] and len(h) == 7
+    assert h.get_train_phase(-1).label == "b" and h.get_eval_phase(1).label == "d"
+    assert h.get_fit_phase("g").freeze_after_fit and h.get_group(0) is h["sub"]
+    assert h.get_phase(4).label == "f" and h[0].label == "a" and list(h.phase_groups) == ["sub"]
+    assert [lbl for lbl, _ in h.items()] == h.labels and h.all[-1] is h["sub"]
+    assert [p.label for p in h.flatten()][-1] == "s"
+    with pytest.raises(IndexError, match="has 2 EvalPhases; index 5"):
+        h.get_eval_phase(5)
+    h.remove_items(["a", 1, "sub"])
+    assert h.labels == ["c", "d", "f", "g"]
+    assert h.clear().labels == []
 
 
 def test_unscaled_predictions_match_raw_targets():
