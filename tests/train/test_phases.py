@@ -447,3 +447,55 @@ def test_input_binding_upstream_forms_and_config():
     assert back.sampler.batch_size == 16 and back.sampler.seed == 4
     with pytest.raises(TypeError, match="node must be a node or label"):
         InputBinding(3)
+
+
+def test_early_stopping_logic_and_errors():
+    from types import SimpleNamespace
+
+    from modjax.train import MetricStore
+
+    class FakePhase:
+        label = "p"
+        checkpointing = None
+
+        def __init__(self):
+            self.stopped, self.restored, self.epoch = False, None, 0
+
+        def request_stop(self):
+            self.stopped = True
+
+        def snapshot(self):
+            return {"variables": self.epoch}
+
+        def restore_snapshot(self, snap):
+            self.restored = snap
+
+    def run(es, values):
+        phase = FakePhase()
+        res = SimpleNamespace(metrics=MetricStore(), stopped_early=False, callbacks=[],
+                              best_epoch=None)
+        es.on_phase_start()
+        for e, v in enumerate(values):
+            phase.epoch = e
+            res.metrics.log("acc", v, epoch=e)
+            es.on_epoch_end(phase=phase, epoch=e, results=res)
+            if phase.stopped:
+                break
+        es.on_phase_end(phase=phase, results=res)
+        return phase, res
+
+    es = EarlyStopping(monitor="acc", mode="max", patience=1, min_delta=0.05, restore_best=True)
+    phase, res = run(es, [0.5, 0.7, 0.72, 0.74, 0.9])
+    # 0.72 and 0.74 are within min_delta of 0.7: two epochs without improvement stop it
+    assert es.best_epoch == 1 and es.stopped_epoch == 3 and res.stopped_early
+    assert phase.restored == {"variables": 1} and res.best_epoch == 1
+    assert res.callbacks[-1]["best_value"] == 0.7
+    with pytest.raises(KeyError, match="monitors 'val_loss', which phase 'p' did not log"):
+        run(EarlyStopping(), [0.1])
+    with pytest.raises(ValueError, match="mode must be 'min' or 'max'"):
+        EarlyStopping(mode="up")
+    with pytest.raises(ValueError, match="patience must be >= 0"):
+        EarlyStopping(patience=-1)
+    with pytest.raises(TypeError, match="EvalLossMetric needs an AppliedLoss"):
+        EvalLossMetric(loss="mse")
+    assert EarlyStopping.from_config(es.get_config()).get_config() == es.get_config()
