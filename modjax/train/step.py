@@ -89,6 +89,21 @@ def _upstream_heads(graph: Any, label: str, heads: Sequence[str]) -> list[str]:
         got = [h for h in heads if h in found]
         if got:
             return got
+    up = getattr(graph, "upstream_of", None)
+    if callable(up):
+        # walk the graph upwards: only the heads feeding this node weigh its loss (heads
+        # of independent branches may even have other batch sizes)
+        labels = set(node_labels(graph))
+        found, stack = set(), [label]
+        while stack:
+            n = stack.pop()
+            if n in found or n not in labels:
+                continue
+            found.add(n)
+            stack.extend(up(n))
+        got = [h for h in heads if h in found]
+        if got:
+            return got
     return list(heads)
 
 

@@ -269,3 +269,43 @@ def test_preview_phase_outside_the_plan_mutates_nothing():
     np.testing.assert_array_equal(prev.metrics.series("train_loss"),
                                   res.metrics.series("train_loss"))
     assert obs.flush_count() == 2 and [r.label for r in exp.history] == ["train"]
+
+
+def test_phase_batch_orders_match_the_seed():
+    """S1 = [b1, b2, b3] (batch 64) and S2 = [c1, c2] (batch 96) through real TrainPhases."""
+    from modjax.graph import ModelGraph, ModelNode, SequentialMLP
+    fs = make_featureset(register=False)  # 192 train rows
+    a = ModelNode("a", SequentialMLP(n_layers=1, hidden_dim=4), upstream_ref=fs.reference(),
+                  register=False)
+    b = ModelNode("b", SequentialMLP(n_layers=1, hidden_dim=4), upstream_ref=fs.reference(),
+                  register=False)
+    g = ModelGraph([a, b], optimizer=Optimizer("sgd", opt_kwargs={"lr": 0.01}),
+                   register=False).build()
+    expected = {
+        "zip_strict": [("b1", "c1"), ("b2", "c2")],
+        "zip_cycle": [("b1", "c1"), ("b2", "c2"), ("b3", "c1")],
+        "alternate_strict": [("b1",), ("c1",), ("b2",), ("c2",)],
+        "alternate_cycle": [("b1",), ("c1",), ("b2",), ("c2",), ("b3",), ("c1",)],
+    }
+    for policy, order in expected.items():
+        phase = TrainPhase(policy, input_sources=[
+            InputBinding.for_training(node="a", sampler=SimpleSampler(64, shuffle=False),
+                                      split="train"),
+            InputBinding.for_training(node="b", sampler=SimpleSampler(96, shuffle=False),
+                                      split="train")],
+            losses=[mse_on("a"), mse_on("b")], batch_schedule=policy)
+        res = phase.execute(g, show_training_progress=False)
+        rec = res.epochs[0]
+        got = []
+        for t in range(len(rec.loss)):
+            step = []
+            for key, name, size in (("a", "b", 64), ("b", "c", 96)):
+                bind = rec.bindings[key]
+                if bind.mask["default"][t].any():
+                    step.append(f"{name}{int(bind.indices['default'][t][0]) // size + 1}")
+            got.append(tuple(step))
+            # an inactive sampler's loss is exactly zero in that step
+            if len(step) == 1:
+                silent = "b.mse" if step[0][0] == "b" else "a.mse"
+                assert rec.losses[silent][t] == 0.0
+        assert got == order, policy
