@@ -516,7 +516,14 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
 
         The top graph skips the visibility check for its direct children, so their
         internal tags reach their own observers; deeper levels see visible tags only.
+        The tree is fixed once built, so the answer is computed once.
         """
+        memo = self.__dict__.setdefault("_observe_paths_memo", {})
+        if top not in memo:
+            memo[top] = self._observe_paths_uncached(top)
+        return memo[top]
+
+    def _observe_paths_uncached(self, top: bool) -> tuple[str, ...]:
         out = list(self._tags)
         for label, child in self._children.items():
             out += [f"{label}.{p}" for p in child._observe_paths(False)
@@ -551,19 +558,19 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
                             batch_size=self._state_batch)
         x = xs[0] if self._n_inputs == 1 else xs
         variables = self.variables
-        key = None
-        if self._training:  # keys only matter to stochastic nodes, which act in training
-            self._rng, key = jax.random.split(self._rng)
         paths = self._observe_paths()
         if self._observer.profiling:
+            key = None
+            if self._training:  # keys only matter to stochastic nodes, which act in training
+                self._rng, key = jax.random.split(self._rng)
             rec = ProfileRecorder()
             y, state, cap = self._apply_impl(variables["params"], variables["state"], x,
                                              key=key, train=self._training, capture=paths,
                                              check=False, recorder=rec)
             self._observer.set_profile(rec.finish())
         else:
-            y, state, cap = self._eager_fn(paths)(variables["params"], variables["state"], x,
-                                                  key)
+            y, state, cap, self._rng = self._eager_fn(paths)(
+                variables["params"], variables["state"], x, self._rng)
         self._variables = {"params": variables["params"], "state": state}
         self._distribute_tagged(cap)
         return y
@@ -571,11 +578,22 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
     __call__ = forward
 
     def _eager_fn(self, paths: tuple[str, ...]) -> Any:
+        """``(params, state, x, rng) -> (y, state, captured, rng)``, jitted once per mode.
+
+        The key split happens inside the program, so an eager forward is one dispatch.
+        """
         ck = ("eager", self._training, paths, self._overrides_key())
         if ck not in self._jit_cache:
             train = self._training
-            self._jit_cache[ck] = jax.jit(lambda p, s, x, k: self._apply_impl(
-                p, s, x, key=k, train=train, capture=paths, check=False))
+
+            def run(p, s, x, rng):
+                key = None
+                if train:  # keys only matter to stochastic nodes, which act in training
+                    rng, key = jax.random.split(rng)
+                y, st, cap = self._apply_impl(p, s, x, key=key, train=train, capture=paths,
+                                              check=False)
+                return y, st, cap, rng
+            self._jit_cache[ck] = jax.jit(run)
         return self._jit_cache[ck]
 
     def _overrides_key(self) -> tuple:
