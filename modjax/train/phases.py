@@ -673,6 +673,9 @@ class TrainPhase(ExperimentPhase):
                 if best is not None and best in results.epochs and results.epochs[best].records is None:
                     pass  # best epoch's tensors were already dropped: keep the last epoch's
             self._checkpoint("phase_end", experiment)
+        except BaseException:
+            self._carry = None  # drop the half-trained state; the graph was never written
+            raise
         finally:
             progress.close()
         final = self._carry

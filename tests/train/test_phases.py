@@ -499,3 +499,23 @@ def test_early_stopping_logic_and_errors():
     with pytest.raises(TypeError, match="EvalLossMetric needs an AppliedLoss"):
         EvalLossMetric(loss="mse")
     assert EarlyStopping.from_config(es.get_config()).get_config() == es.get_config()
+
+
+def test_phase_raising_mid_training_leaves_graph_as_before():
+    fs = make_featureset(register=False)
+    g = make_mlp_graph(fs, register=False)
+    train_phase(n_epochs=1).execute(g, show_training_progress=False)  # an opt state exists
+    before_vars, before_opt = g.variables, g.opt_state
+
+    class Boom(Callback):
+        def on_epoch_end(self, *, epoch, **kw):
+            if epoch == 1:
+                raise RuntimeError("callback failed at epoch 1")
+
+    phase = train_phase(n_epochs=3, callbacks=[Boom()])
+    with pytest.raises(RuntimeError, match="callback failed at epoch 1"):
+        phase.execute(g, show_training_progress=False)
+    chex.assert_trees_all_equal(g.variables, before_vars)
+    chex.assert_trees_all_equal(g.opt_state, before_opt)
+    assert phase.epochs_run == 2
+    chex.assert_trees_all_equal(phase.current_variables(), before_vars)
