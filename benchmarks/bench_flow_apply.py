@@ -4,6 +4,9 @@ Prints, for a flow with a split/merge, a residual, a gate with ``using`` and a
 ``loop.for_`` (all measured in the same run):
 
 * jitted forward: flow ``graph.apply`` / hand-written function (target <= 1.05x),
+  timed in interleaved rounds (best of each and the median of per-round ratios),
+* whether the optimized HLO of forward and gradient is identical to the hand-written
+  one up to instruction names and metadata,
 * jitted training step (value_and_grad + SGD): flow / hand-written,
 * eager ``graph(x)`` with profiling disabled / its compiled function called directly,
   the cost of the disabled-profiling check, and whether the traced program is identical
@@ -182,7 +185,7 @@ def main() -> None:
     print(f"eager graph(x), profiling disabled {eager * 1e3:8.3f} ms vs its compiled "
           f"function called directly {direct * 1e3:8.3f} ms: ratio of best {eager / direct:.3f}x, "
           f"median paired {r_eager:.3f}x "
-          f"(shell: rng split, tag hand-off to observers)")
+          f"(shell: input checks, tag hand-off to observers)")
     print(f"profiling check when disabled: {check * 1e9:.0f} ns per forward "
           f"({check / eager * 100:.5f}% of a forward)")
     print(f"traced program identical with profiling on/off: {jaxpr_on == jaxpr_off}")
