@@ -18,6 +18,8 @@ def test_flow_tour_runs_and_writes_artifacts(tmp_path, capsys):
     assert result["last"] < result["first"]  # the bigger model trains
     assert "frozen: ('encoder.read',)" in out and "switch: (2, 2, 4)" in out
     assert "map over slices: (2, 4, 2)" in out
+    assert "loaded 4/4 arrays into 'encoder'" in out  # the standalone-trained encoder
+    assert "encoder: 144 (39.0%)  partly frozen (72 frozen)" in out  # scan thawed, read frozen
     html = (tmp_path / "training.html").read_text()
     assert "<svg" in html or "<canvas" in html
     assert "<script src" not in html and "<link" not in html  # self-contained, no CDN
