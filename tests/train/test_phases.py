@@ -296,6 +296,12 @@ def test_fit_phase_ridge_then_frozen():
     assert fitted < ev.execute(g, variables=before).aggregated_losses("ridge")["ridge.mse"]
     with pytest.raises(ValueError, match="no active node has a Fittable model"):
         FitPhase.from_split("f2", split="train", active_nodes=["enc"]).execute(g)
+    # freeze_after_fit=False: refitting gives the same closed-form solution, nothing frozen
+    g.unfreeze()
+    again = FitPhase("f3", input_sources=[InputBinding.for_evaluation(node="enc", split="train")],
+                     losses=[mse_on("ridge")], freeze_after_fit=False).execute(g)
+    assert not g.frozen_paths
+    assert again.aggregated_losses("ridge")["ridge.mse"] == pytest.approx(fitted, rel=1e-4)
 
 
 def test_triplet_roles_through_phase():
