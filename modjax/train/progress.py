@@ -27,9 +27,10 @@ class EpochProgress:
         file: stream to write to (default: tqdm's, stderr).
 
     Example:
+        >>> import io
         >>> from modjax.train.results import MetricStore
         >>> m = MetricStore(); m.log("train_loss", 0.5, epoch=0)
-        >>> bar = EpochProgress("train", 1, enabled=False)
+        >>> bar = EpochProgress("train", 1, file=io.StringIO())
         >>> bar.update(0, m); bar.postfix
         {'train_loss': '0.5'}
         >>> bar.close()
@@ -66,7 +67,9 @@ class EpochProgress:
             self._batch_bar.update(n)
 
     def update(self, epoch: int, metrics: Any) -> None:
-        """Advance one epoch and refresh the loss readout."""
+        """Advance one epoch and refresh the loss readout (nothing to do without a bar)."""
+        if self._bar is None:
+            return
         self.postfix = {}
         if "train_loss" in metrics:
             self.postfix["train_loss"] = f"{metrics.last('train_loss'):.4g}"
@@ -74,9 +77,8 @@ class EpochProgress:
             v = metrics.epoch_value(self.val_metric, epoch)
             if v is not None:
                 self.postfix[self.val_metric] = f"{v:.4g}"
-        if self._bar is not None:
-            self._bar.set_postfix(self.postfix, refresh=False)
-            self._bar.update(1)
+        self._bar.set_postfix(self.postfix, refresh=False)
+        self._bar.update(1)
 
     def close(self) -> None:
         for bar in (self._batch_bar, self._bar):
