@@ -132,3 +132,25 @@ def test_labelled_graph_as_a_step_in_another_flow_nests_by_label():
     chex.assert_trees_all_close(outer.apply(p, s, x)[0], b + lin(p[ids[-1]], b), atol=1e-6)
     _, _, cap = outer.apply(p, s, x, capture=["block.a"])
     chex.assert_trees_all_close(cap["block.a"], lin(p["block"]["a"], h), atol=1e-6)
+
+
+def test_eager_forward_never_drops_learned_values_on_a_shape_change():
+    g = FlowBuilder.from_(Linear(2)).build()
+    x = jnp.asarray(X[:3])
+    y = g(x)
+    held = g.variables
+    with pytest.raises(ShapeMismatchError, match=r"'\(root\)' holds variables for .*\(6,\) but got \(3,\)"):
+        g(x[:, :3])
+    assert g.variables is held
+    chex.assert_trees_all_close(g(x), y)
+    g.initialize((3,))                 # explicit: fresh variables for the new shape
+    assert g(x[:, :3]).shape == (3, 2)
+
+
+def test_failed_rebuild_leaves_the_graph_as_it_was():
+    from modjax.graph.flow import Reshape
+    g = FlowBuilder.from_(Reshape(2, 3)).tag("r").build(input_shape=(6,))
+    held = g.variables
+    with pytest.raises(ShapeMismatchError, match=r"node 'r'.*Reshape"):
+        g.build((5,))
+    assert g.input_shape == (6,) and g.variables is held

@@ -230,9 +230,14 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         specs = tuple(Spec(s, jnp.float32) for s in shapes)
         if self._in_specs is not None and specs == self._in_specs and self._node_specs:
             return
-        jax.eval_shape(lambda k: self._init_impl(k, specs, 1), jax.random.key(0))
-        if self._variables is not None and self._in_specs != specs:
-            self._variables = None
+        previous = self._in_specs
+        try:
+            jax.eval_shape(lambda k: self._init_impl(k, specs, 1), jax.random.key(0))
+        except Exception:
+            self._in_specs = previous  # a failed build leaves the graph as it was
+            raise
+        if self._variables is not None and previous != specs:
+            self._variables = None  # held variables were made for the old shape
         self._in_specs = specs
         self._jit_cache.clear()
 
@@ -554,6 +559,11 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         xs = tuple(jnp.asarray(v) for v in self._inputs(x))
         shapes = tuple(tuple(v.shape[1:]) for v in xs)
         if self._in_specs is None or shapes != tuple(tuple(s.shape) for s in self._in_specs):
+            if self._variables is not None:  # never drop learned values silently
+                raise ShapeMismatchError(
+                    f"graph {self._name!r} holds variables for per-sample input shape "
+                    f"{self.input_shape} but got {shapes[0] if self._n_inputs == 1 else shapes}"
+                    "; call initialize(new_shape) to start over with fresh variables")
             self.initialize(shapes[0] if self._n_inputs == 1 else shapes,
                             batch_size=self._state_batch)
         x = xs[0] if self._n_inputs == 1 else xs
