@@ -32,7 +32,9 @@ def test_duplicate_tag():
 
 
 def test_using_an_unknown_tag():
-    with pytest.raises(GraphStructureError, match=r"using an unknown tag 'nope'"):
+    with pytest.raises(GraphStructureError,
+                       match=r"step 2: through\(Add\) \+ step 3: using\('nope'\): using an "
+                             r"unknown tag 'nope'"):
         FlowBuilder.from_(Linear(2)).through(Add()).using("nope").build()
 
 
