@@ -12,8 +12,8 @@ Prints, for a flow with a split/merge, a residual, a gate with ``using`` and a
   the cost of the disabled-profiling check, and whether the traced program is identical
   with profiling enabled or disabled (profiling never reaches the jitted path).
 
-Run: ``python benchmarks/bench_flow_apply.py [--batch 512] [--width 256] [--reps 40]
-[--rounds 15]``.
+Run: ``python benchmarks/bench_flow_apply.py [--batch 512] [--width 256] [--reps 20]
+[--rounds 31]``.
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--reps", type=int, default=40)
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=31)
     args = ap.parse_args()
 
     g = build(args.width)
