@@ -47,6 +47,9 @@ class BaseSampler(abc.ABC):
     """
 
     roles: tuple[str, ...] = (DEFAULT_ROLE,)
+    #: whether a plan reads column values (condition samplers): such plans are made
+    #: only when needed, never ahead of time
+    plan_reads_values = True
 
     def __init__(self, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, source: Any = None) -> None:
@@ -203,6 +206,10 @@ class SimpleSampler(BaseSampler):
         >>> p.indices["default"].tolist(), p.mask["default"][-1].tolist()
         ([[0, 1], [2, 3], [4, 0]], [True, False])
     """
+
+    # A plan depends on the seed, the epoch, the batching options and the view's size
+    # only, never on column values: a phase may make epoch e+1's while epoch e runs.
+    plan_reads_values = False
 
     def _make_plan(self, view: Any, epoch: int) -> IndexPlan:
         n = view.n_samples

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -638,15 +638,23 @@ class TrainPhase(ExperimentPhase):
         try:
             for cb in cbs:
                 cb.on_phase_start(results=results, **ctx)
+            ahead: dict[int, tuple[tuple, IndexPlan]] = {}
             for epoch in range(self.n_epochs):
                 for cb in cbs:
                     cb.on_epoch_start(epoch=epoch, results=results, **ctx)
                 self._checkpoint("epoch_start", experiment, epoch=epoch)
                 t0 = time.time()
-                plans = self._epoch_plans(feeds)
+                plans = self._epoch_plans(feeds, ahead)
+                ahead = {}
                 progress.start_epoch(epoch, plans[0].n_batches)
+
+                def plan_ahead(epoch: int = epoch, ahead: dict = ahead) -> None:
+                    if epoch + 1 < self.n_epochs:
+                        ahead.update(self._plans_ahead(feeds))
+
                 rec = self._run_epoch(fn, step_fn, feeds, plans, epoch, cbs, results, experiment,
-                                      streaming=streaming, progress=progress)
+                                      streaming=streaming, progress=progress,
+                                      while_running=plan_ahead)
                 rec.started_at, rec.ended_at = t0, time.time()
                 if getattr(rec, "nan_stop", None) is not None:
                     results.nan_stop = rec.nan_stop
@@ -690,19 +698,51 @@ class TrainPhase(ExperimentPhase):
             cache[key] = jax.tree.structure(jax.eval_shape(optimizer.init, params))
         return cache[key]
 
-    def _epoch_plans(self, feeds: Sequence[_Feed]) -> list[IndexPlan]:
-        """One plan per distinct sampler (bindings sharing a sampler see the same rows),
-        scheduled across samplers, then the stream each binding asked for."""
+    @staticmethod
+    def _samplers(feeds: Sequence[_Feed]) -> list[Any]:
         samplers: list[Any] = []
         for f in feeds:
             if not any(f.sampler is s for s in samplers):
                 samplers.append(f.sampler)
-        scheduled = schedule_plans([s.next_plan() for s in samplers], self.batch_schedule)
+        return samplers
+
+    @staticmethod
+    def _plan_key(sampler: Any) -> tuple:
+        """Everything a value-blind sampler's next plan depends on."""
+        src = sampler.source
+        return (sampler.epoch, sampler.seed, sampler.batch_size, sampler.shuffle,
+                sampler.drop_last, id(src), src.n_samples)
+
+    def _plans_ahead(self, feeds: Sequence[_Feed]) -> dict[int, tuple[tuple, IndexPlan]]:
+        """Next epoch's plans of value-blind samplers, made while the device runs this
+        epoch (the host work then costs no wall time). Counters are not advanced: a
+        phase that stops after this epoch leaves its samplers exactly where they were."""
+        return {id(s): (self._plan_key(s), s.plan()) for s in self._samplers(feeds)
+                if not s.plan_reads_values}
+
+    def _epoch_plans(self, feeds: Sequence[_Feed],
+                     ahead: Mapping[int, tuple[tuple, IndexPlan]] | None = None
+                     ) -> list[IndexPlan]:
+        """One plan per distinct sampler (bindings sharing a sampler see the same rows),
+        scheduled across samplers, then the stream each binding asked for. A plan made
+        ahead is used when the sampler has not changed since (callbacks may restore or
+        rebind it)."""
+        samplers = self._samplers(feeds)
+
+        def next_plan(s: Any) -> IndexPlan:
+            key, plan = (ahead or {}).get(id(s), (None, None))
+            if plan is not None and key == self._plan_key(s):
+                s.epoch += 1
+                return plan
+            return s.next_plan()
+
+        scheduled = schedule_plans([next_plan(s) for s in samplers], self.batch_schedule)
         return [f.select_stream(scheduled[next(i for i, s in enumerate(samplers) if s is f.sampler)])
                 for f in feeds]
 
     def _run_epoch(self, fn, step_fn, feeds, plans, epoch, cbs, results, experiment,
-                   streaming: bool = False, progress: Any = None) -> EpochRecord:
+                   streaming: bool = False, progress: Any = None,
+                   while_running: Callable[[], None] | None = None) -> EpochRecord:
         bindings = {}
         for f, p in zip(feeds, plans):
             idx, msk = _host_plan(p)
@@ -740,6 +780,8 @@ class TrainPhase(ExperimentPhase):
         out = outs[0] if len(outs) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
         if streaming and step_fn is None:
             out = jax.tree.map(lambda a: a[:n], out)  # drop the last chunk's padding batches
+        if while_running is not None:
+            while_running()  # host work that overlaps the dispatched scan
         # one device->host transfer per epoch: the per-batch losses
         table = np.asarray(jax.device_get(out["loss_table"]))
         loss = table[:, 0]
