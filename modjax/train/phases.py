@@ -351,6 +351,19 @@ def _stream_segments(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]
         yield stores, dplans, start, min(k, n - start)
 
 
+def _tag_mask(rec: EpochRecord, tags: Mapping[str, Any]) -> np.ndarray | None:
+    """The real-sample mask of captured tags: the mask of the binding whose
+    ``(n_batches, batch)`` matches theirs (None: every slot counts)."""
+    first = next(iter(tags.values()))
+    first = first.get("default", next(iter(first.values()))) if isinstance(first, Mapping) else first
+    lead = tuple(np.shape(first)[:2])
+    for b in rec.bindings.values():
+        m = b.mask.get("default")
+        if m is not None and tuple(np.shape(m)) == lead:
+            return np.asarray(m)
+    return None
+
+
 def _host_plan(plan: IndexPlan) -> tuple[dict, dict]:
     return ({r: np.asarray(v) for r, v in plan.indices.items()},
             {r: np.asarray(v) for r, v in plan.mask.items()})
@@ -826,6 +839,9 @@ class TrainPhase(ExperimentPhase):
             for m in b.mask.values():
                 w = np.maximum(w, np.asarray(m).reshape(n, -1).sum(axis=1))
         obs.record_batches({"train_loss": rec.loss, **rec.losses}, weights=w)
+        tags = rec.records.get("tags") if isinstance(rec.records, Mapping) else None
+        if tags:
+            obs.record_batch_tags(tags, _tag_mask(rec, tags))
         obs.flush()
 
     def _write_back(self, graph: Any, optimizer: Any, carry: Any) -> None:

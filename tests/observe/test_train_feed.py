@@ -142,25 +142,19 @@ def test_phase_observer_argument_wins_over_the_experiments(fresh_context):
 
 
 def test_captured_tags_pushed_per_epoch_match_manual_loop(fresh_context):
-    """A phase's captured per-sample tags, pushed with record_batch_tags each epoch."""
+    """A phase's captured per-sample tags reach the observer as per-batch means."""
     fs = _featureset()
     model = _flow_model()
     node = ModelNode("net", model, upstream_ref=fs.reference())
     graph = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": LR})).build(key=0)
     init = graph.variables
     tags = Observer(name="captured")
-
-    class PushTags(Callback):
-        def on_epoch_end(self, *, epoch, results, **kw):
-            rec = results.epochs[epoch]
-            tags.record_batch_tags(rec.records["tags"], rec.bindings["net"].mask["default"])
-            tags.flush()
-
-    exp = Experiment.from_active_context("feed3")
-    exp.execution_plan.add_phase(_phase(capture=["net.hidden"], callbacks=[PushTags()]))
+    exp = Experiment.from_active_context("feed3", observer=tags)
+    exp.execution_plan.add_phase(_phase(capture=["net.hidden"]))
     results = exp.run(show_training_progress=False).get_train_result()
     manual, _ = _manual_loop(graph, init, results, tag="net.hidden")
     assert tags.flush_count() == EPOCHS
+    assert sorted(tags.history_tags()) == ["net.hidden", "net.mse", "train_loss"]
     np.testing.assert_allclose(tags.trend("net.hidden").values(),
                                manual.trend("net.hidden").values(), rtol=1e-5, atol=1e-7)
     # the epoch value is the mean of the tag over every real sample of the epoch
