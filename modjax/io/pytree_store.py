@@ -279,6 +279,7 @@ def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *, item: s
     """
     records = spec["leaves"]
     shardings: dict[int, Any] = {}
+    uncommitted: set[int] = set()
     treedef = None
     if target is not None:
         t_records, treedef, t_leaves = _target_records(target)
@@ -295,7 +296,11 @@ def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *, item: s
                     f"{where}: leaf {r['path']!r} is {r['dtype']}{tuple(r['shape'])} in the "
                     f"checkpoint but {tr['dtype']}{tuple(tr['shape'])} in the target")
             sh = getattr(tl, "sharding", None)
-            if r["kind"] == "array" and sh is not None:
+            if r["kind"] == "array" and isinstance(tl, jax.Array) and not tl.committed:
+                # a leaf jax placed by default stays uncommitted: a committed copy would
+                # make every jitted function that takes it compile again
+                uncommitted.add(r["i"])
+            elif r["kind"] == "array" and sh is not None:
                 shardings[r["i"]] = sh
     stored: dict[str, Any] = {}
     if spec.get("orbax"):
@@ -319,7 +324,8 @@ def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *, item: s
         x = stored.get(f"l{r['i']:06d}")
         if x is None and r["kind"] not in _NO_DATA:
             raise CheckpointError(f"{where}: array data for leaf {r['path']!r} is missing")
-        values.append(_from_stored(r, x))
+        value = _from_stored(r, x)
+        values.append(jnp.asarray(value) if r["i"] in uncommitted else value)
     if treedef is not None:
         return jax.tree_util.tree_unflatten(treedef, values)
     return _rebuild(spec["tree"], values, _MISSING if template is None else template)
