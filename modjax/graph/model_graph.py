@@ -941,6 +941,28 @@ class ModelGraph(GraphPersistence):
     def _frozen_set(self) -> set[tuple[str, ...]]:
         return {(n.label,) for n in self._model_nodes() if n.is_frozen} | set(self._sub_frozen)
 
+    def _model_frozen(self) -> set[tuple[str, ...]]:
+        """Paths a node's model froze itself (a flow Graph's ``freeze("encoder")``),
+        under the node's label: what the model says is frozen stays frozen here too."""
+        out: set[tuple[str, ...]] = set()
+        for n in self._model_nodes():
+            marks = getattr(n.model, "frozen_paths", None)
+            if marks and not callable(marks):
+                out |= {(n.label, *split_path(p)) for p in marks}
+        return out
+
+    def _thaw_models(self, targets: Iterable[tuple[str, ...]] | None) -> None:
+        """Thaw the models' own marks that lie under ``targets`` (None: all of them)."""
+        for n in self._model_nodes():
+            marks = getattr(n.model, "frozen_paths", None)
+            if not marks or callable(marks) or not hasattr(n.model, "thaw"):
+                continue
+            for t in ([(n.label,)] if targets is None else targets):
+                if t[0] != n.label:
+                    continue
+                inside = [p for p in marks if len(t) == 1 or _is_prefix(t[1:], tuple(split_path(p)))]
+                n.model.thaw(inside + ([join_path(t[1:])] if len(t) > 1 and not inside else []))
+
     def freeze(self, nodes: Iterable[Any] | None = None) -> ModelGraph:
         """Freeze nodes or label paths (``"Encoder"``, ``"Encoder.layer_0"``).
 
@@ -970,6 +992,7 @@ class ModelGraph(GraphPersistence):
         self._sync_labels()
         if nodes is None:
             self._set_frozen(set())
+            self._thaw_models(None)
             return self
         targets = self._freeze_targets(nodes)
         paths = self._frozen_set()
@@ -987,6 +1010,7 @@ class ModelGraph(GraphPersistence):
                     continue
                 kept.add(p)
             paths = kept
+        self._thaw_models(targets)  # after every check: a refused unfreeze changes nothing
         self._set_frozen(paths)
         return self
 
@@ -1005,7 +1029,7 @@ class ModelGraph(GraphPersistence):
     def frozen_paths(self) -> set[str]:
         """Frozen label paths (whole nodes and sub-paths)."""
         self._sync_labels()
-        return {join_path(p) for p in self._frozen_set()}
+        return {join_path(p) for p in self._frozen_set() | self._model_frozen()}
 
     @property
     def frozen_nodes(self) -> dict[str, ModelNode]:
@@ -1016,7 +1040,7 @@ class ModelGraph(GraphPersistence):
         """Boolean pytree like ``params``: True where a leaf is frozen."""
         self._require_built("frozen_mask")
         return path_mask(self._variables["params"],  # type: ignore[index]
-                         sorted(self._frozen_set()))
+                         sorted(self._frozen_set() | self._model_frozen()))
 
     def get_optimizer_parameters(self) -> dict[str, Any]:
         """What the global optimizer trains (seed 000).

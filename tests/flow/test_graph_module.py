@@ -74,6 +74,29 @@ def test_flow_graph_in_a_model_node_trains_with_a_frozen_subtree_bit_identical()
     assert not np.array_equal(after["Enc"]["hidden"]["kernel"], before["Enc"]["hidden"]["kernel"])
 
 
+def test_a_flows_own_freeze_marks_hold_inside_a_model_graph():
+    flow = make_flow()
+    flow.freeze("encoder")
+    flow.thaw("encoder.scan")            # the model's own marks: encoder.read frozen
+    mg = make_model_graph(flow)
+    assert mg.frozen_paths == {"Enc.encoder.read"} and mg.frozen_nodes == {}
+    before = jax.tree.map(np.asarray, mg.variables["params"])
+    mse = AppliedLoss("mse", on="Head", inputs=["outputs", "targets"])
+    phase = TrainPhase.from_split("fit", split="train", sampler=SimpleSampler(16, seed=0),
+                                  losses=[mse], n_epochs=2)
+    phase.execute(mg, show_training_progress=False)
+    after = mg.variables["params"]
+    chex.assert_trees_all_equal(after["Enc"]["encoder"]["read"], before["Enc"]["encoder"]["read"])
+    assert not np.array_equal(after["Enc"]["encoder"]["scan"]["kernel"],
+                              before["Enc"]["encoder"]["scan"]["kernel"])
+    # thawing through the ModelGraph thaws the model's marks too
+    mg.unfreeze("Enc.encoder")
+    assert mg.frozen_paths == set() and flow.frozen_paths == ()
+    flow.freeze("encoder")
+    mg.unfreeze()
+    assert mg.frozen_paths == set() and not flow.is_frozen("encoder")
+
+
 def test_init_apply_eager_call_and_forward_agree():
     g = FlowBuilder.from_(Linear(4)).tag("h").through(Linear(2)).build(seed=3)
     x = jnp.asarray(X[:5])
