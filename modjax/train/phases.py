@@ -383,8 +383,8 @@ class TrainPhase(ExperimentPhase):
             ``alternate_cycle`` (several samplers).
         callbacks: phase callbacks.
         checkpointing: a ``Checkpointing`` saving at phase/epoch/batch hooks.
-        result_recording: ``"all"``, ``"last"`` (best epoch under EarlyStopping
-            restore_best) or ``"none"``.
+        result_recording: ``"all"`` (recorded outputs/targets of every epoch), ``"last"``
+            (of the last epoch run only) or ``"none"``; losses and metrics are always kept.
         nan_policy: ``"raise"`` (FloatingPointError naming epoch and batch; variables
             left as before the phase), ``"stop"`` (end the phase with the state of the
             last epoch whose losses were all finite; ``results.nan_stop`` holds the
@@ -689,10 +689,6 @@ class TrainPhase(ExperimentPhase):
                     break
             for cb in cbs:
                 cb.on_phase_end(results=results, **ctx)
-            if self.result_recording is ResultRecording.LAST:
-                best = getattr(results, "best_epoch", None)
-                if best is not None and best in results.epochs and results.epochs[best].records is None:
-                    pass  # best epoch's tensors were already dropped: keep the last epoch's
             self._checkpoint("phase_end", experiment)
         except BaseException:
             self._carry = None  # drop the half-trained state; the graph was never written
