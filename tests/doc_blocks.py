@@ -14,12 +14,14 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 _PRINT = re.compile(r"^(\s*)print\((.*)\)\s+#\s+(.+?)\s*$")
 
 
-def _instrument(code: str) -> tuple[str, int]:
+def _instrument(code: str, remarks: bool) -> tuple[str, int]:
     lines, n = [], 0
     for line in code.splitlines():
         m = _PRINT.match(line)
-        if m:
+        if m and not (remarks and m.group(3).startswith(("stderr", "("))):
             indent, args, expected = m.groups()
+            if remarks:
+                expected = re.split(r"\s{2,}\(", expected)[0]  # drop a trailing "(remark)"
             lines.append(f"{indent}__check({expected!r}, {args})")
             n += 1
         else:
@@ -27,8 +29,12 @@ def _instrument(code: str) -> tuple[str, int]:
     return "\n".join(lines), n
 
 
-def run_doc_page(name: str, *, ellipsis: bool = False) -> tuple[int, list[str]]:
+def run_doc_page(name: str, *, ellipsis: bool = False,
+                 remarks: bool = False) -> tuple[int, list[str]]:
     """Execute ``docs/<name>`` block by block in one namespace.
+
+    With ``remarks``, a comment that starts with ``(`` or ``stderr`` is prose, not an
+    expectation, and ``expected  (remark)`` checks only ``expected``.
 
     Returns:
         (number of python blocks, the printed texts that were checked).
@@ -50,7 +56,7 @@ def run_doc_page(name: str, *, ellipsis: bool = False) -> tuple[int, list[str]]:
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
     total = 0
     for i, block in enumerate(blocks):
-        code, n = _instrument(block)
+        code, n = _instrument(block, remarks)
         total += n
         exec(compile(code, f"docs/{name} block {i}", "exec"), ns)
     assert len(checked) == total, f"docs/{name}: {total - len(checked)} print checks never ran"
