@@ -2,7 +2,7 @@
 
 from modjax.graph.models.activations import ACTIVATIONS, get_activation
 from modjax.graph.models.adapters import FunctionModel, LinenModel, NNXModel
-from modjax.graph.models.base import BaseModel
+from modjax.graph.models.base import BaseModel, ShapePreservingModel
 from modjax.graph.models.layers import Conv1D, Dropout, Identity, Linear
 from modjax.graph.models.mlp import SequentialMLP
 from modjax.graph.models.norm import BatchNorm, LayerNorm
@@ -25,6 +25,7 @@ __all__ = [
     "NNXModel",
     "RidgeRegression",
     "SequentialMLP",
+    "ShapePreservingModel",
     "as_model",
     "get_activation",
     "is_model",

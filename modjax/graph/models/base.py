@@ -7,7 +7,7 @@ from typing import Any
 
 from modjax.errors import ConfigError, ShapeMismatchError
 
-__all__ = ["BaseModel", "as_shape"]
+__all__ = ["BaseModel", "ShapePreservingModel", "as_shape"]
 
 Shape = tuple[int, ...]
 
@@ -170,3 +170,26 @@ class BaseModel:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if v is not None)
         return f"{type(self).__name__}({args})"
+
+
+class ShapePreservingModel(BaseModel):
+    """A model whose output has its input's per-sample shape and whose initial
+    values are constants (Dropout, Identity, the norms): no ``output_shape`` argument.
+
+    Example:
+        >>> from modjax.graph.models import Identity
+        >>> m = Identity()
+        >>> m.build((3, 2), None)
+        >>> m.output_shape, "output_shape" in m.get_config()
+        ((3, 2), False)
+    """
+
+    _key_free_init = True  # constant initial values
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.pop("output_shape", None)
+        return cfg
+
+    def _resolve(self, input_shape: Shape) -> None:
+        self._output_shape = tuple(input_shape)

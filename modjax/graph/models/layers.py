@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from modjax.errors import ShapeMismatchError
 from modjax.graph.models.activations import get_activation
-from modjax.graph.models.base import BaseModel, Shape
+from modjax.graph.models.base import BaseModel, Shape, ShapePreservingModel
 from modjax.io.registry import register
 
 __all__ = ["Linear", "Conv1D", "Dropout", "Identity", "dropout"]
@@ -204,7 +204,7 @@ class Conv1D(BaseModel):
 
 
 @register("Dropout")
-class Dropout(BaseModel):
+class Dropout(ShapePreservingModel):
     """Inverted dropout at ``rate`` when ``train=True`` (draws from the apply key).
 
     Example:
@@ -215,21 +215,11 @@ class Dropout(BaseModel):
         (True, [1.0])
     """
 
-    _key_free_init = True  # constant initial values
-
     def __init__(self, rate: float = 0.5, *, input_shape: Any = None) -> None:
         if not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate}")
         super().__init__(input_shape=input_shape, rate=float(rate))
         self.rate = float(rate)
-
-    def get_config(self) -> dict[str, Any]:
-        cfg = super().get_config()
-        cfg.pop("output_shape", None)
-        return cfg
-
-    def _resolve(self, input_shape: Shape) -> None:
-        self._output_shape = tuple(input_shape)
 
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
         return {}, {}
@@ -244,7 +234,7 @@ class Dropout(BaseModel):
 
 
 @register("Identity")
-class Identity(BaseModel):
+class Identity(ShapePreservingModel):
     """Returns its input unchanged (no parameters).
 
     Example:
@@ -253,18 +243,8 @@ class Identity(BaseModel):
         [0.0, 1.0, 2.0]
     """
 
-    _key_free_init = True  # constant initial values
-
     def __init__(self, *, input_shape: Any = None) -> None:
         super().__init__(input_shape=input_shape)
-
-    def get_config(self) -> dict[str, Any]:
-        cfg = super().get_config()
-        cfg.pop("output_shape", None)
-        return cfg
-
-    def _resolve(self, input_shape: Shape) -> None:
-        self._output_shape = tuple(input_shape)
 
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
         return {}, {}

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from modjax.errors import ShapeMismatchError
-from modjax.graph.models.base import BaseModel, Shape
+from modjax.graph.models.base import Shape, ShapePreservingModel
 from modjax.io.registry import register
 
 __all__ = ["LayerNorm", "BatchNorm"]
@@ -30,8 +30,42 @@ def _per_sample_axes(axes: tuple[int, ...], input_shape: Shape, who: str) -> tup
     return tuple(sorted(set(out)))
 
 
+class _Norm(ShapePreservingModel):
+    """What LayerNorm and BatchNorm share: per-sample axes, optional affine params."""
+
+    def _set_common(self, axes: tuple[int, ...], epsilon: float, use_scale: bool,
+                    use_bias: bool) -> None:
+        self.axes = axes
+        self.epsilon = float(epsilon)
+        self.use_scale = bool(use_scale)
+        self.use_bias = bool(use_bias)
+
+    def _resolve(self, input_shape: Shape) -> None:
+        _per_sample_axes(self.axes, input_shape, type(self).__name__)
+        super()._resolve(input_shape)
+
+    def _affine(self, input_shape: Shape) -> tuple[dict, tuple[int, ...]]:
+        """Initial scale/bias params and the normalised axes' shape."""
+        axes = _per_sample_axes(self.axes, tuple(input_shape), type(self).__name__)
+        fshape = tuple(input_shape[a] for a in axes)
+        params = {}
+        if self.use_scale:
+            params["scale"] = jnp.ones(fshape, jnp.float32)
+        if self.use_bias:
+            params["bias"] = jnp.zeros(fshape, jnp.float32)
+        return params, fshape
+
+    @staticmethod
+    def _scale_shift(y: jax.Array, params: dict, bshape: list[int]) -> jax.Array:
+        if "scale" in params:
+            y = y * params["scale"].reshape(bshape)
+        if "bias" in params:
+            y = y + params["bias"].reshape(bshape)
+        return y
+
+
 @register("LayerNorm")
-class LayerNorm(BaseModel):
+class LayerNorm(_Norm):
     """Normalise each sample over ``axis`` (per-sample axes), then scale and shift.
 
     Args:
@@ -49,8 +83,6 @@ class LayerNorm(BaseModel):
         (0.0, 1.0)
     """
 
-    _key_free_init = True  # constant initial values
-
     def __init__(self, axis: int | tuple[int, ...] = -1, epsilon: float = 1e-5,
                  use_scale: bool = True, use_bias: bool = True, *,
                  input_shape: Any = None) -> None:
@@ -59,29 +91,10 @@ class LayerNorm(BaseModel):
                          axis=list(axes) if len(axes) > 1 else axes[0],
                          epsilon=float(epsilon), use_scale=bool(use_scale),
                          use_bias=bool(use_bias))
-        self.axes = axes
-        self.epsilon = float(epsilon)
-        self.use_scale = bool(use_scale)
-        self.use_bias = bool(use_bias)
-
-    def get_config(self) -> dict[str, Any]:
-        cfg = super().get_config()
-        cfg.pop("output_shape", None)
-        return cfg
-
-    def _resolve(self, input_shape: Shape) -> None:
-        _per_sample_axes(self.axes, input_shape, "LayerNorm")
-        self._output_shape = tuple(input_shape)
+        self._set_common(axes, epsilon, use_scale, use_bias)
 
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
-        axes = _per_sample_axes(self.axes, tuple(input_shape), "LayerNorm")
-        pshape = tuple(input_shape[a] for a in axes)
-        params = {}
-        if self.use_scale:
-            params["scale"] = jnp.ones(pshape, jnp.float32)
-        if self.use_bias:
-            params["bias"] = jnp.zeros(pshape, jnp.float32)
-        return params, {}
+        return self._affine(input_shape)[0], {}
 
     def apply(self, params: dict, state: dict, x: jax.Array, *, key: Any = None,
               train: bool = False) -> tuple[jax.Array, dict]:
@@ -94,15 +107,11 @@ class LayerNorm(BaseModel):
         bshape = [1] * x.ndim
         for a in axes:
             bshape[a + 1] = sample_shape[a]
-        if "scale" in params:
-            y = y * params["scale"].reshape(bshape)
-        if "bias" in params:
-            y = y + params["bias"].reshape(bshape)
-        return y, state
+        return self._scale_shift(y, params, bshape), state
 
 
 @register("BatchNorm")
-class BatchNorm(BaseModel):
+class BatchNorm(_Norm):
     """Batch normalisation with running statistics in ``variables["state"]``.
 
     Training (``train=True``) normalises with the batch statistics and returns updated
@@ -126,8 +135,6 @@ class BatchNorm(BaseModel):
         ([0.5, 1.5], [-1.0, 1.0])
     """
 
-    _key_free_init = True  # constant initial values
-
     def __init__(self, axis: int | tuple[int, ...] = -1, momentum: float = 0.99,
                  epsilon: float = 1e-5, use_scale: bool = True, use_bias: bool = True, *,
                  input_shape: Any = None) -> None:
@@ -138,29 +145,11 @@ class BatchNorm(BaseModel):
                          axis=list(axes) if len(axes) > 1 else axes[0],
                          momentum=float(momentum), epsilon=float(epsilon),
                          use_scale=bool(use_scale), use_bias=bool(use_bias))
-        self.axes = axes
+        self._set_common(axes, epsilon, use_scale, use_bias)
         self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        self.use_scale = bool(use_scale)
-        self.use_bias = bool(use_bias)
-
-    def get_config(self) -> dict[str, Any]:
-        cfg = super().get_config()
-        cfg.pop("output_shape", None)
-        return cfg
-
-    def _resolve(self, input_shape: Shape) -> None:
-        _per_sample_axes(self.axes, input_shape, "BatchNorm")
-        self._output_shape = tuple(input_shape)
 
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
-        axes = _per_sample_axes(self.axes, tuple(input_shape), "BatchNorm")
-        fshape = tuple(input_shape[a] for a in axes)
-        params = {}
-        if self.use_scale:
-            params["scale"] = jnp.ones(fshape, jnp.float32)
-        if self.use_bias:
-            params["bias"] = jnp.zeros(fshape, jnp.float32)
+        params, fshape = self._affine(input_shape)
         state = {"mean": jnp.zeros(fshape, jnp.float32), "var": jnp.ones(fshape, jnp.float32)}
         return params, state
 
@@ -181,8 +170,4 @@ class BatchNorm(BaseModel):
         else:
             mean, var, new_state = state["mean"], state["var"], state
         y = (x - mean.reshape(bshape)) * jax.lax.rsqrt(var.reshape(bshape) + self.epsilon)
-        if "scale" in params:
-            y = y * params["scale"].reshape(bshape)
-        if "bias" in params:
-            y = y + params["bias"].reshape(bshape)
-        return y, new_state
+        return self._scale_shift(y, params, bshape), new_state
