@@ -364,6 +364,21 @@ def _tag_mask(rec: EpochRecord, tags: Mapping[str, Any]) -> np.ndarray | None:
     return None
 
 
+def _binding_records(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]
+                     ) -> dict[str, BindingRecord]:
+    """What each binding fed this epoch (host index/mask arrays, for the results)."""
+    return {f.key: BindingRecord(f.key, f.node.label, f.view, f.ref, *_host_plan(p))
+            for f, p in zip(feeds, plans)}
+
+
+def _single_pass_record(metrics: Mapping[str, Any], feeds: Sequence[_Feed],
+                        plans: Sequence[IndexPlan]) -> EpochRecord:
+    """The one "epoch" of an EvalPhase/FitPhase pass."""
+    return EpochRecord(0, np.asarray(metrics["loss"]),
+                       {k: np.asarray(v) for k, v in metrics["losses"].items()},
+                       metrics["records"], _binding_records(feeds, plans))
+
+
 def _host_plan(plan: IndexPlan) -> tuple[dict, dict]:
     return ({r: np.asarray(v) for r, v in plan.indices.items()},
             {r: np.asarray(v) for r, v in plan.mask.items()})
@@ -752,10 +767,7 @@ class TrainPhase(ExperimentPhase):
     def _run_epoch(self, fn, step_fn, feeds, plans, epoch, cbs, results, experiment,
                    streaming: bool = False, progress: Any = None,
                    while_running: Callable[[], None] | None = None) -> EpochRecord:
-        bindings = {}
-        for f, p in zip(feeds, plans):
-            idx, msk = _host_plan(p)
-            bindings[f.key] = BindingRecord(f.key, f.node.label, f.view, f.ref, idx, msk)
+        bindings = _binding_records(feeds, plans)
         pre_epoch = self._carry
         if streaming:
             segments: Any = _stream_segments(feeds, plans)
@@ -972,14 +984,7 @@ class EvalPhase(ExperimentPhase):
         stores, dplans = _stack_feeds(feeds, plans)
         v = graph.variables if variables is None else variables
         out = self._fn(graph, feeds)(v, stores, dplans)
-        bindings = {}
-        for f, p in zip(feeds, plans):
-            idx, msk = _host_plan(p)
-            bindings[f.key] = BindingRecord(f.key, f.node.label, f.view, f.ref, idx, msk)
-        rec = EpochRecord(0, np.asarray(out["loss"]),
-                          {k: np.asarray(x) for k, x in out["losses"].items()}, out["records"],
-                          bindings)
-        results.add_epoch(rec)
+        results.add_epoch(_single_pass_record(out, feeds, plans))
         for al in self.losses:
             results.metrics.log(al.label, results.aggregated_losses(al.node)[al.label], epoch=0)
         for cb in cbs:
@@ -1092,11 +1097,7 @@ class FitPhase(ExperimentPhase):
                  for k in inputs}
         m = jax.jit(lambda v, b: jax.lax.scan(lambda c, x: (c, ev(v, x)), None, b)[1])(
             new_vars, batch)
-        bindings = {f.key: BindingRecord(f.key, f.node.label, f.view, f.ref,
-                                         *_host_plan(plan)) for f in feeds}
-        rec = EpochRecord(0, np.asarray(m["loss"]), {k: np.asarray(v) for k, v in m["losses"].items()},
-                          m["records"], bindings)
-        results.add_epoch(rec)
+        results.add_epoch(_single_pass_record(m, feeds, [plan] * len(feeds)))
         graph.set_variables(new_vars)
         if self.freeze_after_fit:
             graph.freeze([n.label for n in self._fittable(graph)])

@@ -205,23 +205,7 @@ class PhaseResults:
 
     # ----------------------------------------------------------------- tensors
     def _binding_for(self, rec: EpochRecord, node: str) -> BindingRecord:
-        if node in rec.bindings:
-            return rec.bindings[node]
-        heads = list(rec.bindings)
-        if self.graph is not None and hasattr(self.graph, "upstream_of"):
-            stack, seen = [node], set()
-            while stack:
-                n = stack.pop()
-                if n in rec.bindings:
-                    return rec.bindings[n]
-                if n in seen:
-                    continue
-                seen.add(n)
-                try:
-                    stack.extend(self.graph.upstream_of(n))
-                except Exception:
-                    pass
-        return rec.bindings[heads[0]]
+        return rec.bindings[self._heads_of(rec, node)[0]]
 
     def _rows(self, rec: EpochRecord, node: str, role: str) -> tuple[np.ndarray, np.ndarray]:
         """(absolute source rows, valid mask) flattened over batches."""
