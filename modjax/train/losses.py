@@ -14,6 +14,19 @@ References name what a loss compares. A reference is ``[role.][node.]domain[.key
 
 Whether a prefix is a role or a node is decided when the step is built, against the
 graph's node labels and the sampler's roles; an unknown name is an error naming it.
+
+**Shape rule** (checked when the step is traced, so before any training): the inputs a
+built-in loss compares element-wise (``mse``, ``mae``, ``huber``, ``bce``,
+``bce_with_logits``, ``cross_entropy``, ``cosine``, ``triplet``, the two embeddings of
+``contrastive``) must have the same per-sample shape, or shapes that differ only by
+size-1 axes (``(B, 1, 1)`` outputs against ``(B, 1)`` targets), which are squeezed to
+the first input's shape. ``sparse_cross_entropy`` labels must match the logits without
+their class axis (again up to size-1 axes). Anything else is a
+:class:`~modjax.errors.ShapeMismatchError` naming the loss, its node and both shapes:
+NumPy broadcasting of ``(B, 1, 1)`` against ``(B, 1)`` would silently compare every
+prediction with every target. A custom callable gets the same squeeze between inputs of
+equal per-sample size; whatever it returns must keep the batch axis first and must not
+hold more values per sample than its largest input (a sign of broadcasting).
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from modjax.errors import ConfigError, closest_names
+from modjax.errors import ConfigError, ShapeMismatchError, closest_names
 from modjax.io.registry import register
 
 __all__ = ["Loss", "AppliedLoss", "LossRef", "LOSS_NAMES"]
@@ -102,6 +115,37 @@ _BUILTINS: dict[str, Callable[..., jax.Array]] = {
     "triplet": _triplet, "contrastive": _contrastive,
 }
 LOSS_NAMES = tuple(_BUILTINS)
+# Positional inputs of each built-in that are compared element-wise: same per-sample shape.
+_SAME_SHAPE: dict[str, tuple[int, ...]] = {
+    "mse": (0, 1), "mae": (0, 1), "l1": (0, 1), "huber": (0, 1), "bce": (0, 1),
+    "bce_with_logits": (0, 1), "cross_entropy": (0, 1), "cosine": (0, 1),
+    "triplet": (0, 1, 2), "contrastive": (0, 1),
+}
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
+
+
+def _fit_to(x: jax.Array, shape: tuple[int, ...], *, what: str, ref: str, other: str
+            ) -> jax.Array:
+    """``x`` reshaped to ``shape`` when the two differ only by size-1 axes (else an error).
+
+    Example:
+        >>> _fit_to(jnp.zeros((4, 1)), (4, 1, 1), what="mse", ref="outputs",
+        ...         other="targets").shape
+        (4, 1, 1)
+    """
+    if tuple(x.shape) == tuple(shape):
+        return x
+    if x.ndim and len(shape) and x.shape[0] == shape[0] and \
+            _squeezed(x.shape[1:]) == _squeezed(tuple(shape[1:])):
+        return x.reshape(shape)
+    raise ShapeMismatchError(
+        f"{what}: {ref} has shape {tuple(shape)} but {other} has shape {tuple(x.shape)}; "
+        "the per-sample shapes must be equal or differ only by size-1 axes (broadcasting "
+        "them would compare every sample with every other one). Give the node an "
+        "output_shape matching the targets")
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -296,11 +340,73 @@ class AppliedLoss:
         texts = [r.text for r in self.refs]
         return dict(zip(self.input_names, texts)) if self.keyword else texts
 
+    def _positions(self) -> list[int | None]:
+        """The loss function's argument position of each input (None: unknown name)."""
+        if not self.keyword:
+            return list(range(len(self.refs)))
+        order = self.loss.allowed_keywords
+        return [order.index(n) if n in order else None for n in self.input_names]
+
+    def align(self, values: Sequence[jax.Array]) -> list[jax.Array]:
+        """Apply the module's shape rule to resolved inputs (reference order).
+
+        Raises:
+            ShapeMismatchError: inputs that must match differ by more than size-1 axes
+                (names the loss, its node and both shapes).
+
+        Example:
+            >>> al = AppliedLoss("mse", on="head")
+            >>> [v.shape for v in al.align([jnp.zeros((8, 1, 1)), jnp.zeros((8, 1))])]
+            [(8, 1, 1), (8, 1, 1)]
+        """
+        vals = [jnp.asarray(v) for v in values]
+        what = f"AppliedLoss {self.label!r} ({self.loss!r}) on node {self.node!r}"
+        pos = self._positions()
+        at = {p: i for i, p in enumerate(pos) if p is not None}
+        name = self.loss.name
+        if name == "sparse_cross_entropy" and 0 in at and 1 in at:
+            logits, labels = vals[at[0]], vals[at[1]]
+            vals[at[1]] = _fit_to(labels, tuple(logits.shape[:-1]), what=what,
+                                  ref=f"{self.refs[at[0]].text!r} without its class axis",
+                                  other=f"{self.refs[at[1]].text!r}")
+            return vals
+        if name is not None:
+            group = [at[p] for p in _SAME_SHAPE.get(name, ()) if p in at]
+        else:  # a custom callable: only inputs of equal per-sample size are squeezed
+            group = [i for i, v in enumerate(vals) if v.ndim and vals[0].ndim
+                     and v.shape[0] == vals[0].shape[0] and v.size == vals[0].size]
+        for i in group[1:]:
+            vals[i] = _fit_to(vals[i], tuple(vals[group[0]].shape), what=what,
+                              ref=repr(self.refs[group[0]].text), other=repr(self.refs[i].text))
+        return vals
+
+    def _check_output(self, out: jax.Array, vals: Sequence[jax.Array]) -> None:
+        raw = [v for v in vals if v.ndim]
+        if out.ndim == 0 or not raw:
+            return
+        batch = raw[0].shape[0]
+        per_sample = max(int(v.size) // max(int(v.shape[0]), 1) for v in raw)
+        if out.shape[0] != batch or int(out.size) // max(batch, 1) > per_sample:
+            shapes = ", ".join(f"{r.text!r} {tuple(v.shape)}" for r, v in zip(self.refs, vals))
+            raise ShapeMismatchError(
+                f"AppliedLoss {self.label!r} ({self.loss!r}) on node {self.node!r} returned "
+                f"shape {tuple(out.shape)} for inputs {shapes}: a loss must return one value "
+                f"per sample ({batch},) (or a scalar); more values than its inputs hold per "
+                "sample means the inputs were broadcast against each other")
+
     def compute(self, values: Sequence[jax.Array]) -> jax.Array:
-        """Per-sample loss for resolved input arrays (in reference order)."""
+        """Per-sample loss for resolved input arrays (in reference order).
+
+        The inputs follow the shape rule of the module docstring (:meth:`align`).
+        """
+        vals = self.align(values)
         if self.keyword:
-            return self.loss(**dict(zip(self.input_names, values)))
-        return self.loss(*values)
+            raw = self.loss.fn(**dict(zip(self.input_names, vals)), **self.loss.kwargs)
+        else:
+            raw = self.loss.fn(*vals, **self.loss.kwargs)
+        out = jnp.asarray(raw)
+        self._check_output(out, vals)
+        return _per_sample(out) if out.ndim >= 1 else out
 
     def reduce(self, per_sample: jax.Array, *, weights: jax.Array | None = None,
                mask: jax.Array | None = None) -> jax.Array:
