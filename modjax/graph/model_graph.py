@@ -281,7 +281,8 @@ class ModelGraph(GraphPersistence):
     def _check_backends(self) -> None:
         if self._optimizer is None:
             return
-        backends = {n.backend for n in self._model_nodes()}
+        # bridged torch/sklearn nodes run inside the jitted step (host callbacks)
+        backends = {n.backend for n in self._model_nodes() if not getattr(n.model, "bridged", False)}
         if len(backends) > 1:
             raise RuntimeError(
                 f"graph {self.label!r} has a global optimizer but its nodes use several "

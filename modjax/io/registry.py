@@ -101,7 +101,8 @@ def get_registered(name: str, *, module: str | None = None,
     """
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if allow_packaged_code and module:
+    # modjax's own modules (the optional bridges register on import) are not user code
+    if module and (allow_packaged_code or module.split(".")[0] == "modjax"):
         try:
             importlib.import_module(module)
         except ImportError as e:

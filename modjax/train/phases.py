@@ -241,6 +241,10 @@ class ExperimentPhase:
         return sorted(self.callbacks, key=lambda c: c.execution_order)
 
     def _bindings(self, graph: Any) -> list[InputBinding]:
+        from modjax.bridge.hooks import check_phase, has_bridges  # imports no torch/sklearn
+
+        if has_bridges(graph):
+            check_phase(self, graph)
         if self.input_sources:
             return self.input_sources
         if self._split is None:
@@ -1085,8 +1089,10 @@ class FitPhase(ExperimentPhase):
             y = graph.route_targets(targets)[node.label]
             if y is None:
                 raise ValueError(f"{owner}: no targets reach node {node.label!r} to fit it on")
-            params[node.label], state[node.label] = jax.jit(node.model.fit)(
-                params[node.label], state[node.label], x, y)
+            # bridged estimators fit on the host (concrete arrays), built-ins jitted
+            fit = node.model.fit if getattr(node.model, "fits_on_host", False) else jax.jit(
+                node.model.fit)
+            params[node.label], state[node.label] = fit(params[node.label], state[node.label], x, y)
         new_vars = {"params": params, "state": state}
         n = sizes.pop()
         plan = IndexPlan.from_flat(np.arange(n), n)

@@ -320,6 +320,9 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
                     f"stage-wise training (no global optimizer on the graph) needs an Optimizer on "
                     f"every trainable node, but node {label!r} has none; give it optimizer=... or "
                     "set a global optimizer")
+    from modjax.bridge.hooks import partial_fit_hook  # imports no torch/sklearn
+
+    host_fits = partial_fit_hook(graph, active)
     by_node: dict[str, list[AppliedLoss]] = {}
     for al in losses:
         by_node.setdefault(al.node, []).append(al)
@@ -359,6 +362,8 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
 
         (total, (terms, new_state, outs, tgts)), grads = jax.value_and_grad(
             loss_fn, has_aux=True)(params)
+        if host_fits is not None:  # scikit-learn partial_fit nodes: one host step per batch
+            new_state = host_fits(new_state, outs, tgts, batch, roles)
         frozen = carry.get("frozen")
         if stage_wise:
             new_params, new_opt = dict(params), dict(carry["opt_state"])

@@ -114,7 +114,12 @@ def as_model(obj: Any) -> Model:
         pass
     if isinstance(obj, tuple) and len(obj) == 2 and all(callable(f) for f in obj):
         return adapters.FunctionModel(*obj)
+    from modjax.bridge.dispatch import bridge_model  # torch/sklearn only if obj is theirs
+
+    bridged = bridge_model(obj)
+    if bridged is not None:
+        return bridged
     raise TypeError(
         f"cannot use {type(obj).__name__} as a model: expected an object with "
         "init/apply/get_config/input_shape/output_shape, a Flax NNX or Linen module, "
-        "or an (init_fn, apply_fn) pair")
+        "a torch.nn.Module, a scikit-learn estimator or an (init_fn, apply_fn) pair")
