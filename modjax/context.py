@@ -199,6 +199,37 @@ class ExperimentContext:
             "experiment": self._experiment,
         }
 
+    def all_or_nothing(self) -> _Scope:
+        """Scope whose registrations are undone if it raises (loads use it).
+
+        Every node registered (and every registration replaced) inside the block is
+        rolled back when an exception leaves it, so a failed load leaves the context as
+        it was and loading a good artifact afterwards meets no stale labels.
+
+        Example:
+            >>> ctx = ExperimentContext()
+            >>> try:
+            ...     with ctx.all_or_nothing():
+            ...         ctx.register_experiment_node(ExperimentNode("a", register=False))
+            ...         raise ValueError("load failed")
+            ... except ValueError:
+            ...     pass
+            >>> ctx.has_node(label="a")
+            False
+        """
+        saved: list[dict[str, Any]] = []
+
+        def enter() -> ExperimentContext:
+            saved.append(self.get_state())
+            return self
+
+        def leave(failed: bool) -> None:
+            state = saved.pop()
+            if failed:
+                self.set_state(state)
+
+        return _Scope(enter, leave, pass_failure=True)
+
     def set_state(self, state: dict[str, Any]) -> None:
         self._nodes = dict(state["nodes"])
         self._label_to_id = dict(state["labels"])
@@ -360,10 +391,11 @@ class _Scope:
     no finaliser, so a scope that is never left simply stays in effect.
     """
 
-    __slots__ = ("_enter", "_exit", "_entered")
+    __slots__ = ("_enter", "_exit", "_entered", "_pass_failure")
 
-    def __init__(self, enter: Any, leave: Any) -> None:
+    def __init__(self, enter: Any, leave: Any, *, pass_failure: bool = False) -> None:
         self._enter, self._exit, self._entered = enter, leave, False
+        self._pass_failure = pass_failure  # leave(failed) learns whether the block raised
 
     def __enter__(self) -> Any:
         if self._entered:
@@ -373,7 +405,10 @@ class _Scope:
 
     def __exit__(self, *exc: object) -> None:
         self._entered = False
-        self._exit()
+        if self._pass_failure:
+            self._exit(exc[0] is not None)
+        else:
+            self._exit()
 
 
 _DEFAULT = ExperimentContext()

@@ -351,26 +351,38 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, ExperimentNode,
         """
         return FeatureSetView(self, rows, label=label)
 
-    def select(self, columns: Sequence[str], *, label: str | None = None) -> FeatureSetView:
-        """A view of all rows restricted to ``columns``.
+    def select(self, columns: str | Sequence[str] | None = None, *,
+               features: str | Sequence[str] | None = None,
+               targets: str | Sequence[str] | None = None,
+               tags: str | Sequence[str] | None = None, rep: str | None = None,
+               label: str | None = None) -> FeatureSetView:
+        """A view of all rows restricted to some columns.
 
         Args:
-            columns: full column names (``domain.key.rep``).
-            label: optional view name.
+            columns: full column names (``domain.key.rep``; globs allowed).
+            features, targets, tags: key selectors per domain (``"voltage"``,
+                ``"voltage.*"``, ``"*.raw"``).
+            rep: rep for selectors that omit it (None: every rep).
+            label: optional view name (default ``"<label>_view"``).
 
         Returns:
             The view.
 
         Raises:
-            KeyError: a column is not in this FeatureSet.
+            KeyError: a column or selector matches nothing in this FeatureSet.
 
         Example:
             >>> fs = FeatureSet.from_dict("se", {"a": [1.0], "b": [2.0], "y": [0.0]},
             ...                           ["a", "b"], "y")
             >>> fs.select(["features.b.raw", "targets.y.raw"]).feature_keys
             ['b']
+            >>> fs.select(features="a", rep="raw").get_all_keys()
+            ['features.a.raw', 'sample_uuids']
         """
-        return FeatureSetView.from_featureset(self, columns=columns, label=label)
+        from modjax.data.view import select_columns
+        cols = select_columns(self, columns, features, targets, tags, rep)
+        return FeatureSetView.from_featureset(self, columns=cols,
+                                              label=label or f"{self.label}_view")
 
     def rows_for_uuids(self, uuids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Row indices (int64) of sample uuids, e.g. to map results back to samples.
@@ -589,12 +601,15 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, ExperimentNode,
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, state: Mapping[str, Any] | None = None,
-                    register: bool = True, keep_id: bool = True) -> FeatureSet:
+                    register: bool = True, keep_id: bool = True,
+                    allow_packaged_code: bool = False) -> FeatureSet:
         """Rebuild from :meth:`get_config` (and :meth:`get_state`; without state the table
-        is empty with the configured columns)."""
+        is empty with the configured columns). Scaler classes outside the built-in and
+        scikit-learn allow-list are imported only with ``allow_packaged_code=True``."""
         from modjax.io.registry import deserialize
         s_recs = [deserialize(c) for c in config.get("splitter_records", [])]
-        c_recs = [deserialize(c) for c in config.get("scaler_records", [])]
+        c_recs = [deserialize(c, allow_packaged_code=allow_packaged_code)
+                  for c in config.get("scaler_records", [])]
         if state is not None:
             table = state["table"]
         else:

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["Scaler", "ScalerRecord"]
 
 _SKLEARN_BY_NAME = ("PowerTransformer", "QuantileTransformer")
+#: scikit-learn transformers a config may name without ``allow_packaged_code``: classes of
+#: ``sklearn.preprocessing`` that keep the data's shape. Loading never constructs
+#: anything else unless the caller opts in.
+SKLEARN_ALLOWED = ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler",
+                   "Normalizer", "PowerTransformer", "QuantileTransformer", "Binarizer")
 
 
 def _sklearn_class(name: str) -> type:
@@ -37,6 +42,51 @@ def _sklearn_class(name: str) -> type:
         raise ConfigError(f"scaler {name!r} needs scikit-learn (pip install modjax[sklearn])") \
             from None
     return getattr(mod, name)
+
+
+def resolve_scaler_class(module: str, name: str, *, allow_packaged_code: bool = False) -> type:
+    """The scaler class a config names, refusing anything not known to be a scaler.
+
+    Without ``allow_packaged_code`` only the scikit-learn transformers of
+    :data:`SKLEARN_ALLOWED` are constructed, and only after checking that they are
+    ``TransformerMixin`` subclasses; any other module or name is a ``ConfigError``
+    before anything is imported or called. With it, ``module`` is imported and
+    ``name`` (a qualified name) must be a class with ``fit`` and ``transform``.
+
+    Raises:
+        ConfigError: the class is not allowed, not found, or not a transformer.
+
+    Example:
+        >>> resolve_scaler_class("sklearn.preprocessing._data", "StandardScaler").__name__
+        'StandardScaler'
+        >>> resolve_scaler_class("sklearn.datasets._covtype", "GzipFile")
+        Traceback (most recent call last):
+        ...
+        modjax.errors.ConfigError: scaler class 'GzipFile' from module 'sklearn.datasets._covtype' is not an allowed scaler (built-ins and scikit-learn ['StandardScaler', 'MinMaxScaler', 'MaxAbsScaler', 'RobustScaler', 'Normalizer', 'PowerTransformer', 'QuantileTransformer', 'Binarizer']); pass allow_packaged_code=True to import your own scaler classes
+    """
+    where = f"scaler class {name!r} from module {module!r}"
+    if isinstance(module, str) and module.split(".")[:2] == ["sklearn", "preprocessing"] \
+            and name in SKLEARN_ALLOWED:
+        cls = _sklearn_class(name)
+        from sklearn.base import TransformerMixin
+        if not (isinstance(cls, type) and issubclass(cls, TransformerMixin)):
+            raise ConfigError(f"{where} is not a scikit-learn transformer")
+        return cls
+    if not allow_packaged_code:
+        raise ConfigError(
+            f"{where} is not an allowed scaler (built-ins and scikit-learn "
+            f"{list(SKLEARN_ALLOWED)}); pass allow_packaged_code=True to import your own "
+            "scaler classes")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot import {where}: {e}") from e
+    if not isinstance(obj, type) or not all(callable(getattr(obj, m, None))
+                                            for m in ("fit", "transform")):
+        raise ConfigError(f"{where} is not a scaler class (a class with fit and transform)")
+    return obj
 
 
 def _estimator_state(obj: Any) -> dict[str, Any]:
@@ -54,16 +104,14 @@ def _estimator_state(obj: Any) -> dict[str, Any]:
     return out
 
 
-def _set_estimator_state(obj: Any, state: Mapping[str, Any]) -> None:
+def _set_estimator_state(obj: Any, state: Mapping[str, Any], *,
+                         allow_packaged_code: bool = False) -> None:
     for k, v in state.items():
         if isinstance(v, Mapping) and "__estimator__" in v:
             mod, _, qual = str(v["__estimator__"]).partition(":")
-            if not mod.startswith("sklearn."):
-                raise ConfigError(f"refusing to import estimator {v['__estimator__']!r} from "
-                                  "scaler state (only scikit-learn classes are restored)")
-            cls = getattr(importlib.import_module(mod), qual)
+            cls = resolve_scaler_class(mod, qual, allow_packaged_code=allow_packaged_code)
             inner = cls(**v["params"])
-            _set_estimator_state(inner, v["state"])
+            _set_estimator_state(inner, v["state"], allow_packaged_code=allow_packaged_code)
             setattr(obj, k, inner)
         else:
             # checkpoint round trips turn Python scalars into 0-d arrays; undo that
@@ -111,6 +159,8 @@ class Scaler:
                                 "Scaler, a built-in name or an sklearn-style transformer")
         self.scaler = obj
         self._kwargs = kwargs
+        # set by from_config: nested estimators in a loaded state follow the same permission
+        self._allow_packaged_code = False
 
     @classmethod
     def get_supported_scalers(cls) -> dict[str, Any]:
@@ -126,6 +176,11 @@ class Scaler:
     @property
     def name(self) -> str:
         return type(self.scaler).__name__
+
+    @property
+    def scaler_name(self) -> str:
+        """ModularML's name for :attr:`name`."""
+        return self.name
 
     @property
     def is_fit(self) -> bool:
@@ -167,7 +222,8 @@ class Scaler:
             >>> c.is_fit, c.get_config() == s.get_config()
             (False, True)
         """
-        return Scaler.from_config(self.get_config())
+        # the class is already imported here, so this loads no code
+        return Scaler.from_config(self.get_config(), allow_packaged_code=True)
 
     # ------------------------------------------------------------------ config / state
     def get_config(self) -> dict[str, Any]:
@@ -194,10 +250,10 @@ class Scaler:
                       else v) for k, v in config.get("scaler_kwargs", {}).items()}
         if name in BUILTIN_SCALERS and mod == "modjax.data.scalers":
             return cls(name, kwargs)
-        if mod.startswith("sklearn.") or allow_packaged_code:
-            return cls(getattr(importlib.import_module(mod), name), kwargs)
-        raise ConfigError(f"scaler {name!r} comes from module {mod!r}; pass "
-                          "allow_packaged_code=True to import it")
+        out = cls(resolve_scaler_class(mod, name, allow_packaged_code=allow_packaged_code),
+                  kwargs)
+        out._allow_packaged_code = allow_packaged_code
+        return out
 
     def get_state(self) -> dict[str, Any]:
         """Learned values (pytree of arrays/scalars; no pickles).
@@ -219,7 +275,8 @@ class Scaler:
         if hasattr(self.scaler, "set_state"):
             self.scaler.set_state(dict(state))
         else:
-            _set_estimator_state(self.scaler, state)
+            _set_estimator_state(self.scaler, state,
+                                 allow_packaged_code=self._allow_packaged_code)
 
     def __repr__(self) -> str:
         return f"Scaler({self.name}, fit={self.is_fit})"
@@ -243,9 +300,12 @@ class ScalerRecord:
                 "merged_axes": None if self.merged_axes is None else list(self.merged_axes)}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ScalerRecord:
+    def from_config(cls, config: Mapping[str, Any], *, allow_packaged_code: bool = False
+                    ) -> ScalerRecord:
+        """Rebuild; a scaler class outside the allow-list needs ``allow_packaged_code``."""
         ma = config.get("merged_axes")
-        return cls(config["domain"], tuple(config["keys"]), Scaler.from_config(config["scaler"]),
+        scaler = Scaler.from_config(config["scaler"], allow_packaged_code=allow_packaged_code)
+        return cls(config["domain"], tuple(config["keys"]), scaler,
                    config.get("fit_to_split"), None if ma is None else tuple(ma))
 
 

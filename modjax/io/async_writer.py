@@ -7,12 +7,15 @@ transfer), fsyncs and the pointer swap of :func:`modjax.io.checkpoints.write_art
 run on a single background thread. Writes run in submission order;
 :func:`wait_pending` blocks until they have finished and re-raises the first failure.
 A buffer donated by user code before its write finished makes that write fail (raised
-at the wait), never a corrupt checkpoint.
+at the wait), never a corrupt checkpoint. Writes are also tracked per path
+(:func:`submit_for`): a blocking save of a path first waits for the background writes
+of that path (:func:`wait_path`), so saves of one path land in the order they were made.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,11 +24,13 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["snapshot_tree", "submit", "wait_pending"]
+__all__ = ["snapshot_tree", "submit", "submit_for", "wait_path", "wait_pending"]
 
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _pending: list[Future] = []
+_by_path: dict[str, list[Future]] = {}
+_worker = threading.local()
 
 
 def snapshot_tree(tree: Any) -> Any:
@@ -55,9 +60,50 @@ def _get_executor() -> ThreadPoolExecutor:
 def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
     """Run ``fn(*args, **kwargs)`` on the checkpoint thread (after earlier submissions)."""
     with _lock:
-        fut = _get_executor().submit(fn, *args, **kwargs)
+        fut = _get_executor().submit(_on_worker, fn, *args, **kwargs)
         _pending.append(fut)
     return fut
+
+
+def _key(path: Any) -> str:
+    return os.path.abspath(os.fspath(path))
+
+
+def _on_worker(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    _worker.active = True
+    return fn(*args, **kwargs)
+
+
+def submit_for(path: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """:func:`submit` a write of ``path`` (tracked so that :func:`wait_path` finds it)."""
+    with _lock:
+        fut = _get_executor().submit(_on_worker, fn, *args, **kwargs)
+        _pending.append(fut)
+        _by_path.setdefault(_key(path), []).append(fut)
+    return fut
+
+
+def wait_path(path: Any) -> None:
+    """Block until every background write of ``path`` submitted so far has finished.
+
+    Failures are not raised here (they belong to whoever waits on that write's future).
+    On the checkpoint thread itself this returns at once: its writes run in order.
+
+    Example:
+        >>> wait_path("/nonexistent/checkpoint")
+    """
+    if getattr(_worker, "active", False):
+        return
+    with _lock:
+        todo = list(_by_path.get(_key(path), ()))
+    for f in todo:
+        f.exception()
+    with _lock:
+        left = [f for f in _by_path.get(_key(path), ()) if not f.done()]
+        if left:
+            _by_path[_key(path)] = left
+        else:
+            _by_path.pop(_key(path), None)
 
 
 def wait_pending(futures: list[Future] | None = None, *, raise_errors: bool = True) -> None:

@@ -12,13 +12,21 @@ only then deletes older generations. A first save builds the whole directory as 
 hidden sibling and renames it into place. Killing the process at any moment therefore
 leaves either the previous artifact or the new one, never a half-written one that
 :func:`resolve_artifact` would accept: loaders only follow the pointer.
+
+Writers are serialised by an exclusive ``fcntl.flock`` on the directory holding the
+artifact, across threads and processes alike: a second writer of a path waits for the
+first instead of deleting the generation the first one just published. The pointer
+may only name a generation directory inside the artifact, never a path elsewhere.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -37,12 +45,131 @@ __all__ = [
     "read_pointer",
     "is_artifact",
     "fsync_tree",
+    "artifact_lock",
+    "remove_artifact",
+    "confined_path",
+    "LOCK_TIMEOUT",
 ]
 
 POINTER_FILE = "MODJAX.json"
 MANIFEST_FILE = "manifest.json"
 #: Version of the on-disk layout; a larger one on load is an error.
 ARTIFACT_FORMAT_VERSION = 1
+#: Seconds a writer waits for another writer of the same path before giving up.
+LOCK_TIMEOUT = 600.0
+_GEN_NAME = re.compile(r"gen-\d{20}-[0-9a-f]{8}")
+
+
+def confined_path(base: str | Path, name: str | Path, *, what: str) -> Path:
+    """``base / name`` for a relative ``name`` that stays inside ``base``.
+
+    Args:
+        base: the directory names are relative to.
+        name: a relative name (sub-directories allowed).
+        what: names the caller in the error.
+
+    Returns:
+        The joined path.
+
+    Raises:
+        CheckpointError: ``name`` is absolute, empty, has a ``..`` part, or leads out of
+            ``base`` through a symlink.
+
+    Example:
+        >>> confined_path("/ck", "run1/epoch3", what="checkpoint").as_posix()
+        '/ck/run1/epoch3'
+        >>> confined_path("/ck", "../x", what="checkpoint")
+        Traceback (most recent call last):
+        ...
+        modjax.errors.CheckpointError: checkpoint name '../x' must be a relative name inside '/ck' (no absolute path, no '..')
+    """
+    text = str(name)
+    parts = Path(text).parts
+    if not text or Path(text).is_absolute() or ".." in parts or text.startswith("~") \
+            or not parts:
+        raise CheckpointError(f"{what} name {text!r} must be a relative name inside "
+                              f"{str(base)!r} (no absolute path, no '..')")
+    out = Path(base) / text
+    real_base = os.path.realpath(base)
+    real = os.path.realpath(out)
+    if os.path.commonpath([real_base, real]) != real_base:
+        raise CheckpointError(f"{what} name {text!r} leads out of {str(base)!r} (to "
+                              f"{real!r}) through a symbolic link")
+    return out
+
+
+@contextlib.contextmanager
+def artifact_lock(path: str | Path, *, timeout: float | None = None) -> Iterator[None]:
+    """Hold the exclusive writer lock of artifact ``path`` (waits for another writer).
+
+    The lock is an ``fcntl.flock`` on the directory that holds ``path`` (so it exists
+    before a first save and leaves no file behind); it is released when the block exits
+    or the process dies, so a killed writer never blocks others. Writers of artifacts in
+    one directory take turns, whichever thread or process they run in.
+
+    Raises:
+        CheckpointError: another writer held the lock for longer than ``timeout``
+            seconds (default :data:`LOCK_TIMEOUT`); the message names the path.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a"
+        >>> with artifact_lock(p):
+        ...     pass
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    limit = LOCK_TIMEOUT if timeout is None else timeout
+    fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        deadline = time.monotonic() + limit
+        delay = 0.002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+            if time.monotonic() >= deadline:
+                raise CheckpointError(
+                    f"another writer has held the lock of {str(path.parent)!r} for over "
+                    f"{limit:g} s while saving {str(path)!r}; two writers must not save to "
+                    "one path at once")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def remove_artifact(path: str | Path) -> bool:
+    """Delete an artifact so that it is never seen half-deleted.
+
+    The directory is first renamed to a hidden sibling (atomic: ``path`` disappears at
+    once, so :func:`is_artifact` and checkpoint listings stop seeing it), then deleted.
+    A kill between the two leaves only a hidden ``.<name>.deleting-*`` directory.
+
+    Returns:
+        Whether an artifact was removed (a path that is not one is left alone).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()) / "a"
+        >>> with atomic_artifact(d, "demo") as gen:
+        ...     _ = (gen / "manifest.json").write_text("{}")
+        >>> remove_artifact(d), d.exists()
+        (True, False)
+    """
+    path = Path(path)
+    with artifact_lock(path):
+        if not is_artifact(path):
+            return False
+        trash = path.parent / f".{path.name}.deleting-{uuid.uuid4().hex[:8]}"
+        os.rename(path, trash)
+        _fsync_path(path.parent)
+        shutil.rmtree(trash, ignore_errors=True)
+    return True
 
 
 def _fsync_path(p: Path) -> None:
@@ -89,7 +216,7 @@ def read_pointer(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"no modjax artifact at {str(path)!r}: the path does not exist")
     ptr = path / POINTER_FILE
-    if not path.is_dir() or not ptr.is_file():
+    if not path.is_dir() or ptr.is_symlink() or not ptr.is_file():
         raise CheckpointError(
             f"{str(path)!r} is not a modjax artifact (expected a directory holding {POINTER_FILE}); "
             "it may be an unfinished save or another program's file")
@@ -137,8 +264,18 @@ def resolve_artifact(path: str | Path, *, kind: str | tuple[str, ...] | None = N
             raise CheckpointError(
                 f"{str(path)!r} holds a {ptr.get('kind')!r} artifact, expected "
                 f"{' or '.join(repr(k) for k in kinds)}")
-    gen = path / str(ptr["current"])
-    if not (gen / MANIFEST_FILE).is_file():
+    current = ptr["current"]
+    if not isinstance(current, str) or not _GEN_NAME.fullmatch(current):
+        # a pointer naming "../other/gen-..." or an absolute path is never followed
+        raise CheckpointError(
+            f"{str(path / POINTER_FILE)!r} names generation {current!r}, which is not a "
+            "generation directory of this artifact (expected 'gen-<time>-<hex>')")
+    gen = path / current
+    if gen.is_symlink() or not gen.is_dir():
+        raise CheckpointError(
+            f"artifact {str(path)!r} is incomplete: generation {current!r} is missing or is "
+            "not a plain directory")
+    if (gen / MANIFEST_FILE).is_symlink() or not (gen / MANIFEST_FILE).is_file():
         raise CheckpointError(
             f"artifact {str(path)!r} is incomplete: {str(gen / MANIFEST_FILE)!r} is missing")
     return gen
@@ -176,6 +313,11 @@ def atomic_artifact(path: str | Path, kind: str, *, overwrite: bool = False) -> 
         True
     """
     path = Path(path)
+    with artifact_lock(path):
+        yield from _write_locked(path, kind, overwrite=overwrite)
+
+
+def _write_locked(path: Path, kind: str, *, overwrite: bool) -> Iterator[Path]:
     exists = path.exists()
     if exists:
         if not overwrite:
@@ -217,6 +359,7 @@ def atomic_artifact(path: str | Path, kind: str, *, overwrite: bool = False) -> 
         shutil.rmtree(gen, ignore_errors=True)
         raise
     # Published: older generations (and leftovers of killed saves) are garbage now.
+    # Safe under the writer lock: no other writer has a generation in progress here.
     for child in path.iterdir():
         if child.name != gen_name and child.name != POINTER_FILE:
             if child.is_dir():

@@ -8,13 +8,16 @@ An artifact generation directory (see :mod:`modjax.io.atomic`) holds::
                          "opt_state", ...), each readable alone
     *.json, *.parquet    whatever the writer adds (configs, FeatureSet tables)
 
-The manifest is written last and lists every file with its size, so a truncated or
-partially copied checkpoint is reported by name instead of loading garbage.
+The manifest is written last and lists every file with its size and sha256 digest;
+opening an artifact checks both (and that no file is a symbolic link or named outside
+the generation), so a truncated, partially copied or edited checkpoint is reported by
+file name instead of loading wrong values.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from modjax.errors import CheckpointError, ConfigError
-from modjax.io import async_writer
+from modjax.io import async_writer, multiprocess
 from modjax.io.atomic import MANIFEST_FILE, atomic_artifact, read_pointer, resolve_artifact
 from modjax.io.pytree_store import TreeSpec, restore_tree, save_trees
 
@@ -36,10 +39,46 @@ __all__ = [
     "load_pytree",
     "checkpoint_version",
     "checkpoint_kind",
+    "file_digest",
+    "DIGEST_ALGORITHM",
 ]
 
 #: Version of the manifest layout written by this modjax.
 CHECKPOINT_FORMAT_VERSION = 1
+#: Digest recorded per file in the manifest (``"digests"``) and checked on open.
+DIGEST_ALGORITHM = "sha256"
+_CHUNK = 1 << 22
+
+
+def file_digest(path: Path) -> str:
+    """Hex sha256 of a file's bytes (read in 4 MiB chunks).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "x"
+        >>> _ = f.write_bytes(b"abc")
+        >>> file_digest(f)[:16]
+        'ba7816bf8f01cfea'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_records(gen: Path) -> tuple[dict[str, int], dict[str, str]]:
+    sizes, digests = {}, {}
+    for dirpath, _dirs, fnames in os.walk(gen):
+        for f in fnames:
+            p = Path(dirpath) / f
+            if p.is_symlink():
+                raise CheckpointError(f"refusing to record symbolic link {str(p)!r} in an "
+                                      "artifact (it would point outside it)")
+            rel = p.relative_to(gen).as_posix()
+            sizes[rel] = p.stat().st_size
+            digests[rel] = file_digest(p)
+    return sizes, digests
 
 
 def _check_json(value: Any, what: str) -> Any:
@@ -91,26 +130,31 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
     json_files = dict(json_files or {})
     for name, data in json_files.items():
         _check_json(data, f"{name} of {str(path)!r}")
+    if multiprocess.active():  # Orbax's multi-process save is collective: no background
+        blocking = True          # writes, and processes other than 0 only write shards
+        items = multiprocess.storable_items(items)
+        if multiprocess.is_follower():
+            return multiprocess.follow_artifact_write(path, items)
     if not blocking:
         if path.exists() and not overwrite:
             # Fail now, in the caller, rather than later on the background thread.
             raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it")
-        return async_writer.submit(
-            write_artifact, path, kind, items=async_writer.snapshot_tree(items),
+        return async_writer.submit_for(
+            path, write_artifact, path, kind, items=async_writer.snapshot_tree(items),
             json_files=json_files, meta=meta, extra=extra, hash_item=hash_item,
             structural_hash=structural_hash, writer=writer, overwrite=overwrite)
-    with atomic_artifact(path, kind, overwrite=overwrite) as gen:
+    # Writes to one path happen in the order they were asked for: an earlier background
+    # write of this path finishes first (its failure is its own caller's to see).
+    async_writer.wait_path(path)
+    with multiprocess.ArtifactLead() as lead, atomic_artifact(path, kind, overwrite=overwrite) as gen:
+        lead.share(gen)
         specs = save_trees(gen / "arrays", items)
         for name, data in json_files.items():
             (gen / name).parent.mkdir(parents=True, exist_ok=True)
             (gen / name).write_text(json.dumps(data, indent=1, sort_keys=True))
         if writer is not None:
             writer(gen)
-        files = {}
-        for dirpath, _dirs, fnames in os.walk(gen):
-            for f in fnames:
-                p = Path(dirpath) / f
-                files[str(p.relative_to(gen))] = p.stat().st_size
+        files, digests = _file_records(gen)
         if structural_hash is None and hash_item is not None:
             structural_hash = specs[hash_item]["hash"]
         manifest = {
@@ -121,6 +165,8 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
             "structural_hash": structural_hash,
             "items": specs,
             "files": files,
+            "digest_algorithm": DIGEST_ALGORITHM,
+            "digests": digests,
             "extra": extra,
         }
         (gen / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -206,8 +252,41 @@ def open_artifact(path: str | Path, *, kind: str | tuple[str, ...] | None = None
         raise CheckpointError(
             f"{str(path)!r} has checkpoint format version {version!r}; this modjax reads up to "
             f"{CHECKPOINT_FORMAT_VERSION}: upgrade modjax to load it")
-    for rel, size in manifest.get("files", {}).items():
-        f = gen / rel
+    _verify_files(path, gen, manifest)
+    return Artifact(path, gen, manifest)
+
+
+def _manifest_name(path: Path, rel: Any) -> str:
+    parts = Path(rel).parts if isinstance(rel, str) else ()
+    if not parts or Path(rel).is_absolute() or ".." in parts:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: the manifest names file {rel!r:.200}, which is not a "
+            "relative path inside the artifact")
+    return rel
+
+
+def _verify_files(path: Path, gen: Path, manifest: dict[str, Any]) -> None:
+    """Every listed file exists inside ``gen`` with its recorded size and digest; no
+    symbolic links anywhere in the generation."""
+    files = manifest.get("files", {})
+    digests = manifest.get("digests")
+    algo = manifest.get("digest_algorithm", DIGEST_ALGORITHM)
+    if not isinstance(files, dict) or (digests is not None and (
+            not isinstance(digests, dict) or algo != DIGEST_ALGORITHM)):
+        raise CheckpointError(f"checkpoint {str(path)!r}: the manifest's file list is malformed")
+    for dirpath, dirs, fnames in os.walk(gen):
+        for f in (*dirs, *fnames):
+            rel = (Path(dirpath) / f).relative_to(gen).as_posix()
+            if (Path(dirpath) / f).is_symlink():
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} contains a symbolic link {rel!r}; artifacts "
+                    "never link outside themselves")
+            if digests is not None and f in fnames and rel != MANIFEST_FILE and rel not in files:
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} contains file {rel!r}, which its manifest does "
+                    "not list (added after the save)")
+    for rel, size in files.items():
+        f = gen / _manifest_name(path, rel)
         if not f.is_file():
             raise CheckpointError(f"checkpoint {str(path)!r} is truncated: file {rel!r} is missing")
         actual = f.stat().st_size
@@ -215,7 +294,10 @@ def open_artifact(path: str | Path, *, kind: str | tuple[str, ...] | None = None
             raise CheckpointError(
                 f"checkpoint {str(path)!r} is truncated or corrupt: file {rel!r} has {actual} "
                 f"bytes, the manifest recorded {size}")
-    return Artifact(path, gen, manifest)
+        if digests is not None and file_digest(f) != digests.get(rel):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is corrupt: file {rel!r} does not match its "
+                f"{DIGEST_ALGORITHM} digest in the manifest (edited or damaged on disk)")
 
 
 def save_pytree(path: str | Path, tree: Any, *, meta: Mapping[str, Any] | None = None,

@@ -31,7 +31,7 @@ from typing import Any
 from modjax.context import ExperimentContext
 from modjax.errors import CheckpointError, closest_names
 from modjax.io import async_writer
-from modjax.io.atomic import POINTER_FILE, read_pointer
+from modjax.io.atomic import POINTER_FILE, confined_path, read_pointer, resolve_artifact
 from modjax.io.checkpoints import open_artifact, write_artifact
 from modjax.io.featureset_io import featureset_payload, read_featureset_files, write_table
 from modjax.io.graph_io import frozen_paths_of, set_frozen
@@ -74,16 +74,18 @@ def disable_checkpointing(exp: Any) -> Iterator[None]:
         exp._mj_checkpointing_disabled -= 1
 
 
-def _checkpoint_path(exp: Any, name: str | Path) -> Path:
-    p = Path(name)
-    if p.is_absolute() or len(p.parts) > 1:
-        return p
+def _checkpoint_path(exp: Any, name: str | os.PathLike) -> Path:
+    """A ``str`` is a name inside the checkpoint directory (confined to it); a
+    ``pathlib.Path`` (any ``os.PathLike``) is a location the caller chose."""
+    if not isinstance(name, str):
+        return Path(name)
     base = getattr(exp, "_mj_checkpoint_dir", None)
     if base is None:
         raise CheckpointError(
             f"Experiment {getattr(exp, 'label', '?')!r} has no checkpoint directory for "
-            f"checkpoint {str(name)!r}: call set_checkpoint_dir(path) or pass a path")
-    return base / p
+            f"checkpoint {name!r}: call set_checkpoint_dir(path) or pass a pathlib.Path")
+    return confined_path(base, name, what=f"Experiment {getattr(exp, 'label', '?')!r} "
+                                          "checkpoint")
 
 
 HISTORY_FILE = "history.json"
@@ -212,6 +214,7 @@ def available_checkpoints(exp: Any) -> dict[str, Path]:
                 p = Path(dirpath)
                 try:
                     kind = read_pointer(p).get("kind")
+                    resolve_artifact(p)  # listed only when its generation is loadable
                 except CheckpointError:
                     kind = None
                 if kind in EXPERIMENT_CHECKPOINT_KINDS:
@@ -224,9 +227,30 @@ def available_checkpoints(exp: Any) -> dict[str, Path]:
             continue
         for key in ck.saved_keys:
             p = ck.get_path(key)
-            if p is not None and p not in out.values():
+            if p is not None and p not in out.values() and _loadable(p):
                 out[str(key)] = p
     return dict(sorted(out.items()))
+
+
+def _loadable(path: Path) -> bool:
+    try:
+        resolve_artifact(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _copy_without_links(src: Path, dest: Path) -> None:
+    """Copy a checkpoint directory; symbolic links are left out (with a warning), never
+    followed: an artifact holds only its own files."""
+    def skip_links(directory: str, names: list[str]) -> list[str]:
+        links = [n for n in names if os.path.islink(os.path.join(directory, n))]
+        for n in links:
+            warnings.warn(f"Experiment.save: {os.path.join(directory, n)!r} is a symbolic "
+                          "link; it is not copied into the artifact", stacklevel=6)
+        return links
+
+    shutil.copytree(src, dest, ignore=skip_links)
 
 
 def _checkpointings(exp: Any) -> list[Any]:
@@ -273,7 +297,7 @@ def save_experiment(exp: Any, path: str | Path, *, overwrite: bool = False) -> P
         for prefix, table in tables:
             write_table(table, gen, prefix)
         if has_ckpts:
-            shutil.copytree(ckpt_dir, gen / "checkpoints", symlinks=False)
+            _copy_without_links(Path(ckpt_dir), gen / "checkpoints")
 
     return write_artifact(path, "experiment", items=items, json_files=json_files, writer=writer,
                           extra={"featuresets": fs_ids, "checkpoints": bool(has_ckpts),
@@ -291,21 +315,23 @@ def load_experiment(cls: type, path: str | Path, *, checkpoint_dir: str | Path |
     """
     art = open_artifact(path, kind="experiment")
     id_map = {}
-    for node_id in art.extra.get("featuresets", []):
-        fs = read_featureset_files(art, None, overwrite=overwrite,
-                                   allow_packaged_code=allow_packaged_code,
-                                   prefix=f"featuresets/{node_id}/")
-        if fs.node_id != node_id:
-            id_map[node_id] = fs.node_id  # reloaded under a new id: references follow it
-    exp = object_from_artifact(art, cls, overwrite=overwrite,
-                               allow_packaged_code=allow_packaged_code, id_map=id_map)
-    _restore_state(exp, art)
+    # all or nothing: a load that fails part-way leaves no FeatureSet or node registered
+    with ExperimentContext.get_active().all_or_nothing():
+        for node_id in art.extra.get("featuresets", []):
+            fs = read_featureset_files(art, None, overwrite=overwrite,
+                                       allow_packaged_code=allow_packaged_code,
+                                       prefix=f"featuresets/{node_id}/")
+            if fs.node_id != node_id:
+                id_map[node_id] = fs.node_id  # reloaded under a new id: references follow it
+        exp = object_from_artifact(art, cls, overwrite=overwrite,
+                                   allow_packaged_code=allow_packaged_code, id_map=id_map)
+        _restore_state(exp, art)
     if art.extra.get("checkpoints"):
         if checkpoint_dir is None:
             warnings.warn(f"{str(path)!r} contains checkpoints; pass checkpoint_dir= to restore "
                           "them (they were not extracted)", stacklevel=3)
         else:
             dest = Path(checkpoint_dir)
-            shutil.copytree(art.file("checkpoints"), dest, dirs_exist_ok=True)
+            shutil.copytree(art.file("checkpoints"), dest, dirs_exist_ok=True, symlinks=True)
             set_checkpoint_dir(exp, dest)
     return exp

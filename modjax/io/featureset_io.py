@@ -70,7 +70,8 @@ def read_featureset_files(art: Artifact, cls: type | None, *, overwrite: bool,
     # Seed 001: without overwrite a reloaded node whose id is taken gets a fresh id.
     keep_id = overwrite or not ctx.has_node(node_id=config.get("node_id"))
     with registration_scope(overwrite):
-        return fs_cls.from_config(config, state=state, keep_id=keep_id)
+        return fs_cls.from_config(config, state=state, keep_id=keep_id,
+                                  allow_packaged_code=allow_packaged_code)
 
 
 def save_featureset(fs: Any, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -96,5 +97,6 @@ def load_featureset(cls: type, path: str | Path, *, overwrite: bool = False,
                     allow_packaged_code: bool = False) -> Any:
     """Read a FeatureSet artifact written by :func:`save_featureset`."""
     art = open_artifact(path, kind="featureset")
-    return read_featureset_files(art, cls, overwrite=overwrite,
-                                 allow_packaged_code=allow_packaged_code)
+    with ExperimentContext.get_active().all_or_nothing():
+        return read_featureset_files(art, cls, overwrite=overwrite,
+                                     allow_packaged_code=allow_packaged_code)

@@ -9,10 +9,12 @@ path holds that subtree in its own namespace (and no optimizer state).
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from modjax.context import ExperimentContext
 from modjax.errors import CheckpointError
 from modjax.graph.paths import join_path, split_path
 from modjax.io.checkpoints import Artifact, open_artifact, write_artifact
@@ -101,10 +103,12 @@ def load_graph(cls: type, path: str | Path, *, overwrite: bool = False,
                allow_packaged_code: bool = False) -> Any:
     """Rebuild a graph saved with :func:`save_graph` (new object, state restored)."""
     art = open_artifact(path, kind="graph")
-    graph = object_from_artifact(art, cls, overwrite=overwrite,
-                                 allow_packaged_code=allow_packaged_code)
-    if art.extra.get("built") and "variables" in art.items:
-        _apply_checkpoint(graph, art)
+    # all or nothing: a load that fails part-way leaves no node registered
+    with ExperimentContext.get_active().all_or_nothing():
+        graph = object_from_artifact(art, cls, overwrite=overwrite,
+                                     allow_packaged_code=allow_packaged_code)
+        if art.extra.get("built") and "variables" in art.items:
+            _apply_checkpoint(graph, art)
     return graph
 
 
@@ -141,12 +145,26 @@ def _apply_checkpoint(graph: Any, art: Artifact) -> None:
         if "opt_state" in art.items and target_opt is not None:
             new_opt = art.restore("opt_state", target_opt)
             graph.set_opt_state(new_opt)
+        elif target_opt is not None:
+            _reset_opt_state(graph, new_vars, art)
         set_frozen(graph, new_frozen)
     except BaseException:
         if old_vars is not None:
             graph.set_variables(old_vars)
             graph.set_opt_state(old_opt)
         raise
+
+
+def _reset_opt_state(graph: Any, variables: Any, art: Artifact) -> None:
+    """A checkpoint without optimizer state: moments of other variables must not be
+    kept, so the state starts afresh for the restored variables (with a warning)."""
+    opt = getattr(graph, "optimizer", None)
+    if opt is None or not callable(getattr(opt, "init", None)):
+        return
+    graph.set_opt_state(opt.init(variables["params"]))
+    warnings.warn(f"{str(art.path)!r} holds no optimizer state; the optimizer state of graph "
+                  f"{getattr(graph, 'label', '?')!r} was reset (fresh moments and step count) "
+                  "instead of keeping the values of the variables it replaced", stacklevel=4)
 
 
 def restore_graph_checkpoint(graph: Any, path: str | Path) -> Any:

@@ -9,6 +9,7 @@ the caller passes ``allow_packaged_code=True``.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -136,5 +137,17 @@ def deserialize(cfg: dict[str, Any], *, allow_packaged_code: bool = False, **kwa
                          allow_packaged_code=allow_packaged_code)
     config = cfg.get("config", {})
     if hasattr(cls, "from_config"):
+        if allow_packaged_code and "allow_packaged_code" not in kwargs and _takes_permission(
+                cls.from_config):
+            # nested user classes (a scaler record's scaler) need the caller's permission too
+            kwargs["allow_packaged_code"] = True
         return cls.from_config(config, **kwargs)
     return cls(**config)
+
+
+def _takes_permission(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "allow_packaged_code" in params

@@ -4,13 +4,17 @@ The parent calls :meth:`Checkpointing.maybe_save` at each lifecycle hook. In ``m
 mode the parent's ``get_state()`` pytree is kept (device arrays are immutable, so this
 costs no copy); in ``disk`` mode the parent's ``save_checkpoint(path)`` writes an atomic
 Orbax checkpoint that has finished by the time ``maybe_save`` returns. ``max_to_keep``
-drops the oldest checkpoints.
+drops the oldest checkpoints (each is made invisible before it is deleted).
+
+A disk write that fails (disk full, permissions, I/O error) never throws training away:
+it is reported with a :class:`CheckpointWriteWarning`, recorded in
+:attr:`Checkpointing.failures`, left out of ``saved_keys``, and training goes on.
 """
 
 from __future__ import annotations
 
-import shutil
 import string
+import warnings
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -21,12 +25,12 @@ import numpy as np
 
 from modjax.errors import CheckpointError, ConfigError
 from modjax.io import async_writer
-from modjax.io.atomic import is_artifact
+from modjax.io.atomic import confined_path, remove_artifact
 from modjax.io.checkpoints import open_artifact
 from modjax.io.objects import accepts_kwarg
 from modjax.io.registry import register
 
-__all__ = ["Checkpointing", "PHASE_HOOKS", "EXPERIMENT_HOOKS"]
+__all__ = ["Checkpointing", "CheckpointWriteWarning", "PHASE_HOOKS", "EXPERIMENT_HOOKS"]
 
 PHASE_HOOKS = ("phase_start", "phase_end", "epoch_start", "epoch_end", "batch_start", "batch_end")
 EXPERIMENT_HOOKS = ("phase_start", "phase_end", "group_start", "group_end")
@@ -58,9 +62,24 @@ def _placeholders(template: str) -> set[str]:
     return names
 
 
+class CheckpointWriteWarning(UserWarning):
+    """A Checkpointing disk write failed; training continued with its state intact."""
+
+
 def _remove_artifact(path: Path) -> None:
-    if is_artifact(path):
-        shutil.rmtree(path, ignore_errors=True)
+    remove_artifact(path)
+
+
+def _check_template_confined(template: str) -> None:
+    # every placeholder stands for a plain word; the literal text must stay confined
+    probe = "".join(lit + ("x" if f is not None else "")
+                    for lit, f, _, _ in string.Formatter().parse(template))
+    try:
+        confined_path("/", probe, what="Checkpointing name_template")
+    except CheckpointError as e:
+        raise ConfigError(
+            f"Checkpointing name_template {template!r} must give a relative name inside the "
+            "checkpoint directory (no absolute path, no '..')") from e
 
 
 @register("Checkpointing")
@@ -117,6 +136,7 @@ class Checkpointing:
             raise ConfigError(f"Checkpointing max_to_keep must be None or >= 1, got {max_to_keep!r}")
         if name_template is not None:
             _placeholders(name_template)
+            _check_template_confined(name_template)
         self._mode = mode
         self._save_on = list(dict.fromkeys(hooks))
         self._every_n = every_n
@@ -125,7 +145,9 @@ class Checkpointing:
         self._max_to_keep = max_to_keep
         self._overwrite = bool(overwrite)
         self._async = bool(async_save)
-        self._futures: list[Future] = []
+        self._futures: list[tuple[Any, Future]] = []
+        self._failures: list[tuple[Any, str]] = []
+        self._spared: list[tuple[Any, Path]] = []
         self._context: str | None = None
         self._counts: dict[str, int] = {}
         self._memory: dict[int | str, Any] = {}
@@ -258,11 +280,20 @@ class Checkpointing:
             oldest = next(iter(store))
             value = store.pop(oldest)
             if self._mode == "disk":
-                if self._futures:
-                    # Ordered after that checkpoint's own (background) write.
-                    self._futures.append(async_writer.submit(_remove_artifact, value))
+                writes = [f for k, f in self._futures if k is not None]
+                if writes:
+                    # Ordered after the newer (background) write, and only if it succeeded:
+                    # a failed write must not cost an older good checkpoint.
+                    self._futures.append((None, async_writer.submit(
+                        self._evict_if_written, writes[-1], oldest, value)))
                 else:
                     _remove_artifact(value)
+
+    def _evict_if_written(self, newer: Future, key: Any, path: Path) -> None:
+        if newer.exception() is None:
+            _remove_artifact(path)
+        else:
+            self._spared.append((key, path))
 
     def record_memory(self, key: int | str, state: dict[str, Any]) -> None:
         """Keep an in-memory state snapshot under ``key`` (NumPy leaves are copied)."""
@@ -277,10 +308,39 @@ class Checkpointing:
         self._disk[key] = Path(path)
         self._evict()
 
+    @property
+    def failures(self) -> list[tuple[Any, str]]:
+        """``(key, error)`` of every disk write that failed since the last :meth:`reset`."""
+        self.wait()
+        return list(self._failures)
+
+    def _failed(self, key: Any, exc: BaseException) -> None:
+        msg = f"{type(exc).__name__}: {exc}"
+        if key is not None:
+            path = self._disk.pop(key, None)
+            msg = f"checkpoint {str(path) if path else key!r} was not written ({msg})"
+        else:
+            msg = f"removing an old checkpoint failed ({msg})"
+        self._failures.append((key, msg))
+        warnings.warn(f"Checkpointing: {msg}; training continues with its state intact",
+                      CheckpointWriteWarning, stacklevel=4)
+
     def wait(self) -> None:
-        """Block until this object's background writes finished (re-raising a failure)."""
+        """Block until this object's background writes finished.
+
+        A failed write is not raised: it warns (:class:`CheckpointWriteWarning`), is
+        dropped from ``saved_keys`` and recorded in :attr:`failures`.
+        """
         futures, self._futures = self._futures, []
-        async_writer.wait_pending(futures)
+        for key, fut in futures:
+            exc = fut.exception()
+            if exc is not None:
+                self._failed(key, exc)
+        async_writer.wait_pending([f for _, f in futures], raise_errors=False)
+        if self._spared:
+            # kept because the newer write failed: they are still the latest good ones
+            spared, self._spared = self._spared, []
+            self._disk = {**dict(spared), **self._disk}
 
     def get_state(self, key: int | str) -> dict[str, Any] | None:
         """The in-memory snapshot for ``key`` (None in disk mode or if absent)."""
@@ -314,6 +374,7 @@ class Checkpointing:
         self._counts.clear()
         self._memory.clear()
         self._disk.clear()
+        self._failures.clear()
 
     # ------------------------------------------------------------------ driving
     def maybe_save(self, hook: str, target: Any, *, key: int | str | None = None,
@@ -352,12 +413,20 @@ class Checkpointing:
             raise CheckpointError(
                 f"disk Checkpointing at hook {hook!r} has no directory: pass directory= or set "
                 "the Experiment's checkpoint dir (set_checkpoint_dir)")
-        path = Path(base) / name
-        if self._async and accepts_kwarg(getattr(target, "save_checkpoint", None), "blocking"):
-            self._futures.append(target.save_checkpoint(path, overwrite=self._overwrite,
-                                                        blocking=False))
-        else:
-            target.save_checkpoint(path, overwrite=self._overwrite)
+        path = confined_path(base, name, what="Checkpointing checkpoint")
+        try:
+            if self._async and accepts_kwarg(getattr(target, "save_checkpoint", None),
+                                             "blocking"):
+                fut = target.save_checkpoint(path, overwrite=self._overwrite, blocking=False)
+                self._futures.append((key, fut))
+            else:
+                target.save_checkpoint(path, overwrite=self._overwrite)
+        except (ConfigError, FileExistsError):
+            raise  # the setup refuses this save (overwrite=False): not a failed write
+        except Exception as e:  # disk full, permissions, I/O: keep training
+            self._disk[key] = path
+            self._failed(key, e)
+            return False
         self.record_disk(key, path)
         return True
 
