@@ -1,8 +1,10 @@
 """modjax.data: Arrow FeatureSets, views, references, splitters, scalers, samplers and
 device-resident batches."""
 
+from modjax.data.compat import supported_scalers
 from modjax.data.device import DATA_AXIS, DeviceStore, gather, gather_plan, make_gather
 from modjax.data.featureset import FeatureSet
+from modjax.data.formats import DataFormat
 from modjax.data.plan import IndexPlan
 from modjax.data.references import FeatureSetColumnReference, FeatureSetReference
 from modjax.data.samplers import BaseSampler, NSampler, PairedSampler, SimpleSampler, TripletSampler
@@ -18,6 +20,7 @@ __all__ = [
     "REPS",
     "SAMPLE_UUIDS",
     "BaseSampler",
+    "DataFormat",
     "DeviceStore",
     "FeatureSet",
     "FeatureSetColumnReference",
@@ -37,4 +40,5 @@ __all__ = [
     "gather_plan",
     "make_gather",
     "parse_column",
+    "supported_scalers",
 ]

@@ -12,6 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modjax.data.compat import ModularMLAccessMixin, format_column
+from modjax.data.formats import (
+    STACKED_FORMATS,
+    DataFormat,
+    convert_columns,
+    is_format_name,
+    normalize_format,
+)
 from modjax.data.schema import (
     DOMAIN_FEATURES,
     DOMAIN_TAGS,
@@ -41,7 +49,7 @@ def as_key_list(keys: str | Sequence[str] | None) -> list[str] | None:
     return list(keys)
 
 
-class DataAccessMixin:
+class DataAccessMixin(ModularMLAccessMixin):
     """Accessors over ``self._fs`` restricted to ``self._rows`` and ``self._allowed``.
 
     Hosts define ``_fs`` (the source FeatureSet), ``_rows`` (int64 indices or None for
@@ -114,7 +122,10 @@ class DataAccessMixin:
         return wanted
 
     def resolve_rep(self, domain: str, key: str, rep: str | None) -> str:
-        """``rep=None`` -> ``transformed`` if that column exists here, else ``raw``."""
+        """``rep=None`` -> ``transformed`` if that column exists here, else ``raw``.
+
+        Tags asked for as ``transformed`` without such a column read ``raw``.
+        """
         if rep is None:
             tcol = column_name(domain, key, REP_TRANSFORMED)
             visible = self._fs._table.schema.get_field_index(tcol) >= 0 and (
@@ -122,6 +133,10 @@ class DataAccessMixin:
             return REP_TRANSFORMED if visible else REP_RAW
         check_rep(rep)
         col = column_name(domain, key, rep)
+        if domain == DOMAIN_TAGS and rep == REP_TRANSFORMED and col not in self.columns:
+            # tags are metadata and never scaled: a reference asking for transformed
+            # columns reads its tags raw (ModularML does the same)
+            return REP_RAW
         if col not in self.columns:
             raise KeyError(f"{self._where()} has no column {col!r} (key {key!r} has reps "
                            f"{[r for r in (REP_RAW, REP_TRANSFORMED) if column_name(domain, key, r) in self.columns]})")
@@ -213,7 +228,8 @@ class DataAccessMixin:
             ((1, 2, 2), {'b': array([[3., 4.]])})
         """
         if fmt not in FORMATS:
-            raise ValueError(f"unknown fmt {fmt!r}; expected one of {list(FORMATS)}")
+            raise ValueError(f"unknown fmt {fmt!r}; expected one of {list(FORMATS)} (the "
+                             "ModularML formats are accepted by get_features/get_data)")
         ks = self.resolve_keys(domain, keys)
         if fmt == "dict":
             return {k: self._column(domain, k, rep) for k in ks}
@@ -232,9 +248,52 @@ class DataAccessMixin:
             return jnp.asarray(out)
         return out
 
-    def get_features(self, keys: str | Sequence[str] | None = None, *, rep: str | None = None,
-                     fmt: str = "numpy") -> Any:
-        """Feature array ``(n, n_keys, *s)`` (see :meth:`get_domain` for the arguments).
+    def _get_compat(self, domain: str, keys: Any, selectors: Any, rep: str | None, fmt: Any,
+                    include_domain_prefix: bool, include_rep_suffix: bool) -> Any:
+        """Shared body of get_features/get_targets/get_tags (both call conventions)."""
+        if keys is not None and is_format_name(keys) and (
+                not isinstance(keys, str) or keys not in self._keys(domain)):
+            # ModularML passes fmt first: get_features("numpy", features="voltage")
+            keys, fmt = None, keys
+        if selectors is not None:
+            if keys is not None:
+                raise TypeError(f"{self._where()}: give the {domain} keys once (positionally "
+                                f"or as {domain}=), not both")
+            keys = selectors
+        if keys is not None:
+            from modjax.data.references import select_keys
+            keys, rep = select_keys(self, domain, keys, rep)
+        f = normalize_format(fmt)
+        if f in (DataFormat.NUMPY, DataFormat.JAX):
+            return self.get_domain(domain, keys, rep=rep, fmt=f.value)
+        ks = self.resolve_keys(domain, keys)
+        cols = {}
+        for k in ks:
+            r = self.resolve_rep(domain, k, rep)
+            name = format_column(column_name(domain, k, r),
+                                 include_domain_prefix=include_domain_prefix,
+                                 include_rep_suffix=include_rep_suffix)
+            cols[name] = self._column(domain, k, r)
+        stacked = self.get_domain(domain, ks, rep=rep) if f in STACKED_FORMATS else None
+        return convert_columns(cols, f, stacked=stacked)
+
+    def get_features(self, keys: Any = None, *, rep: str | None = None, fmt: Any = "numpy",
+                     features: str | Sequence[str] | None = None,
+                     include_domain_prefix: bool = False,
+                     include_rep_suffix: bool = False) -> Any:
+        """Feature data: stacked ``(n, n_keys, *s)`` by default.
+
+        Args:
+            keys: key(s) or wildcard selectors (default: all); ModularML's positional
+                ``fmt`` is accepted here too (``get_features("numpy")``).
+            rep: ``"raw"``, ``"transformed"`` or None (transformed when present).
+            fmt: ``"numpy"``/``"jax"`` (stacked), ``"dict"``/``"dict_numpy"``,
+                ``"pandas"``, ``"torch"``, ``"dict_list"`` ... (see :class:`DataFormat`).
+            features: the keys, ModularML's spelling (instead of ``keys``).
+            include_domain_prefix, include_rep_suffix: key spelling of keyed formats.
+
+        Returns:
+            The data in ``fmt``.
 
         Example:
             >>> from modjax.data import FeatureSet
@@ -242,18 +301,26 @@ class DataAccessMixin:
             ...                           "v", "y")
             >>> fs.get_features().shape, type(fs.get_features(fmt="jax")).__name__
             ((3, 1, 8), 'ArrayImpl')
+            >>> fs.get_features(fmt="dict_numpy", features="v")["v"].shape
+            (3, 8)
         """
-        return self.get_domain(DOMAIN_FEATURES, keys, rep=rep, fmt=fmt)
+        return self._get_compat(DOMAIN_FEATURES, keys, features, rep, fmt,
+                                include_domain_prefix, include_rep_suffix)
 
-    def get_targets(self, keys: str | Sequence[str] | None = None, *, rep: str | None = None,
-                    fmt: str = "numpy") -> Any:
-        """Target array ``(n, n_keys, *s)`` (see :meth:`get_domain`)."""
-        return self.get_domain(DOMAIN_TARGETS, keys, rep=rep, fmt=fmt)
+    def get_targets(self, keys: Any = None, *, rep: str | None = None, fmt: Any = "numpy",
+                    targets: str | Sequence[str] | None = None,
+                    include_domain_prefix: bool = False,
+                    include_rep_suffix: bool = False) -> Any:
+        """Target data ``(n, n_keys, *s)`` by default (arguments as :meth:`get_features`)."""
+        return self._get_compat(DOMAIN_TARGETS, keys, targets, rep, fmt,
+                                include_domain_prefix, include_rep_suffix)
 
-    def get_tags(self, keys: str | Sequence[str] | None = None, *, rep: str | None = None,
-                 fmt: str = "numpy") -> Any:
-        """Tag array ``(n, n_keys, *s)`` (see :meth:`get_domain`); strings give object arrays."""
-        return self.get_domain(DOMAIN_TAGS, keys, rep=rep, fmt=fmt)
+    def get_tags(self, keys: Any = None, *, rep: str | None = None, fmt: Any = "numpy",
+                 tags: str | Sequence[str] | None = None, include_domain_prefix: bool = False,
+                 include_rep_suffix: bool = False) -> Any:
+        """Tag data (arguments as :meth:`get_features`); strings give object arrays."""
+        return self._get_compat(DOMAIN_TAGS, keys, tags, rep, fmt,
+                                include_domain_prefix, include_rep_suffix)
 
     @property
     def sample_uuids(self) -> np.ndarray:

@@ -280,56 +280,100 @@ class PerSampleZeroStart(_PerSample):
         return x[:, :1], np.ones((len(x), 1))
 
 
+def _segment_scaler_name(scaler: Any) -> str:
+    """A SegmentedScaler's inner scaler as a config name (built-in or scikit-learn)."""
+    from modjax.data.scaling import SKLEARN_ALLOWED, Scaler
+    if isinstance(scaler, Scaler):
+        scaler = type(scaler.scaler)
+    if isinstance(scaler, type):
+        scaler = scaler.__name__ if (BUILTIN_SCALERS.get(scaler.__name__) is scaler or
+                                     (scaler.__module__.startswith("sklearn.") and
+                                      scaler.__name__ in SKLEARN_ALLOWED)) else scaler
+    if not isinstance(scaler, str) or scaler == "SegmentedScaler" or (
+            scaler not in BUILTIN_SCALERS and scaler not in SKLEARN_ALLOWED):
+        raise ValueError(f"SegmentedScaler scaler {scaler!r} must be a built-in or scikit-learn "
+                         "scaler (name or class)")
+    return scaler
+
+
 class SegmentedScaler(_Builtin):
     """A separate scaler per column segment ``[boundaries[i], boundaries[i+1])``.
 
+    Boundaries are segment edges, as in ModularML: ``[0, 20, 60, 70, 110]`` on 110
+    columns makes four segments. When the last edge is below the column count, the last
+    segment runs to the end (so ``[0, 2]`` on 3 columns is ``[0, 2)`` and ``[2, 3)``).
+
     Args:
-        boundaries: increasing column indices starting at 0 (the last segment runs to
-            the end).
-        scaler: built-in scaler name for every segment.
+        boundaries: increasing column indices starting at 0.
+        scaler: the scaler of every segment: a built-in or scikit-learn scaler name, class
+            or :class:`~modjax.data.Scaler`.
         scaler_kwargs: its kwargs.
 
     Example:
         >>> s = SegmentedScaler(boundaries=[0, 2], scaler="MinMaxScaler")
         >>> s.fit_transform(np.array([[0., 10., 5.], [1., 20., 7.]])).tolist()
         [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+        >>> s = SegmentedScaler(boundaries=[0, 1, 3], scaler=MinMaxScaler)
+        >>> s.fit_transform(np.array([[0., 10., 5.], [1., 20., 7.]])).tolist()
+        [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
     """
 
-    def __init__(self, boundaries: Sequence[int] = (0,), scaler: str = "MinMaxScaler",
+    def __init__(self, boundaries: Sequence[int] = (0,), scaler: Any = "MinMaxScaler",
                  scaler_kwargs: dict[str, Any] | None = None) -> None:
         b = [int(v) for v in boundaries]
         if not b or b[0] != 0 or any(x >= y for x, y in zip(b, b[1:])):
             raise ValueError(f"SegmentedScaler boundaries {b} must start at 0 and increase")
-        if scaler not in BUILTIN_SCALERS or scaler == "SegmentedScaler":
-            raise ValueError(f"SegmentedScaler scaler {scaler!r} must be a built-in scaler name")
-        super().__init__(boundaries=b, scaler=scaler, scaler_kwargs=dict(scaler_kwargs or {}))
-        self._parts = [BUILTIN_SCALERS[scaler](**self._kwargs["scaler_kwargs"]) for _ in b]
+        name = _segment_scaler_name(scaler)
+        super().__init__(boundaries=b, scaler=name, scaler_kwargs=dict(scaler_kwargs or {}))
+        self._parts: list[Any] = []
+
+    @property
+    def scaler_name(self) -> str:
+        """Name of the per-segment scaler."""
+        return self._kwargs["scaler"]
+
+    def _new_part(self) -> Any:
+        from modjax.data.scaling import Scaler
+        return Scaler(self._kwargs["scaler"], self._kwargs["scaler_kwargs"])
 
     def _segments(self, n_cols: int) -> list[slice]:
         b = self._kwargs["boundaries"]
-        if b[-1] >= n_cols:
+        if b[-1] > n_cols:
             raise ValueError(f"SegmentedScaler boundaries {b} exceed the {n_cols} columns")
-        return [slice(lo, hi) for lo, hi in zip(b, [*b[1:], n_cols])]
+        edges = b if b[-1] == n_cols else [*b, n_cols]
+        return [slice(lo, hi) for lo, hi in zip(edges, edges[1:])]
 
     def _fit(self, x):
-        for part, seg in zip(self._parts, self._segments(x.shape[1])):
+        segs = self._segments(x.shape[1])
+        self._parts = [self._new_part() for _ in segs]
+        for part, seg in zip(self._parts, segs):
             part.fit(x[:, seg])
 
+    def _apply(self, x, method: str):
+        segs = self._segments(x.shape[1])
+        if len(segs) != len(self._parts):
+            raise ValueError(f"SegmentedScaler was fit on {len(self._parts)} segments, got data "
+                             f"with {x.shape[1]} columns ({len(segs)} segments)")
+        return np.concatenate([getattr(p, method)(x[:, s]) for p, s in zip(self._parts, segs)],
+                              axis=1)
+
     def _transform(self, x):
-        return np.concatenate([p.transform(x[:, s]) for p, s in
-                               zip(self._parts, self._segments(x.shape[1]))], axis=1)
+        return self._apply(x, "transform")
 
     def _inverse(self, x):
-        return np.concatenate([p.inverse_transform(x[:, s]) for p, s in
-                               zip(self._parts, self._segments(x.shape[1]))], axis=1)
+        return self._apply(x, "inverse_transform")
 
     def get_state(self) -> dict[str, Any]:
         return {"is_fit": np.bool_(self.is_fit),
                 "segments": [p.get_state() for p in self._parts]}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        for p, s in zip(self._parts, state["segments"]):
+        parts = []
+        for s in state["segments"]:
+            p = self._new_part()
             p.set_state(s)
+            parts.append(p)
+        self._parts = parts
         self.is_fit = bool(state.get("is_fit", True))
 
 

@@ -134,7 +134,8 @@ class SplitMixin:
     def split_random(self, ratios: Mapping[str, float | int], *,
                      group_by: str | Sequence[str] | None = None,
                      stratify_by: str | Sequence[str] | None = None, seed: int = 13,
-                     source_split: str | None = None) -> dict[str, FeatureSetView]:
+                     source_split: str | None = None, return_views: bool = True,
+                     register: bool = True) -> dict[str, FeatureSetView] | None:
         """Random split into named views (no data copied).
 
         Args:
@@ -144,9 +145,11 @@ class SplitMixin:
             stratify_by: column key(s); each stratum is split with the same ratios.
             seed: RNG seed (the record keeps it, so copies re-split identically).
             source_split: split an existing split instead of all rows.
+            return_views: return the new views (ModularML's default is not to).
+            register: register the views as splits (False: only return them).
 
         Returns:
-            ``{name: view}`` of the new splits.
+            ``{name: view}`` of the new splits, or None when ``return_views`` is False.
 
         Raises:
             ValueError: ratios do not sum to 1 (or counts to n), or a split name exists.
@@ -170,10 +173,12 @@ class SplitMixin:
                              for k, v in ratios.items()},
                   "group_by": gb, "stratify_by": sb, "seed": int(seed),
                   "source_split": source_split}
-        return self._add_splits(parts, SplitterRecord("random", params, list(parts)))
+        return self._finish_split(parts, SplitterRecord("random", params, list(parts)),
+                                  return_views, register)
 
     def split_by_condition(self, conditions: Mapping[str, Mapping[str, Any]], *,
-                           source_split: str | None = None) -> dict[str, FeatureSetView]:
+                           source_split: str | None = None, return_views: bool = True,
+                           register: bool = True) -> dict[str, FeatureSetView] | None:
         """Splits by predicates on columns.
 
         Args:
@@ -181,9 +186,10 @@ class SplitMixin:
                 joins a split when it meets all of that split's conditions. Columns are
                 ``[domain.]key[.rep]``.
             source_split: restrict to an existing split.
+            return_views, register: as :meth:`split_random`.
 
         Returns:
-            ``{name: view}``.
+            ``{name: view}`` (None when ``return_views`` is False).
 
         Example:
             >>> from modjax.data import FeatureSet
@@ -200,7 +206,22 @@ class SplitMixin:
         params = {"conditions": describe_conditions(conditions), "source_split": source_split}
         record = SplitterRecord("condition", params, list(parts),
                                 conditions={k: dict(v) for k, v in conditions.items()})
-        return self._add_splits(parts, record)
+        return self._finish_split(parts, record, return_views, register)
+
+    def _finish_split(self, parts: Mapping[str, np.ndarray], record: Any, return_views: bool,
+                      register: bool) -> dict[str, FeatureSetView] | None:
+        if register:
+            views = self._add_splits(parts, record)
+        else:
+            views = {name: FeatureSetView(self, rows, label=name) for name, rows in parts.items()}
+        return views if return_views else None
+
+    def __getitem__(self, split_name: str) -> FeatureSetView:
+        """``fs["train"]`` is ``fs.get_split("train")``."""
+        if not isinstance(split_name, str):
+            raise TypeError(f"FeatureSet {self.label!r}[...] takes a split name, got "
+                            f"{type(split_name).__name__} (use take(rows) for row positions)")
+        return self.get_split(split_name)
 
     def _replay_split(self, record: Any) -> None:
         p = record.params

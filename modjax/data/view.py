@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from modjax.data.access import DataAccessMixin
+from modjax.data.compat import resolve_column_selectors
 from modjax.data.schema import SAMPLE_UUIDS
 from modjax.io.registry import register
 
@@ -42,6 +44,18 @@ def as_index_array(rows: Any, n: int, *, where: str) -> np.ndarray:
         arr = np.array(arr, dtype=np.int64, copy=True)
     arr.flags.writeable = False
     return arr
+
+
+def select_columns(host: Any, columns: Any, features: Any, targets: Any, tags: Any,
+                   rep: str | None) -> list[str]:
+    """Columns kept by ``select``: plain full names as given, selectors expanded."""
+    if features is None and targets is None and tags is None and rep is None and \
+            columns is not None and not isinstance(columns, str) and \
+            not any("*" in str(c) or "?" in str(c) for c in columns):
+        return list(columns)
+    cols = resolve_column_selectors(host, columns=columns, features=features, targets=targets,
+                                    tags=tags, rep=rep)
+    return [c for c in cols if c != SAMPLE_UUIDS]
 
 
 @register("FeatureSetView")
@@ -148,11 +162,18 @@ class FeatureSetView(DataAccessMixin):
         """
         return FeatureSetView(self, rows, label=label)
 
-    def select(self, columns: Sequence[str], *, label: str | None = None) -> FeatureSetView:
-        """Same rows, only ``columns`` (full ``domain.key.rep`` names).
+    def select(self, columns: str | Sequence[str] | None = None, *,
+               features: str | Sequence[str] | None = None,
+               targets: str | Sequence[str] | None = None,
+               tags: str | Sequence[str] | None = None, rep: str | None = None,
+               label: str | None = None) -> FeatureSetView:
+        """Same rows, only some columns.
 
         Args:
-            columns: the columns to expose.
+            columns: full ``domain.key.rep`` names (globs allowed).
+            features, targets, tags: key selectors per domain (``"voltage"``,
+                ``"voltage.*"``, ``"*.raw"``).
+            rep: rep for selectors that omit it (None: every rep).
             label: optional name (default: this view's).
 
         Returns:
@@ -164,8 +185,12 @@ class FeatureSetView(DataAccessMixin):
             ...                           ["a", "b"], "y")
             >>> fs.to_view().select(["features.a.raw"]).columns
             ['features.a.raw']
+            >>> fs.to_view().select(features="b", targets="*").get_all_keys()
+            ['features.b.raw', 'targets.y.raw', 'sample_uuids']
         """
-        return FeatureSetView(self._fs, self._rows, columns=columns, label=label or self.label)
+        return FeatureSetView(self._fs, self._rows,
+                              columns=select_columns(self, columns, features, targets, tags, rep),
+                              label=label or self.label)
 
     def expand_columns(self, label: str | None = None) -> FeatureSetView:
         """Same rows, every column of the source.
@@ -230,6 +255,154 @@ class FeatureSetView(DataAccessMixin):
             return sorted(self._fs._numpy_column(SAMPLE_UUIDS)[common].tolist())
         return sorted(set(self.sample_uuids.tolist()) & set(other.sample_uuids.tolist()))
 
+    def _check_same_source(self, other: Any, op: str) -> np.ndarray:
+        other_rows = getattr(other, "indices", None)
+        if other_rows is None or getattr(other, "source", None) is not self._fs:
+            raise ValueError(f"{op}: {self._where()} and {other!r} must be views of the same "
+                             "FeatureSet")
+        return np.asarray(other_rows)
+
+    def take_intersection(self, other: Any, *, order: str = "self",
+                          label: str | None = None) -> FeatureSetView:
+        """Rows of this view that are also in ``other`` (same source), in this view's order
+        (``order="other"``: in ``other``'s order). This view's columns are kept.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("ti", {"x": np.arange(5.0), "y": np.zeros(5)}, "x", "y")
+            >>> fs.take([4, 1, 2]).take_intersection(fs.take([2, 4])).indices.tolist()
+            [4, 2]
+        """
+        other_rows = self._check_same_source(other, "take_intersection")
+        if order not in ("self", "other"):
+            raise ValueError(f"take_intersection: order must be 'self' or 'other', got {order!r}")
+        if order == "self":
+            rows = self._rows[np.isin(self._rows, other_rows)]
+        else:
+            rows = other_rows[np.isin(other_rows, self._rows)]
+        return FeatureSetView(self._fs, rows, columns=self._column_list(), label=label)
+
+    def take_difference(self, other: Any, *, label: str | None = None) -> FeatureSetView:
+        """Rows of this view that are not in ``other`` (same source), in this view's order.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("td", {"x": np.arange(5.0), "y": np.zeros(5)}, "x", "y")
+            >>> fs.take([4, 1, 2]).take_difference(fs.take([2])).indices.tolist()
+            [4, 1]
+        """
+        other_rows = self._check_same_source(other, "take_difference")
+        rows = self._rows[~np.isin(self._rows, other_rows)]
+        return FeatureSetView(self._fs, rows, columns=self._column_list(), label=label)
+
+    def take_union(self, other: Any, *, label: str | None = None) -> FeatureSetView:
+        """Rows of this view followed by the rows of ``other`` not already here.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("tn", {"x": np.arange(5.0), "y": np.zeros(5)}, "x", "y")
+            >>> fs.take([3, 1]).take_union(fs.take([1, 0])).indices.tolist()
+            [3, 1, 0]
+        """
+        other_rows = self._check_same_source(other, "take_union")
+        rows = np.concatenate([self._rows, other_rows[~np.isin(other_rows, self._rows)]])
+        return FeatureSetView(self._fs, rows, columns=self._column_list(), label=label)
+
+    def _column_list(self) -> list[str] | None:
+        return None if self._allowed is None else sorted(self._allowed)
+
+    def to_featureset(self, label: str, *, register: bool = True) -> FeatureSet:
+        """An independent FeatureSet of these rows and columns (raw and transformed
+        columns are copied as they are; no splits or scaler records).
+
+        Args:
+            label: label of the new FeatureSet.
+            register: register it in the active context.
+
+        Returns:
+            The FeatureSet.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("tf", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
+            >>> sub = fs.take([3, 1]).to_featureset("sub")
+            >>> sub.n_samples, sub.get_features()[:, 0].tolist()
+            (2, [3.0, 1.0])
+        """
+        from modjax.data.featureset import FeatureSet
+        cols = [c for c in self._fs._table.column_names
+                if c == SAMPLE_UUIDS or self._allowed is None or c in self._allowed]
+        table = self._fs._table.select(cols).take(pa.array(self._rows))
+        return FeatureSet(label, table, register=register)
+
+    def split_random(self, ratios: Mapping[str, float | int], *, group_by: Any = None,
+                     stratify_by: Any = None, seed: int = 13, return_views: bool = True,
+                     register: bool = True) -> dict[str, FeatureSetView] | None:
+        """Split this view's rows (a nested split); the new splits are registered on the
+        source FeatureSet, as in ModularML.
+
+        Args:
+            ratios, group_by, stratify_by, seed: as :meth:`FeatureSet.split_random`.
+            return_views: return ``{name: view}`` (else None).
+            register: register the splits on the source (this view must then be one of
+                its splits, so the split can be replayed by name).
+
+        Returns:
+            The new views, or None.
+
+        Raises:
+            ValueError: ``register=True`` on a view that is not a registered split.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("ns", {"x": np.arange(10.0), "y": np.zeros(10)},
+            ...                           "x", "y")
+            >>> _ = fs.split_random({"source": 0.5, "test": 0.5}, seed=0)
+            >>> parts = fs.get_split("source").split_random({"train": 0.8, "val": 0.2})
+            >>> fs.available_splits, parts["train"].n_samples
+            (['source', 'test', 'train', 'val'], 4)
+        """
+        if register:
+            return self._fs.split_random(ratios, group_by=group_by, stratify_by=stratify_by,
+                                         seed=seed, return_views=return_views,
+                                         source_split=self._split_name())
+        from modjax.data.access import as_key_list
+        from modjax.data.splitters import random_split
+        parts = random_split(self._fs, ratios, group_by=as_key_list(group_by),
+                             stratify_by=as_key_list(stratify_by), seed=seed, rows=self._rows)
+        views = {k: FeatureSetView(self._fs, v, label=k) for k, v in parts.items()}
+        return views if return_views else None
+
+    def split_by_condition(self, conditions: Mapping[str, Mapping[str, Any]], *,
+                           return_views: bool = True,
+                           register: bool = True) -> dict[str, FeatureSetView] | None:
+        """Condition split of this view's rows (see :meth:`split_random` for nesting).
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("nc", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
+            >>> v = fs.take([0, 3]).split_by_condition({"hi": {"x": lambda x: x > 1}},
+            ...                                        register=False)
+            >>> v["hi"].indices.tolist()
+            [3]
+        """
+        if register:
+            return self._fs.split_by_condition(conditions, return_views=return_views,
+                                               source_split=self._split_name())
+        from modjax.data.splitters import condition_split
+        parts = condition_split(self._fs, conditions, rows=self._rows)
+        views = {k: FeatureSetView(self._fs, v, label=k) for k, v in parts.items()}
+        return views if return_views else None
+
+    def _split_name(self) -> str:
+        mine = self._fs._splits.get(self.label) if self.label else None
+        if mine is None or not np.array_equal(mine.indices, self._rows):
+            raise ValueError(f"nested split of {self._where()}: register=True needs this view "
+                             f"to be a registered split of FeatureSet {self._fs.label!r} "
+                             f"(splits: {self._fs.available_splits}); add it with add_split "
+                             "or pass register=False")
+        return self.label
+
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
         """JSON config: source label/id, column filter, label (indices are state)."""
@@ -255,6 +428,5 @@ class FeatureSetView(DataAccessMixin):
         return cls(source, rows, columns=config.get("columns"), label=config.get("label"))
 
     def __repr__(self) -> str:
-        return (f"FeatureSetView(label={self.label!r}, source={self._fs.label!r}, "
-                f"n_samples={self.n_samples}, features={self.feature_keys}, "
-                f"targets={self.target_keys}, tags={self.tag_keys})")
+        return (f"FeatureSetView(source={self._fs.label!r}, n_samples={self.n_samples}, "
+                f"label={self.label!r})")

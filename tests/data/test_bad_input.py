@@ -106,8 +106,9 @@ def test_unknown_key_in_reference(fs):
         fs.reference(features="v", targets="soc")
     with pytest.raises(KeyError, match="no tags key matching 'cel'"):
         fs.column_reference(tag="cel")
-    with pytest.raises(KeyError, match="no column 'tags.cell.transformed'"):
-        fs.reference(features="i", targets=[], tags="cell", rep="transformed")
+    # tags are never scaled: rep="transformed" reads them raw (ModularML does too)
+    ref = fs.reference(features="i", targets=[], tags="cell", rep="transformed")
+    assert ref.columns == ["features.i.transformed", "tags.cell.raw"]
     assert_unchanged(fs, snap)
 
 
