@@ -159,7 +159,7 @@ def put_global(tree: Any, sharding: Any) -> Any:
         >>> mesh = make_mesh()
         >>> t = put_global({"w": np.ones(2)}, NamedSharding(mesh, PartitionSpec()))
         >>> t["w"].sharding.spec
-        PartitionSpec()
+        P()
     """
     if isinstance(sharding, jax.sharding.Sharding):
         return jax.tree.map(lambda x: _place(x, sharding), tree)
@@ -218,6 +218,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
     Example:
         >>> replicated(make_mesh()).spec
-        PartitionSpec()
+        P()
     """
     return NamedSharding(mesh, PartitionSpec())

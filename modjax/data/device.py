@@ -7,6 +7,10 @@ each batch is sharded along its batch axis (``P("data")``). When the data exceed
 byte budget, :meth:`DeviceStore.epoch_chunks` streams it: each chunk holds the rows of
 a fixed number of batches, padded to a fixed capacity so every chunk has the same
 shapes (the step still compiles once).
+
+With ``shard_rows=True`` (the default when the mesh spans several processes) nothing is
+replicated: each device holds only the rows its own batch slots read, and each process
+reads only its devices' rows (see :mod:`modjax.data.sharded`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from modjax.data.plan import IndexPlan
 from modjax.data.schema import DOMAIN_FEATURES, DOMAIN_TAGS, DOMAIN_TARGETS, leaf_dtype
+from modjax.data.sharded import make_sharded_gather, place_row_blocks, put_local_plan, row_blocks
 
 __all__ = ["DeviceStore", "gather", "gather_plan", "make_gather", "DATA_AXIS"]
 
@@ -131,6 +136,9 @@ class DeviceStore:
         dtype: floating dtype on the device.
         mesh: a ``Mesh`` with a ``"data"`` axis: replicate the store, shard batches.
         byte_budget: bytes allowed on the device; larger data is streamed in chunks.
+        shard_rows: with a mesh, give each device only the rows its batch slots read
+            (placed per epoch or chunk) instead of replicating the store. None: True when
+            the mesh spans several processes (each process then reads only its rows).
 
     Example:
         >>> from modjax.data import FeatureSet, SimpleSampler
@@ -147,7 +155,7 @@ class DeviceStore:
                  targets: Sequence[str] | str | None = None,
                  tags: Sequence[str] | str | None = (), rep: str | None = None,
                  dtype: Any = jnp.float32, mesh: Mesh | None = None,
-                 byte_budget: int | None = None) -> None:
+                 byte_budget: int | None = None, shard_rows: bool | None = None) -> None:
         view = source.to_view() if hasattr(source, "to_view") else source
         self.view = view
         self.feature_keys = view.resolve_keys(DOMAIN_FEATURES, features)
@@ -169,6 +177,12 @@ class DeviceStore:
         if byte_budget is not None and byte_budget <= 0:
             raise ValueError(f"DeviceStore: byte_budget must be > 0, got {byte_budget}")
         self.byte_budget = byte_budget
+        if shard_rows is None:
+            from modjax.distributed import spans_processes
+            shard_rows = spans_processes(mesh)
+        if shard_rows and mesh is None:
+            raise ValueError("DeviceStore: shard_rows=True needs a mesh with a 'data' axis")
+        self.shard_rows = bool(shard_rows)
         self._arrays: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ sizes
@@ -192,8 +206,12 @@ class DeviceStore:
 
     @property
     def fits(self) -> bool:
-        """Whether the whole store fits the byte budget."""
-        return self.byte_budget is None or self.nbytes <= self.byte_budget
+        """Whether the whole store fits the byte budget (per device when rows are sharded)."""
+        if self.byte_budget is None:
+            return True
+        if self.shard_rows:
+            return self._row_bytes() * -(-self.n_samples // self.n_devices) <= self.byte_budget
+        return self.nbytes <= self.byte_budget
 
     @property
     def n_devices(self) -> int:
@@ -223,6 +241,10 @@ class DeviceStore:
         Raises:
             MemoryError: the store exceeds ``byte_budget`` (use :meth:`epoch_chunks`).
         """
+        if self.shard_rows:
+            raise ValueError(
+                f"DeviceStore of FeatureSet {self.view.source.label!r} shards its rows per plan; "
+                "use epoch_arrays(plan) or epoch_chunks(plan)")
         if self._arrays is None:
             if not self.fits:
                 raise MemoryError(
@@ -230,6 +252,47 @@ class DeviceStore:
                     f"bytes, over byte_budget={self.byte_budget}; iterate epoch_chunks(plan)")
             self._arrays = jax.device_put(self._host_arrays(self.view), self._store_sharding())
         return self._arrays
+
+    def epoch_arrays(self, plan: IndexPlan) -> tuple[dict[str, Any], IndexPlan]:
+        """``(store_arrays, device_plan)`` for a plan whose rows fit the budget.
+
+        Without a mesh the host plan is returned as-is (the jitted call transfers it);
+        replicated stores are placed once and reused; row-sharded stores place, per
+        device, the rows of that device's batch slots (so results equal the replicated
+        path exactly).
+
+        Args:
+            plan: a host plan indexing this store's view.
+
+        Returns:
+            The arrays and the plan to scan over (gather with :meth:`gather_fn`).
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("ea", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
+            >>> arrays, p = DeviceStore(fs).epoch_arrays(IndexPlan.from_flat(np.arange(4), 2))
+            >>> arrays["features"].shape, p.n_batches
+            ((4, 1), 2)
+        """
+        if not self.shard_rows:
+            return self.arrays, (plan if self.mesh is None else self.put_plan(plan))
+        blocks = row_blocks(plan, self.n_devices)
+        arrays = place_row_blocks(blocks, lambda rows: self._host_arrays(self.view.take(rows)),
+                                  self.mesh)
+        return arrays, put_local_plan(blocks.plan, self.mesh)
+
+    def gather_fn(self) -> Callable[[Mapping[str, Any], IndexPlan], dict[str, dict[str, Any]]]:
+        """The pure gather matching this store's layout (use inside the jitted step).
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("gf", {"x": np.arange(2.0), "y": np.zeros(2)}, "x", "y")
+            >>> DeviceStore(fs).gather_fn() is gather_plan
+            True
+        """
+        if self.shard_rows:
+            return make_sharded_gather(self.mesh, gather_plan)
+        return make_gather(self.mesh)
 
     def put_plan(self, plan: IndexPlan) -> IndexPlan:
         """Pad the batch axis to the device count and put the plan on the device
@@ -263,7 +326,8 @@ class DeviceStore:
         """
         if self.fits:
             return plan.n_batches
-        per_batch = self._row_bytes() * plan.batch_size * len(plan.roles)
+        slots = -(-plan.batch_size // self.n_devices) if self.shard_rows else plan.batch_size
+        per_batch = self._row_bytes() * slots * len(plan.roles)
         return max(1, min(plan.n_batches, int(self.byte_budget // per_batch)))
 
     def epoch_chunks(self, plan: IndexPlan) -> Iterator[tuple[dict[str, Any], IndexPlan]]:
@@ -289,9 +353,13 @@ class DeviceStore:
             [(4, 2), (4, 2)]
         """
         if self.fits:
-            yield self.arrays, self.put_plan(plan)
+            yield self.epoch_arrays(plan) if self.shard_rows else (self.arrays, self.put_plan(plan))
             return
         k = self.chunk_batches(plan)
+        if self.shard_rows:
+            for start in range(0, plan.n_batches, k):
+                yield self.epoch_arrays(plan.batches(start, start + k).pad_batches_to(k))
+            return
         capacity = k * plan.batch_size * len(plan.roles)
         for start in range(0, plan.n_batches, k):
             chunk = plan.batches(start, start + k).pad_batches_to(k)
