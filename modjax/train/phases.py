@@ -19,10 +19,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from modjax.data.device import DeviceStore, make_gather
 from modjax.data.plan import IndexPlan
+from modjax.distributed import put_global, spans_processes, to_host
 from modjax.errors import ConfigError, GraphStructureError, closest_names
 from modjax.io.registry import register, registered_name, serialize
 from modjax.train.callbacks import Callback
@@ -173,13 +173,15 @@ class _Feed:
     """A resolved binding: device store + how to turn plans into its batch entry."""
 
     def __init__(self, binding: InputBinding, graph: Any, *, owner: str, mesh: Any,
-                 tags: Sequence[str], byte_budget: int | None = None) -> None:
+                 tags: Sequence[str], byte_budget: int | None = None,
+                 shard_rows: bool | None = None) -> None:
         self.binding = binding
         self.node, self.ref, self.view, self.key = binding.resolve(graph, owner=owner)
         tag_keys = [t for t in tags if t in self.view.tag_keys]
         self.store = DeviceStore(self.view, features=list(self.ref.features),
                                  targets=list(self.ref.targets), tags=tag_keys,
-                                 rep=self.ref.rep, mesh=mesh, byte_budget=byte_budget)
+                                 rep=self.ref.rep, mesh=mesh, byte_budget=byte_budget,
+                                 shard_rows=shard_rows)
         self.sampler = binding.sampler
         if self.sampler is not None:
             src = getattr(self.sampler, "source", None)
@@ -312,16 +314,10 @@ def _callback_configs(callbacks: Sequence[Callback], where: str) -> list[dict[st
 
 
 def _stack_feeds(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]) -> tuple[dict, dict]:
-    stores = {f.key: f.store.arrays for f in feeds}
     # without a mesh the numpy plan goes straight into the jitted call (its own transfer
     # is cheaper than an explicit device_put); with one it is padded and sharded
-    dplans = {f.key: (p if f.store.mesh is None else f.store.put_plan(p))
-              for f, p in zip(feeds, plans)}
-    return stores, dplans
-
-
-def _device_plan(feed: _Feed, plan: IndexPlan) -> IndexPlan:
-    return plan if feed.store.mesh is None else feed.store.put_plan(plan)
+    pairs = {f.key: f.store.epoch_arrays(p) for f, p in zip(feeds, plans)}
+    return {k: a for k, (a, _) in pairs.items()}, {k: p for k, (_, p) in pairs.items()}
 
 
 def _stream_segments(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]
@@ -350,8 +346,8 @@ def _stream_segments(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]
             if f.key in chunks:
                 stores[f.key], dplans[f.key] = next(chunks[f.key])
             else:
-                stores[f.key] = f.store.arrays
-                dplans[f.key] = _device_plan(f, p.batches(start, start + k).pad_batches_to(k))
+                stores[f.key], dplans[f.key] = f.store.epoch_arrays(
+                    p.batches(start, start + k).pad_batches_to(k))
         yield stores, dplans, start, min(k, n - start)
 
 
@@ -388,6 +384,14 @@ def _host_plan(plan: IndexPlan) -> tuple[dict, dict]:
             {r: np.asarray(v) for r, v in plan.mask.items()})
 
 
+def _specs_from_config(rules: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    from jax.sharding import PartitionSpec
+    if not rules:
+        return None
+    return {k: PartitionSpec(*[tuple(a) if isinstance(a, list) else a for a in v])
+            for k, v in rules.items()}
+
+
 @register("TrainPhase")
 class TrainPhase(ExperimentPhase):
     """Train the graph for ``n_epochs``; each epoch is one jitted ``lax.scan``.
@@ -409,7 +413,14 @@ class TrainPhase(ExperimentPhase):
             last epoch whose losses were all finite; ``results.nan_stop`` holds the
             (epoch, batch)) or ``"ignore"``. It is checked on the host from the epoch's
             per-batch losses (transferred anyway), so it costs nothing per step.
-        mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis for data parallelism.
+        mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis for data parallelism; it may
+            span several processes (see ``modjax.distributed``).
+        shard_data: with a mesh, give each device only the rows its batch slots read
+            instead of a replicated copy (None: True when the mesh spans processes).
+        shard_params: ``{glob over parameter paths: PartitionSpec}`` placing parameters
+            and their optimizer state on the mesh (``modjax.train.sharding``).
+        compute_dtype: e.g. ``"bfloat16"``: run the graph in that dtype while parameters
+            and optimizer state stay float32 (``modjax.train.precision``).
         byte_budget: device bytes allowed per binding's data (default: no limit, or the
             Experiment's ``byte_budget``). Larger data is streamed: each epoch runs as a
             few scans over fixed-shape chunks (``DeviceStore.epoch_chunks``), all with one
@@ -429,9 +440,14 @@ class TrainPhase(ExperimentPhase):
                  callbacks: Sequence[Callback] | None = None, checkpointing: Any = None,
                  result_recording: str | ResultRecording = "all", nan_policy: str = "raise",
                  mesh: Any = None, seed: int = 0, capture: Sequence[str] = (),
-                 observer: Any = None, byte_budget: int | None = None) -> None:
+                 observer: Any = None, byte_budget: int | None = None,
+                 shard_data: bool | None = None, shard_params: Mapping[str, Any] | None = None,
+                 compute_dtype: Any = None) -> None:
         super().__init__(label, input_sources=input_sources, losses=losses,
                          active_nodes=active_nodes, callbacks=callbacks)
+        self.shard_data = shard_data
+        self.shard_params = None if not shard_params else dict(shard_params)
+        self.compute_dtype = None if compute_dtype is None else str(jnp.dtype(compute_dtype))
         if byte_budget is not None and (not isinstance(byte_budget, int) or byte_budget <= 0):
             raise ValueError(f"TrainPhase {label!r}: byte_budget must be a positive int (bytes) "
                              f"or None, got {byte_budget!r}")
@@ -559,14 +575,17 @@ class TrainPhase(ExperimentPhase):
         resident one; the resident scan has no such select.
         """
         sig = (id(graph), tuple(f.key for f in feeds), id(optimizer), chunked, skip_empty,
-               tuple(graph.node_labels), id(self.mesh))
+               tuple(graph.node_labels), id(self.mesh), tuple(f.store.shard_rows for f in feeds),
+               self.compute_dtype)
         fn = self._compiled.get(sig)
         if fn is not None:
             return fn
         record = self._record_nodes(graph) if self.result_recording is not ResultRecording.NONE else []
-        step = make_train_step(graph, self.losses, optimizer, active_nodes=self.active_nodes,
-                               capture=self.capture, record=record)
-        gather = make_gather(self.mesh)
+        from modjax.train.precision import compute_graph
+        step = make_train_step(compute_graph(graph, self.compute_dtype), self.losses, optimizer,
+                               active_nodes=self.active_nodes, capture=self.capture,
+                               record=record)
+        gathers = {f.key: f.store.gather_fn() for f in feeds}
         keys = [f.key for f in feeds]
         labels = [al.label for al in self.losses]
 
@@ -574,7 +593,7 @@ class TrainPhase(ExperimentPhase):
             self.n_traces += 1  # Python runs only while tracing: counts compilations
 
             def body(carry, xs):
-                batch = {k: gather(stores[k], xs[k]) for k in keys}
+                batch = {k: gathers[k](stores[k], xs[k]) for k in keys}
                 new, m = step(carry, batch)
                 if skip_empty:
                     real = jnp.any(jnp.stack([jnp.any(xs[k].mask[r]) for k in keys
@@ -625,7 +644,8 @@ class TrainPhase(ExperimentPhase):
         if budget is None and experiment is not None:
             budget = getattr(experiment, "byte_budget", None)
         feeds = [_Feed(b, graph, owner=owner, mesh=self.mesh, tags=self._loss_tags(),
-                       byte_budget=budget) for b in self._bindings(graph)]
+                       byte_budget=budget, shard_rows=self.shard_data)
+                 for b in self._bindings(graph)]
         if not feeds:
             raise ValueError(f"{owner}: no input bindings")
         optimizer = graph_optimizers(graph)
@@ -652,7 +672,8 @@ class TrainPhase(ExperimentPhase):
         carry = init_train_carry(variables, optimizer, key, frozen_paths=frozen,
                                  opt_state=opt_state)
         if self.mesh is not None:
-            carry = jax.device_put(carry, NamedSharding(self.mesh, PartitionSpec()))
+            from modjax.train.sharding import carry_shardings
+            carry = put_global(carry, carry_shardings(carry, self.shard_params, self.mesh))
         self._graph, self._carry, self._stop = graph, carry, False
         if self.checkpointing is not None:
             self.checkpointing.reset()
@@ -808,7 +829,9 @@ class TrainPhase(ExperimentPhase):
         if while_running is not None:
             while_running()  # host work that overlaps the dispatched scan
         # one device->host transfer per epoch: the per-batch losses
-        table = np.asarray(jax.device_get(out["loss_table"]))
+        if spans_processes(self.mesh):  # sharded over other processes' devices: gather
+            out = dict(out, records=to_host(out["records"]))
+        table = np.asarray(to_host(out["loss_table"]))
         loss = table[:, 0]
         losses = {al.label: table[:, i + 1] for i, al in enumerate(self.losses)}
         nonfinite = np.flatnonzero(~np.isfinite(loss))
@@ -859,7 +882,9 @@ class TrainPhase(ExperimentPhase):
     def _write_back(self, graph: Any, optimizer: Any, carry: Any) -> None:
         variables = carry["variables"]
         if self.mesh is not None:
-            variables = jax.device_get(variables)
+            variables = to_host(variables)
+        if spans_processes(self.mesh):
+            carry = dict(carry, opt_state=to_host(carry["opt_state"]))
         graph.set_variables(variables)
         if isinstance(optimizer, dict):
             for k, o in optimizer.items():
@@ -873,6 +898,10 @@ class TrainPhase(ExperimentPhase):
         cfg.update(n_epochs=self.n_epochs, batch_schedule=self.batch_schedule.value,
                    result_recording=self.result_recording.value, nan_policy=self.nan_policy.value,
                    seed=self.seed, capture=list(self.capture), byte_budget=self.byte_budget,
+                   shard_data=self.shard_data, compute_dtype=self.compute_dtype,
+                   shard_params=None if self.shard_params is None else {
+                       k: [list(a) if isinstance(a, tuple) else a for a in v]
+                       for k, v in self.shard_params.items()},
                    sampler=None if self._sampler is None else serialize(self._sampler),
                    checkpointing=None if self.checkpointing is None else serialize(self.checkpointing))
         return cfg
@@ -886,6 +915,8 @@ class TrainPhase(ExperimentPhase):
                       result_recording=config["result_recording"],
                       nan_policy=config.get("nan_policy", "raise"), seed=config.get("seed", 0),
                       capture=config.get("capture", ()), byte_budget=config.get("byte_budget"),
+                      shard_data=config.get("shard_data"), compute_dtype=config.get("compute_dtype"),
+                      shard_params=_specs_from_config(config.get("shard_params")),
                       checkpointing=None if config.get("checkpointing") is None else
                       deserialize(config["checkpointing"]))
         if config.get("split") is not None and not config["input_sources"]:
