@@ -75,8 +75,25 @@ def validate_table(table: pa.Table, label: str) -> pa.Table:
                                  f"{column_name(dom, key)!r}")
     if len(set(table.column_names)) != len(table.column_names):
         raise ValueError(f"FeatureSet {label!r}: duplicate column names")
+    table = _fix_list_columns(table, label)
     if SAMPLE_UUIDS not in table.column_names:
         table = table.append_column(SAMPLE_UUIDS, new_uuid_array(table.num_rows))
+    return table
+
+
+def _fix_list_columns(table: pa.Table, label: str) -> pa.Table:
+    """Plain (variable-length) list columns whose samples all have one length become
+    fixed-size lists; ragged ones are an error naming the column."""
+    from modjax.data.schema import _list_to_fixed
+    for i, name in enumerate(table.column_names):
+        typ = table.schema.field(name).type
+        if name == SAMPLE_UUIDS or not (pa.types.is_list(typ) or pa.types.is_large_list(typ)):
+            continue
+        try:
+            fixed = _list_to_fixed(table.column(name).combine_chunks(), name)
+        except ValueError as e:
+            raise ValueError(f"FeatureSet {label!r}: {e}") from None
+        table = table.set_column(i, name, fixed)
     return table
 
 

@@ -164,6 +164,7 @@ class Loss:
             (accepted for seed compatibility: a step needs a scalar, so it reduces
             like ``"mean"``; per-sample values come from ``Loss.__call__``).
         factory: zero-argument callable returning the loss callable.
+        backend: ModularML's framework choice; accepted and ignored (one-time note).
 
     Example:
         >>> Loss("mse")(jnp.array([[1.0], [3.0]]), jnp.array([[0.0], [1.0]]))
@@ -172,7 +173,10 @@ class Loss:
 
     def __init__(self, loss: str | Callable[..., Any] | None = None, *,
                  loss_kwargs: dict[str, Any] | None = None, reduction: str = "mean",
-                 factory: Callable[[], Callable[..., Any]] | None = None) -> None:
+                 factory: Callable[[], Callable[..., Any]] | None = None,
+                 backend: Any = None) -> None:
+        from modjax.train.backend_note import note_backend
+        note_backend("Loss", backend)
         if (loss is None) == (factory is None):
             raise ValueError("Loss needs exactly one of `loss` (a name or callable) or `factory`")
         if reduction not in _REDUCTIONS:

@@ -109,6 +109,7 @@ class Optimizer:
             (mutually exclusive with ``opt``).
         clip_norm: clip gradients by global norm before the optimizer.
         clip_value: clip each gradient element to ``[-clip_value, clip_value]``.
+        backend: ModularML's framework choice; accepted and ignored (one-time note).
 
     Example:
         >>> opt = Optimizer("adamw", opt_kwargs={"lr": 1e-2, "weight_decay": 0.1})
@@ -122,7 +123,10 @@ class Optimizer:
 
     def __init__(self, opt: str | optax.GradientTransformation | None = None, *,
                  opt_kwargs: dict[str, Any] | None = None, factory: Callable[[], Any] | None = None,
-                 clip_norm: float | None = None, clip_value: float | None = None) -> None:
+                 clip_norm: float | None = None, clip_value: float | None = None,
+                 backend: Any = None) -> None:
+        from modjax.train.backend_note import note_backend
+        note_backend("Optimizer", backend)
         if (opt is None) == (factory is None):
             raise ValueError("Optimizer needs exactly one of `opt` (a name or an optax "
                              "GradientTransformation) or `factory`")
