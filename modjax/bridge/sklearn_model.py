@@ -102,6 +102,9 @@ class ScikitModelWrapper(BaseModel):
         mode = _choose(training_mode, TRAINING_MODES, "training_mode")
         has_fit, has_pfit = callable(getattr(model, "fit", None)), callable(
             getattr(model, "partial_fit", None))
+        if not (has_fit or has_pfit):
+            raise TypeError(f"ScikitModelWrapper: {name} has no fit method (nor partial_fit): "
+                            "expected a scikit-learn estimator")
         if mode == "auto":
             mode = "batch_fit" if has_fit else "partial_fit"
         if mode == "batch_fit" and not has_fit or mode == "partial_fit" and not has_pfit:
@@ -167,8 +170,9 @@ class ScikitModelWrapper(BaseModel):
         out_shape = self._require_output_shape()
         xs = np.asarray(x)
         n = xs.shape[0]
-        if n == 0:
-            return np.zeros((0, *out_shape), np.float32)
+        if n == 0 or self.training_mode == "partial_fit" and not np.any(np.asarray(fit_id)):
+            # a partial_fit node predicts zeros until its first step (the first batch's loss)
+            return np.zeros((n, *out_shape), np.float32)
         est = self._table.get(fit_id, what=self._what)
         y = np.asarray(getattr(est, self.output_method)(xs.reshape(n, -1)))
         if y.size != n * int(np.prod(out_shape)):
