@@ -248,6 +248,18 @@ def _rebuild(node: dict[str, Any], values: list[Any], template: Any = _MISSING) 
         "or template tree of that type (restore into an existing object)")
 
 
+def _check_stored(rec: dict[str, Any], x: Any, where: str) -> None:
+    """The array Orbax read has the shape and dtype the manifest recorded."""
+    if rec["kind"] in _NO_DATA:
+        return
+    want_shape = rec.get("data_shape", rec["shape"]) if rec["kind"] == "key" else rec["shape"]
+    shape, dtype = tuple(np.shape(x)), str(getattr(x, "dtype", np.asarray(x).dtype))
+    if shape != tuple(want_shape) or dtype != rec["dtype"]:
+        raise CheckpointError(
+            f"{where}: the array data of leaf {rec['path']!r} is {dtype}{shape} but the manifest "
+            f"records {rec['dtype']}{tuple(want_shape)} (edited or mismatched checkpoint)")
+
+
 def _target_records(target: Any) -> tuple[list[dict[str, Any]], Any, list[Any]]:
     spec, leaves = describe_tree(target)
     _, treedef = jax.tree_util.tree_flatten(target)
@@ -324,6 +336,7 @@ def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *, item: s
         x = stored.get(f"l{r['i']:06d}")
         if x is None and r["kind"] not in _NO_DATA:
             raise CheckpointError(f"{where}: array data for leaf {r['path']!r} is missing")
+        _check_stored(r, x, where)
         value = _from_stored(r, x)
         values.append(jnp.asarray(value) if r["i"] in uncommitted else value)
     if treedef is not None:
