@@ -17,7 +17,7 @@ import numpy as np
 
 from modjax.bridge.sklearn_state import UNFITTED, FitTable, dumps_estimator, loads_estimator
 from modjax.errors import ShapeMismatchError
-from modjax.graph.models.base import BaseModel, Shape, as_shape
+from modjax.graph.models.base import BaseModel, Shape
 from modjax.io.registry import register
 
 __all__ = ["ScikitModelWrapper"]

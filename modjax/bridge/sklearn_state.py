@@ -82,7 +82,7 @@ class FitTable:
     Example:
         >>> t = FitTable()
         >>> i = t.add("est", pinned=True)
-        >>> t.get(i), i.dtype.name
+        >>> t.get(i, what="node"), i.dtype.name
         ('est', 'uint32')
     """
 

@@ -18,8 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.bridge.torch_call import (TorchHost, TorchLayout, jax_dtype, make_torch_call, seed_of,
-                                      to_numpy)
+from modjax.bridge.torch_call import (
+    TorchHost,
+    TorchLayout,
+    jax_dtype,
+    make_torch_call,
+    seed_of,
+    to_numpy,
+)
 from modjax.errors import ConfigError, ShapeMismatchError
 from modjax.graph.models.adapters import _import_object, _import_path
 from modjax.graph.models.base import BaseModel, Shape, as_shape

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("skops")
 
-from bridge_helpers import make_featureset, mse_on, train_phase  # noqa: E402
+from bridge_helpers import make_featureset, train_phase  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 from sklearn.linear_model import LogisticRegression, Ridge, SGDRegressor  # noqa: E402

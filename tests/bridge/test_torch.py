@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bridge_helpers import make_featureset, mse_on, train_phase  # noqa: E402
+from bridge_helpers import make_featureset, train_phase  # noqa: E402
 
 from modjax.bridge import TorchModelWrapper, wrap_model  # noqa: E402
 from modjax.errors import ConfigError, ShapeMismatchError  # noqa: E402
