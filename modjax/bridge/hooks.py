@@ -57,15 +57,20 @@ def _trainable(graph: Any, label: str) -> bool:
     return bool(jax.tree.leaves(params)) and label not in frozen
 
 
-def _needed(phase: Any, graph: Any) -> set[str]:
-    nodes = [al.node for al in phase.losses] or [n.label for n in graph.tail_nodes.values()]
-    if phase.active_nodes is not None:
-        nodes = [n for n in nodes if n in phase.active_nodes] or list(phase.active_nodes)
-    need = set()
+def _closure(graph: Any, nodes: Iterable[str]) -> set[str]:
+    need: set[str] = set()
     for n in nodes:
         if n in graph.node_labels:
             need |= {n} | _ancestors(graph, n)
     return need
+
+
+def _needed(phase: Any, graph: Any) -> tuple[set[str], set[str]]:
+    """(nodes whose outputs the phase computes, nodes its losses depend on)."""
+    active = phase._active_closure(graph)
+    losses = [al.node for al in phase.losses if al.node in active]
+    tails = [n.label for n in graph.tail_nodes.values() if n.label in active]
+    return _closure(graph, [*losses, *tails]), _closure(graph, losses)
 
 
 def check_phase(phase: Any, graph: Any) -> None:
@@ -85,16 +90,17 @@ def check_phase(phase: Any, graph: Any) -> None:
     if kind not in ("train", "eval") or not barriers:
         return
     owner = f"{type(phase).__name__} {phase.label!r}"
-    need = _needed(phase, graph)
+    run, loss_deps = _needed(phase, graph)
     for label, node in barriers.items():
-        if label not in need:
+        if label not in run:
             continue
         partial = getattr(node.model, "training_mode", "") == "partial_fit"
         if not _fitted(node, graph) and not (kind == "train" and partial):
             raise ValueError(
                 f"{owner}: scikit-learn node {label!r} is not fitted; fit it first with a "
-                "FitPhase (or use training_mode='partial_fit' and train it in a TrainPhase)")
-        if kind == "train" and getattr(graph, "optimizer", None) is not None:
+                "FitPhase, leave it out with active_nodes=..., or use "
+                "training_mode='partial_fit' and train it in a TrainPhase")
+        if kind == "train" and label in loss_deps and getattr(graph, "optimizer", None) is not None:
             trainable = sorted(a for a in _ancestors(graph, label) if _trainable(graph, a))
             if trainable:
                 raise ValueError(
