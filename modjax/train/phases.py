@@ -674,6 +674,8 @@ class TrainPhase(ExperimentPhase):
         if self.mesh is not None:
             from modjax.train.sharding import carry_shardings
             carry = put_global(carry, carry_shardings(carry, self.shard_params, self.mesh))
+        # counters and sampler state as they were: a phase that raises leaves them so
+        counters = self.get_state() if self._carry is None else None
         self._graph, self._carry, self._stop = graph, carry, False
         if self.checkpointing is not None:
             self.checkpointing.reset()
@@ -732,6 +734,8 @@ class TrainPhase(ExperimentPhase):
             self._checkpoint("phase_end", experiment)
         except BaseException:
             self._carry = None  # drop the half-trained state; the graph was never written
+            if counters is not None:
+                self.set_state(counters)
             raise
         finally:
             progress.close()

@@ -57,7 +57,7 @@ def test_async_then_blocking_save_of_one_path_keeps_the_last(tmp_path):
     """Guarantee: saves of one path land in the order they were made."""
     p = tmp_path / "ck"
     g = SeamGraph(seed=1).build()
-    for i in range(5):
+    for _ in range(5):
         g.save_checkpoint(p, overwrite=True)
         fut = g.save_checkpoint(p, overwrite=True, blocking=False)
         _perturbed(g, 1.0)
@@ -342,7 +342,7 @@ def test_failed_featureset_load_registers_nothing(tmp_path):
                                         "value": "not rows", "i": 0}], "hash": "", "orbax": False}
     write_manifest(p, m)
     with ExperimentContext(registration_policy="error").activate() as ctx:
-        with pytest.raises(Exception):
+        with pytest.raises(TypeError, match=r"split 'x' of FeatureSet 'cells': rows must be"):
             FeatureSet.load(p)
         assert ctx.available_nodes == {}
 
