@@ -133,6 +133,16 @@ class FeatureSetReference:
             f"FeatureSet {self.featureset_label!r} (id {self.featureset_id}) is not registered "
             "in the active ExperimentContext")
 
+    @property
+    def node_label(self) -> str:
+        """ModularML's name for :attr:`featureset_label` (the upstream node's label)."""
+        return self.featureset_label
+
+    @property
+    def node_id(self) -> str:
+        """ModularML's name for :attr:`featureset_id`."""
+        return self.featureset_id
+
     def _shape(self, domain: str, keys: tuple[str, ...]) -> tuple[int, ...] | None:
         if not keys:
             return None

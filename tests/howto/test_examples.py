@@ -67,3 +67,32 @@ def test_01_featureset_prints_modularml_numbers(capsys):
     # groups in order of first appearance), so only their invariants are checked here
     assert "train: 296 samples, groups: [1 2 5]" in text
     assert out["ref"].columns[0] == "features.voltage.transformed"
+
+
+def test_03_modelgraph_prints_modularml_shapes(capsys):
+    out, text = run("03_modelgraph.py", capsys)
+    for line in ["  Merge: ((1, 8), (1, 4)) -> (1, 12)", "  Head: ((1, 12),) -> (1, 1)",
+                 "Head nodes: ['EncoderA', 'EncoderB']", "Tail nodes: ['Head']",
+                 "  EncoderA: features=(500, 1, 8)", "  Merge: features=(500, 1, 12)",
+                 "  Head: features=(500, 1, 1)", "Executed nodes: ['EncoderA', 'EncoderB', 'Merge']",
+                 "After remove: ['N1', 'N3']", "  C <- ['A']", "  B <- ['C']",
+                 "Frozen nodes: ['EncoderA']", "All frozen: ['EncoderA', 'EncoderB', 'Head']",
+                 "Contributing nodes: 3", "Number of node configs: 4",
+                 "Loaded graph labels: ['EncoderA', 'EncoderB', 'Head', 'Merge']",
+                 "Restored. Built: True"]:
+        assert line in text, line
+    assert out["outputs"]["Head"].shape == (500, 1, 1)
+
+
+def test_05_experiment_runs_the_plan(capsys):
+    out, text = run("05_experiment.py", capsys)
+    for line in ["Splits: ['train', 'test'], train 400, test 100", "Currently empty: True",
+                 "  [0] train (TrainPhase)", "  [1] eval (EvalPhase)",
+                 "After remove: ['train']", "History entries: 3",
+                 "Result type: PhaseGroupResults", "State was restored: True",
+                 "  Run 2: label='my_experiment', status=completed",
+                 "Flattened: ['inner_train', 'outer_eval']",
+                 "Available checkpoints: ['after_training']",
+                 "Loaded experiment: my_experiment"]:
+        assert line in text, line
+    assert sorted(out["results"].flatten()) == ["eval", "train"]
