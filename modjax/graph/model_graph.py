@@ -9,6 +9,7 @@ compiles the whole graph as one program.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from modjax.errors import (
     ShapeMismatchError,
     closest_names,
 )
+from modjax.graph.definition import GraphDef
 from modjax.graph.nodes import GraphNode, MergeNode, ModelNode, NodeReference, ref_label
 from modjax.graph.paths import flatten_paths, get_at, join_path, path_mask, split_path
 from modjax.graph.shapes import NodeShapes, infer_shapes, label_seed, model_cache_key
@@ -148,6 +150,13 @@ def _is_prefix(p: tuple[str, ...], q: tuple[str, ...]) -> bool:
     return len(p) <= len(q) and q[: len(p)] == p
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _jit_forward(definition: GraphDef, labels: tuple[str, ...], variables: Any, xs: Any) -> Any:
+    # one program per (definition, active labels, input shapes), shared by every graph of
+    # that structure; a mutated graph has another definition, hence another program
+    return definition.apply(variables, xs, active_nodes=labels)[0]
+
+
 @register("ModelGraph")
 class ModelGraph(GraphPersistence):
     """A directed acyclic graph of :class:`~modjax.graph.nodes.GraphNode` s.
@@ -197,6 +206,7 @@ class ModelGraph(GraphPersistence):
         self._opt_state: Any = None
         self._sub_frozen: set[tuple[str, ...]] = set()
         self._forward_cache: dict[Any, Any] = {}
+        self._definition_at: Any = None
         if register:
             self._ctx.register_model_graph(self)
 
@@ -247,6 +257,7 @@ class ModelGraph(GraphPersistence):
         self._topo = topo
         self._labels_at_commit = {nid: n.label for nid, n in self._nodes.items()}
         self._forward_cache = {}
+        self._definition = None
         self._shapes: dict[str, NodeShapes] = {}  # stale once the wiring changes
 
     def _try_wiring(self, nodes: list[GraphNode], refs: dict[str, list[Any]]) -> None:
@@ -291,6 +302,42 @@ class ModelGraph(GraphPersistence):
 
     def _model_nodes(self) -> list[ModelNode]:
         return [n for n in self._nodes.values() if isinstance(n, ModelNode)]
+
+    # ================================================================ definition
+    def _definition_token(self) -> tuple[Any, ...]:
+        # what a caller can change without going through a graph mutation: a node's
+        # label or the model object it holds
+        return tuple((nid, n.label, id(getattr(n, "_model", None)))
+                     for nid, n in self._nodes.items())
+
+    @property
+    def definition(self) -> GraphDef:
+        """The graph's immutable, hashable definition (structure without variables).
+
+        Equal for graphs of equal structure (labels, models and their configs, wiring,
+        merges, shapes); a new value after every mutation. Compiled programs key on it:
+        ``apply(graph.definition, variables, inputs)`` is the pure forward.
+
+        Example:
+            >>> import numpy as np
+            >>> from modjax.data import FeatureSet
+            >>> from modjax.graph import ModelGraph, ModelNode, Linear
+            >>> fs = FeatureSet.from_dict("D", {"x": np.zeros((4, 3)), "y": np.zeros(4)},
+            ...                           "x", "y", register=False)
+            >>> def make():
+            ...     n = ModelNode("Lin", Linear(2), upstream_ref=fs.reference(), register=False)
+            ...     return ModelGraph([n], register=False).build()
+            >>> make().definition == make().definition
+            True
+        """
+        self._sync_labels()
+        token = self._definition_token()
+        if self._definition is None or self._definition_at != token:
+            from modjax.graph.graph_def import model_graph_definition
+
+            self._definition = model_graph_definition(self)
+            self._definition_at = token
+        return self._definition
 
     # ================================================================ properties
     @property
@@ -516,6 +563,7 @@ class ModelGraph(GraphPersistence):
         return self._shapes
 
     def _push_shapes(self, shapes: Mapping[str, NodeShapes]) -> None:
+        self._definition = None
         for nid, s in shapes.items():
             n = self._nodes[nid]
             if isinstance(n, ModelNode):
@@ -827,15 +875,8 @@ class ModelGraph(GraphPersistence):
         """
         self._require_built("forward")
         plan = self._plan(active_nodes)
-        fn = self._forward_cache.get(plan)
-        if fn is None:
-            labels = tuple(self._nodes[nid].label for nid in plan)
-
-            def run(variables: Any, xs: Any) -> Any:
-                return self.apply(variables, xs, active_nodes=labels)[0]
-
-            fn = self._forward_cache[plan] = jax.jit(run)
-        out = fn(self._variables, dict(inputs))
+        labels = tuple(self._nodes[nid].label for nid in plan)
+        out = _jit_forward(self.definition, labels, self._variables, dict(inputs))
         # jit returns dicts with sorted keys; give them back in topological order
         return {self._nodes[nid].label: out[self._nodes[nid].label] for nid in plan}
 

@@ -29,7 +29,7 @@ from modjax.errors import ConfigError, closest_names
 from modjax.graph.paths import path_mask
 from modjax.io.registry import register
 
-__all__ = ["Optimizer", "frozen_mask", "OPTIMIZER_NAMES"]
+__all__ = ["Optimizer", "frozen_mask", "freezable", "OPTIMIZER_NAMES"]
 
 #: optax constructors accepted by name (any other optax attribute that builds a
 #: GradientTransformation is accepted too; these are the ones we document and test).
@@ -92,6 +92,79 @@ def _resolve_learning_rate(value: Any, *, owner: str) -> Any:
         except TypeError as e:
             raise ConfigError(f"{owner}: bad arguments for optax.{name}: {e}") from e
     return value
+
+
+def _keep_frozen_state(tx: Any, old: Any, new: Any, frozen: Any, params: Any) -> Any:
+    """``new`` optimizer state with the frozen leaves' per-parameter entries from ``old``."""
+    pairs = jax.tree.map(_Pair, old, new)
+
+    def select(pair: _Pair, f: Any) -> Any:
+        if not hasattr(pair.new, "shape"):
+            return pair.new
+        return jnp.where(f, pair.old, pair.new)
+
+    try:
+        return optax.tree_map_params(tx, select, pairs, frozen,
+                                     transform_non_params=lambda p: p.new,
+                                     is_leaf=lambda x: isinstance(x, _Pair))
+    except Exception:  # a custom transform whose init cannot run on placeholders
+        pass
+    # fallback: every state subtree with exactly the params' structure is per-parameter
+    pdef = jax.tree.structure(params)
+
+    def is_pair(x: Any) -> bool:
+        return isinstance(x, _Pair)
+
+    def is_param_tree(x: Any) -> bool:
+        return not is_pair(x) and jax.tree.structure(x, is_leaf=is_pair) == pdef
+
+    def pick(sub: Any) -> Any:
+        if is_pair(sub):
+            return sub.new
+        return jax.tree.map(select, sub, frozen, is_leaf=is_pair)
+
+    return jax.tree.map(pick, pairs, is_leaf=lambda x: is_pair(x) or is_param_tree(x))
+
+
+def freezable(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """Wrap any optax transformation so that ``update(..., frozen=mask)`` freezes leaves.
+
+    ``frozen`` is a traced extra argument (a pytree of boolean scalars from
+    :func:`frozen_mask`), so changing what is frozen changes values, not the program.
+    For frozen leaves the wrapped chain sees a zero gradient (it does not count in a
+    global-norm clip), the returned update is ``-0.0`` (``p + -0.0`` is ``p`` bit for
+    bit, signed zeros included, so decoupled weight decay cannot move them) and their
+    optimizer state keeps its old values, so unfreezing resumes with the moments it had.
+    Without ``frozen`` it is the wrapped transformation unchanged.
+
+    Args:
+        tx: any optax ``GradientTransformation`` (a chain, ``inject_hyperparams``, ...).
+
+    Returns:
+        A ``GradientTransformationExtraArgs``.
+
+    Example:
+        >>> tx = freezable(optax.adamw(0.1, weight_decay=0.5))
+        >>> params = {"a": jnp.ones(2), "b": jnp.ones(2)}
+        >>> state = tx.init(params)
+        >>> grads = jax.tree.map(jnp.ones_like, params)
+        >>> upd, state = tx.update(grads, state, params, frozen={"a": True, "b": False})
+        >>> new = optax.apply_updates(params, upd)
+        >>> bool((new["a"] == 1).all()), bool((new["b"] < 1).all())
+        (True, True)
+    """
+    inner = optax.with_extra_args_support(tx)
+
+    def update(updates: Any, state: Any, params: Any = None, *, frozen: Any = None,
+               **extra: Any) -> tuple[Any, Any]:
+        if frozen is None:
+            return inner.update(updates, state, params, **extra)
+        zeroed = jax.tree.map(lambda g, f: jnp.where(f, jnp.zeros_like(g), g), updates, frozen)
+        stepped, new_state = inner.update(zeroed, state, params, **extra)
+        kept = jax.tree.map(lambda f, u: jnp.where(f, -jnp.zeros_like(u), u), frozen, stepped)
+        return kept, _keep_frozen_state(tx, state, new_state, frozen, params)
+
+    return optax.GradientTransformationExtraArgs(inner.init, update)
 
 
 @register("Optimizer")
@@ -160,6 +233,7 @@ class Optimizer:
         self.clip_norm = clip_norm
         self.clip_value = clip_value
         self.tx: optax.GradientTransformation = self._build()
+        self._transform: optax.GradientTransformationExtraArgs | None = None
         self.state: Any = None
 
     def _build(self) -> optax.GradientTransformation:
@@ -203,45 +277,30 @@ class Optimizer:
         Returns:
             ``(new_params, new_opt_state)``.
         """
-        if frozen is None:
-            updates, new_state = self.tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), new_state
-        grads = jax.tree.map(lambda g, f: jnp.where(f, jnp.zeros_like(g), g), grads, frozen)
-        updates, new_state = self.tx.update(grads, opt_state, params)
-        stepped = optax.apply_updates(params, updates)
-        # select, not `p + 0`: -0.0 + 0.0 flips a sign bit, and frozen must be bit-identical
-        new_params = jax.tree.map(lambda f, p, s: jnp.where(f, p, s), frozen, params, stepped)
-        return new_params, self._keep_frozen_state(opt_state, new_state, frozen, params)
+        updates, new_state = self.transform.update(grads, opt_state, params, frozen=frozen)
+        return optax.apply_updates(params, updates), new_state
 
-    def _keep_frozen_state(self, old: Any, new: Any, frozen: Any, params: Any) -> Any:
-        pairs = jax.tree.map(_Pair, old, new)
+    @property
+    def transform(self) -> optax.GradientTransformationExtraArgs:
+        """The whole chain as one optax transformation taking ``frozen=`` as an extra
+        argument (see :func:`freezable`)."""
+        if self._transform is None:
+            self._transform = freezable(self.tx)
+        return self._transform
 
-        def select(pair: _Pair, f: Any) -> Any:
-            if not hasattr(pair.new, "shape"):
-                return pair.new
-            return jnp.where(f, pair.old, pair.new)
+    @property
+    def spec(self) -> tuple[Any, ...]:
+        """A hashable value describing what this optimizer computes.
 
-        try:
-            return optax.tree_map_params(self.tx, select, pairs, frozen,
-                                         transform_non_params=lambda p: p.new,
-                                         is_leaf=lambda x: isinstance(x, _Pair))
-        except Exception:  # a custom transform whose init cannot run on placeholders
-            pass
-        # fallback: every state subtree with exactly the params' structure is per-parameter
-        pdef = jax.tree.structure(params)
+        Two optimizers built by name from equal arguments have equal specs, so programs
+        compiled for one are reused for the other; an optax instance or factory is
+        compared by identity (its closures are opaque).
+        """
+        from modjax.graph.definition import freeze_value, ident
 
-        def is_pair(x: Any) -> bool:
-            return isinstance(x, _Pair)
-
-        def is_param_tree(x: Any) -> bool:
-            return not is_pair(x) and jax.tree.structure(x, is_leaf=is_pair) == pdef
-
-        def pick(sub: Any) -> Any:
-            if is_pair(sub):
-                return sub.new
-            return jax.tree.map(select, sub, frozen, is_leaf=is_pair)
-
-        return jax.tree.map(pick, pairs, is_leaf=lambda x: is_pair(x) or is_param_tree(x))
+        what = (self.name, freeze_value(self.kwargs)) if self.name is not None else (
+            ident(self._opt if self._opt is not None else self.factory),)
+        return ("Optimizer", *what, self.clip_norm, self.clip_value)
 
     # ----- shell -------------------------------------------------------------------
     def build(self, params: Any, *, force: bool = False) -> Any:

@@ -27,6 +27,7 @@ from modjax.errors import ConfigError, GraphStructureError, closest_names
 from modjax.io.registry import register, registered_name, serialize
 from modjax.train.callbacks import Callback
 from modjax.train.losses import AppliedLoss
+from modjax.train.programs import counting_traces, note_trace, program, spec_of
 from modjax.train.results import BindingRecord, EpochRecord, EvalResults, FitResults, TrainResults
 from modjax.train.schedule import BatchSchedulingPolicy, schedule_plans
 from modjax.train.step import (
@@ -574,13 +575,15 @@ class TrainPhase(ExperimentPhase):
         batches that pad the last chunk, so the padded run trains exactly like the
         resident one; the resident scan has no such select.
         """
-        sig = (id(graph), tuple(f.key for f in feeds), id(optimizer), chunked, skip_empty,
-               tuple(graph.node_labels), id(self.mesh), tuple(f.store.shard_rows for f in feeds),
-               self.compute_dtype)
-        fn = self._compiled.get(sig)
-        if fn is not None:
-            return fn
         record = self._record_nodes(graph) if self.result_recording is not ResultRecording.NONE else []
+        sig = ("train_epoch", graph.definition, tuple(spec_of(al) for al in self.losses),
+               spec_of(optimizer), tuple(f.key for f in feeds), chunked, skip_empty, self.mesh,
+               tuple(f.store.shard_rows for f in feeds), spec_of(self.compute_dtype),
+               tuple(record), self.capture, spec_of(self.active_nodes))
+        return program(sig, lambda: self._make_epoch(graph, feeds, optimizer, record, skip_empty))
+
+    def _make_epoch(self, graph: Any, feeds: Sequence[_Feed], optimizer: Any,
+                    record: list[str], skip_empty: bool) -> Any:
         from modjax.train.precision import compute_graph
         step = make_train_step(compute_graph(graph, self.compute_dtype), self.losses, optimizer,
                                active_nodes=self.active_nodes, capture=self.capture,
@@ -590,7 +593,7 @@ class TrainPhase(ExperimentPhase):
         labels = [al.label for al in self.losses]
 
         def epoch(carry, stores, plans):
-            self.n_traces += 1  # Python runs only while tracing: counts compilations
+            note_trace()  # Python runs only while tracing: counts compilations
 
             def body(carry, xs):
                 batch = {k: gathers[k](stores[k], xs[k]) for k in keys}
@@ -608,7 +611,6 @@ class TrainPhase(ExperimentPhase):
 
         fn = jax.jit(epoch)
         fn.step = step  # type: ignore[attr-defined]
-        self._compiled[sig] = fn
         return fn
 
     # ----------------------------------------------------------------- run
@@ -807,7 +809,8 @@ class TrainPhase(ExperimentPhase):
         ctx = {"experiment": experiment, "phase": self, "epoch": epoch, "results": results}
         for stores, dplans, start, n_real in segments:
             if step_fn is None:
-                carry, o = fn(carry, stores, dplans)
+                with counting_traces(self):
+                    carry, o = fn(carry, stores, dplans)
                 outs.append(o)
                 if progress is not None:
                     progress.advance_batches(n_real)
@@ -818,7 +821,8 @@ class TrainPhase(ExperimentPhase):
                     cb.on_batch_start(batch=b, **ctx)
                 self._checkpoint("batch_start", experiment, epoch=epoch, batch=b)
                 chunk = jax.tree.map(lambda a, j=j: a[j:j + 1], dplans)
-                carry, o = step_fn(carry, stores, chunk)
+                with counting_traces(self):
+                    carry, o = step_fn(carry, stores, chunk)
                 self._carry = carry
                 outs.append(o)
                 if progress is not None:
@@ -973,18 +977,19 @@ class EvalPhase(ExperimentPhase):
         return self._graph
 
     def _fn(self, graph: Any, feeds: Sequence[_Feed]) -> Any:
-        labels = tuple(al.label for al in self.losses)
-        sig = (id(graph), tuple(f.key for f in feeds), labels, tuple(graph.node_labels))
-        fn = self._compiled.get(sig)
-        if fn is not None:
-            return fn
-        ev = make_eval_step(graph, self.losses, active_nodes=self.active_nodes,
-                            record=self._record_nodes(graph))
+        record = self._record_nodes(graph)
+        sig = ("eval_pass", graph.definition, tuple(spec_of(al) for al in self.losses),
+               tuple(f.key for f in feeds), self.mesh, tuple(record),
+               spec_of(self.active_nodes))
+        return program(sig, lambda: self._make_pass(graph, feeds, record))
+
+    def _make_pass(self, graph: Any, feeds: Sequence[_Feed], record: list[str]) -> Any:
+        ev = make_eval_step(graph, self.losses, active_nodes=self.active_nodes, record=record)
         gather = make_gather(self.mesh)
         keys = [f.key for f in feeds]
 
         def run(variables, stores, plans):
-            self.n_traces += 1
+            note_trace()
 
             def body(_, xs):
                 m = ev(variables, {k: gather(stores[k], xs[k]) for k in keys})
@@ -992,8 +997,7 @@ class EvalPhase(ExperimentPhase):
 
             return jax.lax.scan(body, None, plans)[1]
 
-        fn = self._compiled[sig] = jax.jit(run)
-        return fn
+        return jax.jit(run)
 
     def execute(self, graph: Any, *, variables: Any = None, experiment: Any = None,
                 show_progress: bool = False, **_: Any) -> EvalResults:
@@ -1022,7 +1026,8 @@ class EvalPhase(ExperimentPhase):
             cb.on_epoch_start(epoch=0, results=results, **ctx)
         stores, dplans = _stack_feeds(feeds, plans)
         v = graph.variables if variables is None else variables
-        out = self._fn(graph, feeds)(v, stores, dplans)
+        with counting_traces(self):
+            out = self._fn(graph, feeds)(v, stores, dplans)
         results.add_epoch(_single_pass_record(out, feeds, plans))
         for al in self.losses:
             results.metrics.log(al.label, results.aggregated_losses(al.node)[al.label], epoch=0)

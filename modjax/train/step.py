@@ -22,8 +22,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from modjax.errors import LabelPathError, closest_names
+from modjax.graph.definition import GraphDef
 from modjax.graph.paths import split_path
 from modjax.train.losses import AppliedLoss, LossRef
 from modjax.train.optim import Optimizer, frozen_mask
@@ -62,16 +64,37 @@ def _node(graph: Any, label: str) -> Any:
     return None
 
 
-def graph_optimizers(graph: Any, optimizer: Optimizer | None = None) -> Optimizer | dict[str, Optimizer]:
-    """The global optimizer, or ``{node_label: Optimizer}`` for stage-wise training."""
+def traced_graph(graph: Any) -> Any:
+    """What a step traces: the graph's immutable definition when it has one.
+
+    A step must not read the live shell at trace time: a graph mutated after the step
+    was built keeps the definition the step was made for.
+    """
+    definition = getattr(graph, "definition", None)
+    return definition if isinstance(definition, GraphDef) else graph
+
+
+def as_optimizer(opt: Any) -> Optimizer:
+    """An :class:`Optimizer` for ``opt`` (an Optimizer, or any optax transformation)."""
+    if isinstance(opt, optax.GradientTransformation):
+        return Optimizer(opt)
+    return opt
+
+
+def graph_optimizers(graph: Any, optimizer: Any = None) -> Optimizer | dict[str, Optimizer]:
+    """The global optimizer, or ``{node_label: Optimizer}`` for stage-wise training.
+
+    A plain optax transformation (``optax.adam(1e-3)``, a chain, ...) is accepted
+    wherever an :class:`Optimizer` is, and freezes the same way.
+    """
     opt = optimizer if optimizer is not None else getattr(graph, "optimizer", None)
     if opt is not None:
-        return opt
+        return as_optimizer(opt)
     out = {}
     for label in node_labels(graph):
         node_opt = getattr(_node(graph, label), "optimizer", None)
         if node_opt is not None:
-            out[label] = node_opt
+            out[label] = as_optimizer(node_opt)
     return out
 
 
@@ -304,7 +327,8 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
     """
     if not losses:
         raise ValueError("make_train_step: no losses given; a TrainPhase needs at least one AppliedLoss")
-    wiring = _Wiring(graph, losses, what="make_train_step")
+    core = traced_graph(graph)
+    wiring = _Wiring(core, losses, what="make_train_step")
     opt = graph_optimizers(graph, optimizer)
     stage_wise = isinstance(opt, dict)
     active = None if active_nodes is None else list(active_nodes)
@@ -338,7 +362,7 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
 
         def forward(p):
             v = {"params": p, "state": variables["state"]}
-            return _forward(graph, v, batch, roles, key=sub, train=True,
+            return _forward(core, v, batch, roles, key=sub, train=True,
                             active_nodes=active, capture=capture)
 
         if not stage_wise:
@@ -435,13 +459,14 @@ def make_eval_step(graph: Any, losses: Sequence[AppliedLoss] = (), *,
         >>> float(m["losses"]["lin.mae"]), m["records"]["outputs"]["lin"]["default"].shape
         (1.0, (2, 1))
     """
-    wiring = _Wiring(graph, losses, what="make_eval_step")
+    core = traced_graph(graph)
+    wiring = _Wiring(core, losses, what="make_eval_step")
     active = None if active_nodes is None else list(active_nodes)
 
     def eval_step(variables: dict, batch: dict) -> dict:
         batch = normalize_batch(batch)
         roles = _roles_of(batch)
-        outs, tgts, _ = _forward(graph, variables, batch, roles, key=None, train=False,
+        outs, tgts, _ = _forward(core, variables, batch, roles, key=None, train=False,
                                  active_nodes=active, capture=capture)
         terms = _loss_terms(wiring, losses, roles, outs, tgts, batch)
         total = sum(terms.values()) if terms else jnp.zeros(())

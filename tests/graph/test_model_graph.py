@@ -184,7 +184,11 @@ def test_active_nodes_and_route_targets(ref, x):
 
 
 def test_forward_is_compiled_once(ref, x):
-    g, _ = branch(ref)
+    # a structure no other test builds: programs are shared by graphs of equal structure
+    a = ModelNode("EncoderA", mlp((1, 8), h=13), ref)
+    b = ModelNode("EncoderB", mlp((1, 4), h=13), ref)
+    m = ConcatNode("Merge", [a, b], concat_axis=-1, concat_axis_targets="first")
+    g = ModelGraph([a, b, m, ModelNode("Head", mlp(h=13), m)], label="branch")
     g.build()
     traces = []
     orig = g.apply

@@ -1,0 +1,72 @@
+"""The definition of a ``ModelGraph``: its structure as a value, and a frozen snapshot to run it.
+
+:func:`model_graph_definition` describes every node in topological order by label, kind,
+model fingerprint (see :func:`~modjax.graph.definition.model_fingerprint`), merge
+configuration, wiring (upstream labels, FeatureSet columns and shapes) and inferred
+shapes, and pairs that description with a snapshot of the graph that later mutations of
+the graph cannot reach (the snapshot owns its node table, wiring and shapes).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from modjax.graph.definition import GraphDef, freeze_value, model_fingerprint
+from modjax.graph.nodes import ModelNode, NodeReference
+
+__all__ = ["model_graph_definition"]
+
+_VOLATILE = ("node_id", "featureset_id", "upstream_refs", "label")
+
+
+def _ref_key(ref: Any, item: Any, labels: dict[str, str]) -> Any:
+    if isinstance(item, str):  # an upstream node, by label
+        return ("node", labels[item])
+    if isinstance(ref, NodeReference):
+        return ("node", ref.node_label)
+    cfg = {k: v for k, v in ref.get_config().items() if k not in _VOLATILE}
+    shape = getattr(ref, "feature_shape", None)
+    return ("data", freeze_value(cfg), freeze_value(shape))
+
+
+def _node_key(graph: Any, nid: str, labels: dict[str, str]) -> tuple[Any, ...]:
+    node = graph._nodes[nid]
+    wiring = tuple(_ref_key(r, i, labels) for r, i in zip(
+        node.get_upstream_refs(), graph._topo.inputs[nid]))
+    s = graph._shapes.get(nid)
+    shapes = None if s is None else freeze_value((s.input_shapes, s.output_shape))
+    if isinstance(node, ModelNode):
+        what = ("model", model_fingerprint(node.model))
+    else:
+        cfg = {k: v for k, v in node.get_config().items() if k not in _VOLATILE}
+        what = (type(node).__module__, type(node).__qualname__, freeze_value(cfg))
+    return (node.label, what, wiring, shapes)
+
+
+def _snapshot(graph: Any) -> Any:
+    """A shallow copy that owns the containers a mutation replaces or edits."""
+    snap = copy.copy(graph)
+    snap._nodes = dict(graph._nodes)
+    snap._shapes = dict(graph._shapes)
+    snap._labels_at_commit = dict(graph._labels_at_commit)
+    snap._sub_frozen = set(graph._sub_frozen)
+    snap._forward_cache = {}
+    snap._definition = None
+    snap._is_snapshot = True
+    return snap
+
+
+def model_graph_definition(graph: Any) -> GraphDef:
+    """The :class:`~modjax.graph.definition.GraphDef` of a ModelGraph as it is now.
+
+    Args:
+        graph: a ModelGraph (shapes are inferred if they are not known yet).
+
+    Returns:
+        A definition equal to that of any graph with the same structure.
+    """
+    graph._ensure_shapes()
+    labels = {nid: n.label for nid, n in graph._nodes.items()}
+    key = tuple(_node_key(graph, nid, labels) for nid in graph._topo.order)
+    return GraphDef("model_graph", key, _snapshot(graph))
