@@ -1,0 +1,114 @@
+"""Out-of-core FeatureSets (Parquet, memory-mapped Arrow IPC) read only the rows used and
+train exactly like the in-memory FeatureSet."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import pytest
+
+from modjax.data import DeviceStore, FeatureSet, SimpleSampler
+from modjax.data.out_of_core import ChunkedColumn, OutOfCoreFeatureSet, fit_scaler_chunked
+from modjax.data.scalers import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+from tests.train.train_helpers import make_mlp_graph, train_phase
+
+
+def _data(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = np.tanh(x @ rng.normal(size=4)).astype(np.float32)
+    return {**{f"x{i}": x[:, i] for i in range(4)}, "y": y}
+
+
+KEYS = [f"x{i}" for i in range(4)]
+
+
+@pytest.fixture
+def parquet_fs(tmp_path):
+    data = _data()
+    pq.write_table(pa.table(data), tmp_path / "d.parquet", row_group_size=50)
+    fs = FeatureSet.from_parquet("ooc", tmp_path / "d.parquet", feature_keys=KEYS,
+                                 target_keys="y", batch_rows=32)
+    return fs, data
+
+
+def test_parquet_featureset_is_memory_mapped_and_chunked(parquet_fs):
+    fs, data = parquet_fs
+    assert isinstance(fs, OutOfCoreFeatureSet) and fs.n_samples == 240
+    col = fs._numpy_column("features.x0.raw")
+    # batches of 32 rows, cut again at the 50-row row groups: 10 chunks
+    assert isinstance(col, ChunkedColumn) and col.num_chunks == 10
+    # columns are never combined: reading rows copies only those rows
+    rows = np.array([239, 0, 33, 64, 5])
+    np.testing.assert_array_equal(fs.take(rows).get_features()[:, :, ],
+                                  np.stack([data[k][rows] for k in KEYS], axis=1))
+    np.testing.assert_array_equal(col[10:70], data["x0"][10:70])
+    np.testing.assert_array_equal(col[np.arange(240) % 7 == 0], data["x0"][::7])
+    assert col[-1] == data["x0"][-1]
+
+
+def test_arrow_ipc_in_modjax_layout_maps_without_copy(tmp_path):
+    fs = FeatureSet.from_dict("mem", _data(), KEYS, "y", register=False)
+    with ipc.new_file(str(tmp_path / "m.arrow"), fs.table.schema) as w:
+        for b in fs.table.to_batches(max_chunksize=60):
+            w.write_batch(b)
+    ooc = FeatureSet.from_arrow_ipc("m", tmp_path / "m.arrow", register=False)
+    buf = ooc.table.column("features.x1.raw").chunk(0).buffers()[1]
+    assert not buf.is_mutable  # a read-only buffer of the mapped file, not a heap copy
+    assert list(ooc.sample_uuids[:3]) == list(fs.sample_uuids[:3])
+    np.testing.assert_array_equal(ooc.get_features(), fs.get_features())
+
+
+def test_plain_arrow_ipc_needs_keys(tmp_path):
+    t = pa.table({"a": np.arange(3.0)})
+    with ipc.new_file(str(tmp_path / "p.arrow"), t.schema) as w:
+        w.write_table(t)
+    with pytest.raises(ValueError, match="plain columns \\['a'\\]; name feature_keys"):
+        FeatureSet.from_arrow_ipc("p", tmp_path / "p.arrow")
+    with pytest.raises(KeyError, match=r"columns \['b'\] are not in the data"):
+        FeatureSet.from_arrow_ipc("p", tmp_path / "p.arrow", feature_keys="b")
+
+
+def test_splits_scalers_and_streaming_training_equal_in_memory(parquet_fs):
+    fs, data = parquet_fs
+    mem = FeatureSet.from_dict("mem", data, KEYS, "y")
+    for s in (fs, mem):
+        s.add_split(s.take(np.arange(180), label="train"), "train")
+    # scaler statistics chunk by chunk equal the whole-column fit
+    for cls in (StandardScaler, MinMaxScaler, MaxAbsScaler):
+        whole = cls().fit(data["x2"][:180, None].astype(np.float64))
+        part = fit_scaler_chunked(cls(), fs.get_split("train") if hasattr(fs, "get_split")
+                                  else fs._splits["train"], "features", "x2", chunk_rows=37)
+        for k in whole._state_keys:
+            np.testing.assert_allclose(getattr(part, k), getattr(whole, k), rtol=1e-12)
+    with pytest.raises(TypeError, match="RobustScaler needs all rows"):
+        fit_scaler_chunked(RobustScaler(), fs, "features", "x2")
+    # a streamed epoch (budget of 2 batches) over the mapped data trains like in memory
+    out = []
+    for s in (fs, mem):
+        g = make_mlp_graph(s)
+        res = train_phase(n_epochs=2, batch_size=30, byte_budget=DeviceStore(s)._row_bytes() * 60
+                          ).execute(g, show_training_progress=False)
+        out.append((jax.tree.leaves(g.variables["params"]),
+                    np.concatenate([res.epochs[e].loss for e in res.epoch_indices])))
+    for a, b in zip(out[0][0], out[1][0]):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
+def test_device_store_chunks_read_only_their_rows(parquet_fs, monkeypatch):
+    fs, _ = parquet_fs
+    read = []
+    orig = ChunkedColumn._rows
+
+    def spy(self, idx):
+        read.append(len(idx))
+        return orig(self, idx)
+    monkeypatch.setattr(ChunkedColumn, "_rows", spy)
+    store = DeviceStore(fs, byte_budget=DeviceStore(fs)._row_bytes() * 48)
+    plan = SimpleSampler(24, seed=0, source=fs).plan()
+    chunks = list(store.epoch_chunks(plan))
+    assert len(chunks) == 5 and max(read) <= 48  # never a whole column (240 rows)
