@@ -5,6 +5,7 @@ from modjax.data.compat import supported_scalers
 from modjax.data.device import DATA_AXIS, DeviceStore, gather, gather_plan, make_gather
 from modjax.data.featureset import FeatureSet
 from modjax.data.formats import DataFormat
+from modjax.data.out_of_core import OutOfCoreFeatureSet  # FeatureSet.from_parquet / from_arrow_ipc
 from modjax.data.plan import IndexPlan
 from modjax.data.references import FeatureSetColumnReference, FeatureSetReference
 from modjax.data.samplers import BaseSampler, NSampler, PairedSampler, SimpleSampler, TripletSampler
