@@ -15,6 +15,9 @@ writers, then the three readers, run round-robin so they share the machine's sta
   numpy     ``np.savez`` of the flattened leaves + fsync / ``np.load`` of all of them.
   async     how long ``save_checkpoint(blocking=False)`` blocks the caller (snapshot
             and submission; the write itself overlaps with whatever runs next).
+  digests   the share of the modjax save and restore spent on the per-file sha256
+            digests (recorded at save, verified when the checkpoint is opened), timed
+            on the same checkpoints right after the runs above.
 
 Run:  .venv/bin/python benchmarks/bench_checkpoint.py [--repeats 5] [--skip-large]
 """
@@ -36,6 +39,8 @@ import orbax.checkpoint as ocp
 from modjax.context import ExperimentContext
 from modjax.data import FeatureSet
 from modjax.graph import ModelGraph, ModelNode, SequentialMLP
+from modjax.io.atomic import resolve_artifact
+from modjax.io.checkpoints import _file_records, open_artifact
 from modjax.train import Optimizer
 
 
@@ -135,6 +140,19 @@ def bench(name: str, graph: ModelGraph, repeats: int, root: Path) -> None:
     print(f"  restore  modjax {r_mj * 1e3:9.1f} ms | orbax {r_ocp * 1e3:9.1f} ms | "
           f"numpy {r_np * 1e3:9.1f} ms | modjax/orbax {r_mj / r_ocp:5.2f}x | "
           f"modjax/numpy {r_mj / r_np:5.2f}x")
+    gens = [resolve_artifact(root / f"mj{i}") for i in range(repeats)]
+    d_save = statistics.median(_time(lambda g=g: _file_records(g)) for g in gens)
+    d_open = statistics.median(_time(lambda i=i: open_artifact(root / f"mj{i}"))
+                               for i in range(repeats))
+    print(f"  digests  sha256 of every file {d_save * 1e3:9.1f} ms = {d_save / s_mj:5.1%} of the "
+          f"modjax save | open_artifact (sizes + digests) {d_open * 1e3:9.1f} ms = "
+          f"{d_open / r_mj:5.1%} of the modjax restore")
+
+
+def _time(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def main() -> None:

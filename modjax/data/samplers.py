@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from modjax.data.checks import check_seed
 from modjax.data.pairing import (
     Candidates,
     RangeProposal,
@@ -33,6 +34,9 @@ from modjax.io.registry import deserialize, register, serialize
 __all__ = ["BaseSampler", "SimpleSampler", "NSampler", "PairedSampler", "TripletSampler"]
 
 DEFAULT_ROLE = "default"
+
+#: Largest padded batch allowed beyond a view's size (small views, one padded batch).
+_MAX_PADDED_BATCH = 4096
 
 
 class BaseSampler(abc.ABC):
@@ -59,7 +63,7 @@ class BaseSampler(abc.ABC):
                              f"got {batch_size!r}")
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
-        self.seed = int(seed)
+        self.seed = check_seed(seed, type(self).__name__)
         self.drop_last = bool(drop_last)
         self.epoch = 0
         self._source: Any = None
@@ -89,6 +93,15 @@ class BaseSampler(abc.ABC):
         """
         view = view.to_view() if hasattr(view, "to_view") else view
         n = self._n_candidates(view)
+        if view.n_samples == 0:
+            raise ValueError(f"{type(self).__name__}: {_name(view)} has no samples; there is "
+                             "nothing to sample batches from")
+        if self.batch_size > max(n, _MAX_PADDED_BATCH) and not self.drop_last:
+            # one padded batch of a small view is fine; a huge one is only padding (and
+            # memory): batch_size=10**9 is a typo, not a request
+            raise ValueError(
+                f"{type(self).__name__}: batch_size={self.batch_size} is larger than the "
+                f"{n} samples of {_name(view)}; use batch_size <= {n}")
         if self.drop_last and self.batch_size > n:
             raise ValueError(
                 f"{type(self).__name__}: batch_size={self.batch_size} is larger than the "

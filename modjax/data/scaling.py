@@ -390,6 +390,7 @@ def fit_transform(fs: FeatureSet, scaler: Any, *, domain: str, keys: Any = None,
     fit_data = data if rows is None else data[rows]
     if fit_data.shape[0] == 0:
         raise ValueError(f"{where}: split {fit_to_split!r} is empty; nothing to fit")
+    _check_finite(fit_data, ks, domain, fit_to_split, where)
     fitted.fit(flatten(fit_data.astype(np.float64), merged))
     rec = ScalerRecord(domain, tuple(ks), fitted, fit_to_split, merged or None)
     out = _apply(rec, data.astype(np.float64)).astype(_out_dtype(data))
@@ -398,6 +399,22 @@ def fit_transform(fs: FeatureSet, scaler: Any, *, domain: str, keys: Any = None,
     fs._swap_table(table)
     fs._scaler_records.append(rec)
     return rec
+
+
+def _check_finite(data: np.ndarray, keys: Sequence[str], domain: str, split: str | None,
+                  where: str) -> None:
+    """One NaN would make a fitted statistic NaN (every transformed value NaN) and one
+    inf collapses a min/max range: refuse both, naming the column."""
+    finite = np.isfinite(data.astype(np.float64)).reshape(data.shape[0], len(keys), -1)
+    bad = ~finite.all(axis=(0, 2))
+    if bad.any():
+        k = list(keys)[int(np.argmax(bad))]
+        n = int((~finite[:, int(np.argmax(bad))]).any(axis=1).sum())
+        raise ValueError(
+            f"{where}: column {domain}.{k} has {n} non-finite (NaN or inf) value(s) in the rows "
+            f"the scaler is fitted on ({'all rows' if split is None else f'split {split!r}'}); "
+            "a scaler fitted on them would make every value NaN or collapse the range. Clean "
+            "or drop those rows first")
 
 
 def _rebuild_domain(fs: FeatureSet, domain: str, records: Sequence[ScalerRecord],

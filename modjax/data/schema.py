@@ -192,6 +192,9 @@ def to_arrow_array(values: Any, *, name: str) -> pa.Array:
     if isinstance(values, np.ndarray) and values.dtype != object:
         if values.ndim == 0:
             raise ValueError(f"column {name!r}: expected one value per sample, got a scalar")
+        if values.dtype.kind == "c":
+            raise TypeError(f"column {name!r}: complex values ({values.dtype}) cannot be stored; "
+                            "give the real and imaginary parts as two columns")
         if values.dtype.kind in "US":
             if values.ndim != 1:
                 raise ValueError(f"column {name!r}: string columns hold one string per sample, "

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modjax.data.checks import check_seed
 from modjax.data.schema import DOMAINS
 from modjax.io.registry import register
 
@@ -119,9 +120,9 @@ def check_ratios(fs: FeatureSet, ratios: Mapping[str, float | int], n_units: int
             raise ValueError(f"{where}: split counts {dict(ratios)} sum to {sum(vals)}, expected "
                              f"the {n_units} {what}")
         return
-    if any(not isinstance(v, float | int | np.floating) or isinstance(v, bool) or v < 0
-           for v in vals):
-        raise ValueError(f"{where}: ratios {dict(ratios)} must be non-negative numbers")
+    if any(not isinstance(v, float | int | np.floating) or isinstance(v, bool)
+           or not np.isfinite(v) or v < 0 for v in vals):
+        raise ValueError(f"{where}: ratios {dict(ratios)} must be finite non-negative numbers")
     if abs(sum(float(v) for v in vals) - 1.0) > 1e-6:
         raise ValueError(f"{where}: split ratios {dict(ratios)} sum to "
                          f"{sum(float(v) for v in vals):.6g}, expected 1 (or give integer counts)")
@@ -145,6 +146,7 @@ def random_split(fs: FeatureSet, ratios: Mapping[str, float | int], *,
         ``{name: sorted int64 row indices}``.
     """
     where = f"split_random on FeatureSet {fs.label!r}"
+    seed = check_seed(seed, where)
     if rows is None and not group_by and not stratify_by:
         return _plain_random_split(fs, ratios, seed)
     view = fs.to_view() if rows is None else fs.take(rows)

@@ -266,3 +266,136 @@ def test_paired_sampler_condition_on_missing_column(fs):
     assert s.source.n_samples == 24 and s.source.tag_keys == ["cell", "temp"]
     chex.assert_trees_all_equal(s.plan(1), before)
     assert_unchanged(fs, snap)
+
+
+# ---------------------------------------------------------------------------- scaler classes
+def test_scaler_config_constructs_only_allowed_transformers(tmp_path):
+    """A config naming any other class is refused before anything is imported or called."""
+    from modjax.data.scaling import Scaler, ScalerRecord
+    from modjax.errors import ConfigError
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    evil = {"scaler": "GzipFile", "module": "sklearn.datasets._covtype",
+            "scaler_kwargs": {"filename": str(victim), "mode": "wb"}}
+    for cfg in (evil, {**evil, "module": "sklearn.preprocessing._data"},
+                {"scaler": "system", "module": "os", "scaler_kwargs": {}}):
+        with pytest.raises(ConfigError, match=r"is not an allowed scaler"):
+            Scaler.from_config(cfg)
+        with pytest.raises(ConfigError, match=r"is not an allowed scaler"):
+            ScalerRecord.from_config({"domain": "features", "keys": ["v"], "scaler": cfg})
+    assert victim.read_text() == "precious"
+    ok = Scaler.from_config({"scaler": "RobustScaler", "module": "sklearn.preprocessing._data",
+                             "scaler_kwargs": {}})
+    assert type(ok.scaler).__module__.startswith("sklearn.preprocessing")
+    # a nested estimator in a state follows the same rule
+    s = Scaler.from_config({"scaler": "PowerTransformer", "module":
+                            "sklearn.preprocessing._data", "scaler_kwargs": {}})
+    with pytest.raises(ConfigError, match=r"'GzipFile' from module 'sklearn.datasets._covtype'"):
+        s.set_state({"_scaler": {"__estimator__": "sklearn.datasets._covtype:GzipFile",
+                                 "params": {"filename": str(victim), "mode": "wb"}, "state": {}}})
+    assert victim.read_text() == "precious"
+
+
+def test_edited_featureset_artifact_cannot_write_files(tmp_path):
+    import json
+
+    from modjax.errors import ConfigError
+    from tests.io.fault_tools import generation, resign
+
+    fs = FeatureSet.from_dict("art", {"v": [1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.5]}, "v", "y",
+                              register=False)
+    fs.fit_transform("StandardScaler", domain="features")
+    p = fs.save(tmp_path / "art")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    cfg_file = generation(p) / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    rec = cfg["object"]["config"]["scaler_records"][0]["config"]["scaler"]
+    rec.update(scaler="GzipFile", module="sklearn.datasets._covtype",
+               scaler_kwargs={"filename": str(victim), "mode": "wb"})
+    cfg_file.write_text(json.dumps(cfg))
+    resign(p)  # a forger also fixes the manifest
+    with ExperimentContext().activate() as ctx:
+        with pytest.raises(ConfigError, match="is not an allowed scaler"):
+            FeatureSet.load(p)
+        with pytest.raises(ConfigError, match="is not an allowed scaler"):
+            FeatureSet.load(p, allow_packaged_code=False)
+        assert ctx.available_nodes == {}
+    assert victim.read_text() == "precious"
+
+
+def test_users_own_scaler_class_loads_with_allow_packaged_code(tmp_path, monkeypatch):
+    from modjax.errors import ConfigError
+
+    (tmp_path / "my_scalers.py").write_text(
+        "import numpy as np\n"
+        "class Doubler:\n"
+        "    def __init__(self, factor=2.0):\n"
+        "        self.factor = factor\n"
+        "    def get_params(self, deep=True):\n"
+        "        return {'factor': self.factor}\n"
+        "    def fit(self, x):\n"
+        "        self.offset_ = np.asarray(x).mean(0)\n"
+        "        return self\n"
+        "    def transform(self, x):\n"
+        "        return (np.asarray(x) - self.offset_) * self.factor\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_scalers
+
+    fs = FeatureSet.from_dict("own", {"v": [1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.5]}, "v", "y",
+                              register=False)
+    fs.fit_transform(my_scalers.Doubler(3.0), domain="features")
+    p = fs.save(tmp_path / "own")
+    with ExperimentContext().activate():
+        with pytest.raises(ConfigError, match=r"'Doubler' from module 'my_scalers' is not an "
+                                              r"allowed scaler.*allow_packaged_code=True"):
+            FeatureSet.load(p)
+        back = FeatureSet.load(p, allow_packaged_code=True)
+    np.testing.assert_array_equal(back.get_features()[:, 0], [-3.0, 0.0, 3.0])
+    assert type(back.scaler_records[0].scaler.scaler) is my_scalers.Doubler
+
+
+# ---------------------------------------------------------------------------- culprits named
+@pytest.mark.parametrize("seed", ["abc", "7", 1.5, True, None])
+def test_seeds_are_integers_never_coerced(fs, seed):
+    snap = snapshot(fs)
+    with pytest.raises(TypeError, match=rf"split_random on FeatureSet 'cells': seed must be an "
+                                        rf"integer, got {seed!r}"):
+        fs.split_random({"a": 0.5, "b": 0.5}, seed=seed)
+    with pytest.raises(TypeError, match=rf"SimpleSampler: seed must be an integer, got {seed!r}"):
+        SimpleSampler(4, seed=seed)
+    assert_unchanged(fs, snap)
+
+
+def test_nan_split_ratio_and_complex_features_name_the_culprit(fs):
+    snap = snapshot(fs)
+    with pytest.raises(ValueError, match=r"ratios \{'a': nan, 'b': 0.5\} must be finite"):
+        fs.split_random({"a": float("nan"), "b": 0.5}, seed=0)
+    with pytest.raises(TypeError, match=r"column 'features\.z\.raw': complex values \(complex128\) cannot be "
+                                        r"stored"):
+        FeatureSet.from_dict("cplx", {"z": np.ones(3, complex), "y": np.ones(3)}, "z", "y")
+    assert_unchanged(fs, snap)
+
+
+def test_empty_split_and_oversized_batch_are_errors_at_bind(fs):
+    empty = fs.take(np.arange(0))
+    with pytest.raises(ValueError, match=r"SimpleSampler: .* has no samples"):
+        SimpleSampler(4, source=empty)
+    with pytest.raises(ValueError, match=r"batch_size=1000000000 is larger than the 24 samples "
+                                         r"of .*; use batch_size <= 24"):
+        SimpleSampler(10**9, source=fs)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("scaler", ["StandardScaler", "MinMaxScaler"])
+def test_non_finite_values_are_refused_by_scalers(bad, scaler):
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    x[2] = bad
+    fs = FeatureSet.from_dict("nf", {"a": np.arange(4.0), "b": x, "y": np.zeros(4)},
+                              ["a", "b"], "y", register=False)
+    snap = snapshot(fs)
+    with pytest.raises(ValueError, match=r"column features\.b has 1 non-finite \(NaN or inf\) "
+                                         r"value\(s\) in the rows the scaler is fitted on"):
+        fs.fit_transform(scaler, domain="features")
+    assert_unchanged(fs, snap)
