@@ -3,6 +3,7 @@
 from modjax.graph.models.activations import ACTIVATIONS, get_activation
 from modjax.graph.models.adapters import FunctionModel, LinenModel, NNXModel
 from modjax.graph.models.base import BaseModel, ShapePreservingModel
+from modjax.graph.models.cnn import SequentialCNN
 from modjax.graph.models.layers import Conv1D, Dropout, Identity, Linear
 from modjax.graph.models.mlp import SequentialMLP
 from modjax.graph.models.norm import BatchNorm, LayerNorm
@@ -24,6 +25,7 @@ __all__ = [
     "Model",
     "NNXModel",
     "RidgeRegression",
+    "SequentialCNN",
     "SequentialMLP",
     "ShapePreservingModel",
     "as_model",

@@ -74,6 +74,11 @@ class BaseModel:
         return self._output_shape
 
     @property
+    def is_built(self) -> bool:
+        """Whether both per-sample shapes are known (declared or resolved by :meth:`build`)."""
+        return self._input_shape is not None and self._output_shape is not None
+
+    @property
     def declared_output_shape(self) -> Shape | None:
         """The output shape given at construction (None when left to inference)."""
         return self._declared_output
