@@ -35,7 +35,7 @@ def is_sklearn_estimator(obj: Any) -> bool:
         >>> is_sklearn_estimator(object())
         False
     """
-    if isinstance(obj, type) or "sklearn" not in sys.modules:
+    if isinstance(obj, type) or sys.modules.get("sklearn") is None:
         return False
     from sklearn.base import BaseEstimator
 
