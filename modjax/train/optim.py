@@ -91,6 +91,14 @@ def _resolve_learning_rate(value: Any, *, owner: str) -> Any:
             return getattr(optax, name)(**spec)
         except TypeError as e:
             raise ConfigError(f"{owner}: bad arguments for optax.{name}: {e}") from e
+    if callable(value):
+        return value
+    # refuse "fast" or None now, not at the first training step
+    if isinstance(value, bool) or not (
+            np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.number)
+            and np.isfinite(value)):
+        raise ConfigError(f"{owner}: learning rate {value!r} must be a finite number, an optax "
+                          "schedule or a {'schedule': name, ...} spec")
     return value
 
 

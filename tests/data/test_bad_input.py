@@ -399,3 +399,13 @@ def test_non_finite_values_are_refused_by_scalers(bad, scaler):
                                          r"value\(s\) in the rows the scaler is fitted on"):
         fs.fit_transform(scaler, domain="features")
     assert_unchanged(fs, snap)
+
+
+@pytest.mark.parametrize("lr", ["fast", None, float("nan"), True])
+def test_optimizer_learning_rate_checked_when_made(lr):
+    from modjax.errors import ConfigError
+    from modjax.train import Optimizer
+
+    with pytest.raises(ConfigError, match=r"Optimizer\('adam'\): learning rate .* must be a "
+                                          r"finite number"):
+        Optimizer("adam", opt_kwargs={"lr": lr})
