@@ -55,3 +55,22 @@ def test_nan_raise_rolls_back_counters():
     with pytest.raises(FloatingPointError):
         phase.execute(g, show_training_progress=False)
     assert phase.epochs_run == 0 and int(_sampler(phase).epoch) == 0
+
+
+def test_zero_row_split_is_named_before_training():
+    import numpy as np
+
+    from modjax.data import SimpleSampler
+    from modjax.train import InputBinding, TrainPhase
+
+    fs = make_featureset(n=32, seed=0, register=False)
+    fs.add_split(fs.take(np.arange(0)), "empty")
+    g = make_mlp_graph(fs, register=False, seed=0)
+    before = g.variables
+    phase = TrainPhase("t", input_sources=[InputBinding.for_training(
+        node="mlp", sampler=SimpleSampler(8), split="empty")],
+        losses=[AppliedLoss("mse", on="mlp")], n_epochs=1)
+    with pytest.raises(ValueError, match=r"SimpleSampler: split 'empty' of FeatureSet 'fs' has "
+                                         r"no samples"):
+        phase.execute(g, show_training_progress=False)
+    assert g.variables is before and phase.epochs_run == 0
