@@ -4,6 +4,7 @@ from modjax.train.callbacks import (
     Callback,
     EarlyStopping,
     EvalLossMetric,
+    EvalMetric,
     Evaluation,
     EvaluationMetric,
     ExperimentCallback,
@@ -13,6 +14,7 @@ from modjax.train.checkpointing import EXPERIMENT_HOOKS, PHASE_HOOKS, Checkpoint
 from modjax.train.cv import CrossValidation, CVBinding, CVResults
 from modjax.train.experiment import Experiment, ExperimentRun, PhaseGroup
 from modjax.train.losses import LOSS_NAMES, AppliedLoss, Loss
+from modjax.train.metrics import METRIC_NAMES, AppliedMetric, predicted_classes, probabilities
 from modjax.train.optim import OPTIMIZER_NAMES, Optimizer, frozen_mask
 from modjax.train.phases import (
     EvalPhase,
@@ -43,3 +45,4 @@ __all__ += ["Callback", "EarlyStopping", "EvalLossMetric", "Evaluation", "Evalua
             "ResultRecording", "TrainPhase", "EvalResults", "FitResults", "MetricStore",
             "PhaseGroupResults", "PhaseResults", "TrainResults", "BatchSchedulingPolicy"]
 __all__ += ["CrossValidation", "CVBinding", "CVResults"]
+__all__ += ["AppliedMetric", "METRIC_NAMES", "EvalMetric", "probabilities", "predicted_classes"]

@@ -15,7 +15,7 @@ from modjax.io.registry import deserialize, register, serialize
 from modjax.train.losses import AppliedLoss
 
 __all__ = ["Callback", "ExperimentCallback", "EarlyStopping", "Evaluation", "EvaluationMetric",
-           "EvalLossMetric", "MetricCallback"]
+           "EvalLossMetric", "EvalMetric", "MetricCallback"]
 
 
 class Callback:
@@ -205,6 +205,40 @@ class EvalLossMetric(EvaluationMetric):
                    name=config.get("name", "val_loss"))
 
 
+@register("EvalMetric")
+class EvalMetric(EvaluationMetric):
+    """Log a built-in metric of the evaluation (default name ``val_<metric>``).
+
+    Args:
+        metric: an :class:`~modjax.train.metrics.AppliedMetric` (added to the
+            EvalPhase if it lacks it), e.g. ``AppliedMetric("accuracy", on="clf")``.
+        name: metric name in the training phase's MetricStore and the observer.
+
+    Example:
+        >>> from modjax.train.metrics import AppliedMetric
+        >>> EvalMetric(metric=AppliedMetric("f1", on="clf", average="macro")).name
+        'val_f1'
+    """
+
+    def __init__(self, *, metric: Any, name: str | None = None) -> None:
+        from modjax.train.metrics import AppliedMetric
+        if not isinstance(metric, AppliedMetric):
+            raise TypeError(f"EvalMetric needs an AppliedMetric, got {type(metric).__name__}")
+        self.metric = metric
+        self.name = name or f"val_{metric.name}"
+
+    def extract(self, eval_results: Any) -> float | None:
+        m = eval_results.metrics
+        return m.last(self.metric.label) if self.metric.label in m else None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"metric": serialize(self.metric), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **kw: Any) -> EvalMetric:
+        return cls(metric=deserialize(config["metric"]), name=config.get("name"))
+
+
 @register("Evaluation")
 class Evaluation(Callback):
     """Run an EvalPhase every ``every_n`` epochs with the training variables; log metrics.
@@ -228,6 +262,9 @@ class Evaluation(Callback):
             loss = getattr(m, "loss", None)
             if loss is not None and all(al.label != loss.label for al in eval_phase.losses):
                 eval_phase.losses.append(loss)
+            am = getattr(m, "metric", None)
+            if am is not None and all(x.label != am.label for x in eval_phase.metrics):
+                eval_phase.metrics.append(am)
         self.history: list[Any] = []
 
     def on_phase_start(self, **kw: Any) -> None:

@@ -58,7 +58,7 @@ def _flat(x: jax.Array) -> jax.Array:
 
 
 def _mse(pred, target):
-    return _per_sample(jnp.square(pred - target))
+    return _per_sample(optax.losses.squared_error(pred, target))
 
 
 def _mae(pred, target):
@@ -99,7 +99,8 @@ def _dist(a, b):
 
 
 def _triplet(anchor, positive, negative, margin: float = 1.0):
-    return jax.nn.relu(_dist(anchor, positive) - _dist(anchor, negative) + margin)
+    return optax.losses.triplet_margin_loss(_flat(anchor), _flat(positive), _flat(negative),
+                                            margin=margin, eps=1e-12)
 
 
 def _contrastive(x1, x2, similar, margin: float = 1.0):

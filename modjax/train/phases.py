@@ -27,6 +27,7 @@ from modjax.errors import ConfigError, GraphStructureError, closest_names
 from modjax.io.registry import register, registered_name, serialize
 from modjax.train.callbacks import Callback
 from modjax.train.losses import AppliedLoss
+from modjax.train.metrics import AppliedMetric
 from modjax.train.programs import counting_traces, note_trace, program, spec_of
 from modjax.train.results import BindingRecord, EpochRecord, EvalResults, FitResults, TrainResults
 from modjax.train.schedule import BatchSchedulingPolicy, schedule_plans
@@ -936,6 +937,34 @@ class TrainPhase(ExperimentPhase):
         return cls._with_callbacks(phase, config, kw)
 
 
+def _eval_segments(fn: Any, phase: Any, feeds: Sequence[_Feed], plans: Sequence[IndexPlan],
+                   variables: Any, *, show_progress: bool, persist: bool, file: Any
+                   ) -> tuple[dict, dict]:
+    """Run an evaluation pass: one scan, or (with a progress bar) a few equal scans of
+    ``seg`` chunks each, the last padded with masked chunks so one program serves all."""
+    n = plans[0].n_batches
+    if not show_progress or n == 1:
+        stores, dplans = _stack_feeds(feeds, plans)
+        with counting_traces(phase):
+            return fn(variables, stores, dplans)
+    from tqdm.auto import tqdm
+
+    seg = -(-n // min(n, 20))
+    outs, stats = [], []
+    with tqdm(total=n, desc=phase.label, unit="batch", leave=persist, file=file) as bar:
+        for start in range(0, n, seg):
+            part = [p.batches(start, min(start + seg, n)).pad_batches_to(seg) for p in plans]
+            stores, dplans = _stack_feeds(feeds, part)
+            with counting_traces(phase):
+                o, st = fn(variables, stores, dplans)
+            jax.block_until_ready(o["loss"])  # the bar reports finished chunks
+            outs.append(o)
+            stats.append(st)
+            bar.update(min(seg, n - start))
+    cat = lambda *xs: jnp.concatenate(xs)[:n]  # noqa: E731 - drop the padding chunks
+    return jax.tree.map(cat, *outs), jax.tree.map(cat, *stats)
+
+
 @register("EvalPhase")
 class EvalPhase(ExperimentPhase):
     """A jitted forward pass over a split in fixed-size chunks (no gradients).
@@ -947,6 +976,9 @@ class EvalPhase(ExperimentPhase):
         active_nodes: nodes to run (plus their upstream).
         batch_size: rows per chunk (default: all rows at once).
         callbacks: phase callbacks (phase and epoch hooks run once).
+        metrics: :class:`~modjax.train.metrics.AppliedMetric` s (``accuracy``, ``f1``,
+            ``rmse``, ``r2``, ...) computed inside the jitted pass over the whole split;
+            their values are in ``results.metrics`` under their labels.
     """
 
     kind = "eval"
@@ -954,11 +986,17 @@ class EvalPhase(ExperimentPhase):
     def __init__(self, label: str, *, input_sources: Sequence[InputBinding],
                  losses: Sequence[AppliedLoss] | None = None,
                  active_nodes: Sequence[Any] | None = None, batch_size: int | None = None,
-                 callbacks: Sequence[Callback] | None = None, mesh: Any = None) -> None:
+                 callbacks: Sequence[Callback] | None = None, mesh: Any = None,
+                 metrics: Sequence[AppliedMetric] | None = None) -> None:
         super().__init__(label, input_sources=input_sources, losses=losses,
                          active_nodes=active_nodes, callbacks=callbacks)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"EvalPhase {label!r}: batch_size must be a positive int or None")
+        self.metrics = list(metrics or [])
+        for m in self.metrics:
+            if not isinstance(m, AppliedMetric):
+                raise TypeError(f"EvalPhase {label!r}: metrics must be AppliedMetric objects "
+                                f"(e.g. AppliedMetric('accuracy', on='head')), got {m!r}")
         self.batch_size = batch_size
         self.mesh = mesh
         self._compiled: dict[Any, Any] = {}
@@ -980,11 +1018,12 @@ class EvalPhase(ExperimentPhase):
         record = self._record_nodes(graph)
         sig = ("eval_pass", graph.definition, tuple(spec_of(al) for al in self.losses),
                tuple(f.key for f in feeds), self.mesh, tuple(record),
-               spec_of(self.active_nodes))
+               spec_of(self.active_nodes), tuple(spec_of(m) for m in self.metrics))
         return program(sig, lambda: self._make_pass(graph, feeds, record))
 
     def _make_pass(self, graph: Any, feeds: Sequence[_Feed], record: list[str]) -> Any:
-        ev = make_eval_step(graph, self.losses, active_nodes=self.active_nodes, record=record)
+        ev = make_eval_step(graph, self.losses, active_nodes=self.active_nodes, record=record,
+                            metrics=self.metrics)
         gather = make_gather(self.mesh)
         keys = [f.key for f in feeds]
 
@@ -993,15 +1032,33 @@ class EvalPhase(ExperimentPhase):
 
             def body(_, xs):
                 m = ev(variables, {k: gather(stores[k], xs[k]) for k in keys})
-                return None, {"loss": m["loss"], "losses": m["losses"], "records": m["records"]}
+                return None, {"loss": m["loss"], "losses": m["losses"], "records": m["records"],
+                              "metric_stats": m["metric_stats"]}
 
-            return jax.lax.scan(body, None, plans)[1]
+            out = jax.lax.scan(body, None, plans)[1]
+            stats = out.pop("metric_stats")
+            return out, stats
 
         return jax.jit(run)
 
     def execute(self, graph: Any, *, variables: Any = None, experiment: Any = None,
-                show_progress: bool = False, **_: Any) -> EvalResults:
-        """Evaluate (with ``variables`` if given, else the graph's); nothing is mutated."""
+                show_progress: bool = False, persist_progress: bool = False,
+                progress_file: Any = None) -> EvalResults:
+        """Evaluate (with ``variables`` if given, else the graph's); nothing is mutated.
+
+        Args:
+            graph: the ModelGraph to evaluate.
+            variables: variables to use instead of the graph's (an Evaluation callback
+                passes the running training variables).
+            experiment: the running Experiment, if any.
+            show_progress: a tqdm bar over the chunks; the pass then runs as a few
+                equal scans (one compiled program) so the bar moves as they finish.
+            persist_progress: leave the bar on screen afterwards.
+            progress_file: stream for the bar (default stderr).
+
+        Returns:
+            The EvalResults; losses and metric values are in ``results.metrics``.
+        """
         if not graph.is_built:
             graph.build()
         owner = f"EvalPhase {self.label!r}"
@@ -1024,13 +1081,17 @@ class EvalPhase(ExperimentPhase):
         for cb in cbs:
             cb.on_phase_start(results=results, **ctx)
             cb.on_epoch_start(epoch=0, results=results, **ctx)
-        stores, dplans = _stack_feeds(feeds, plans)
         v = graph.variables if variables is None else variables
-        with counting_traces(self):
-            out = self._fn(graph, feeds)(v, stores, dplans)
+        out, stats = _eval_segments(self._fn(graph, feeds), self, feeds, plans, v,
+                                    show_progress=show_progress, persist=persist_progress,
+                                    file=progress_file)
         results.add_epoch(_single_pass_record(out, feeds, plans))
         for al in self.losses:
             results.metrics.log(al.label, results.aggregated_losses(al.node)[al.label], epoch=0)
+        if self.metrics:
+            from modjax.train.metrics import finalize_all
+            for label, value in finalize_all(self.metrics, stats).items():
+                results.metrics.log(label, value, epoch=0)
         for cb in cbs:
             cb.on_epoch_end(epoch=0, results=results, **ctx)
             cb.on_phase_end(results=results, **ctx)
@@ -1039,21 +1100,24 @@ class EvalPhase(ExperimentPhase):
     def get_config(self) -> dict[str, Any]:
         cfg = self._base_config()
         cfg["batch_size"] = self.batch_size
+        if self.metrics:
+            cfg["metrics"] = [serialize(m) for m in self.metrics]
         return cfg
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **kw: Any) -> EvalPhase:
         from modjax.io.registry import deserialize
         losses = [deserialize(c, **kw) for c in config.get("losses", [])]
+        metrics = [deserialize(c) for c in config.get("metrics", [])]
         if config.get("split") is not None and not config["input_sources"]:
             phase = cls.from_split(config["label"], split=config["split"], losses=losses,
                                    active_nodes=config.get("active_nodes"),
-                                   batch_size=config.get("batch_size"))
+                                   batch_size=config.get("batch_size"), metrics=metrics)
             return cls._with_callbacks(phase, config, kw)
         phase = cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
                                                     for b in config["input_sources"]],
                     losses=losses, active_nodes=config.get("active_nodes"),
-                    batch_size=config.get("batch_size"))
+                    batch_size=config.get("batch_size"), metrics=metrics)
         return cls._with_callbacks(phase, config, kw)
 
 

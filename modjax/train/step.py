@@ -28,6 +28,7 @@ from modjax.errors import LabelPathError, closest_names
 from modjax.graph.definition import GraphDef
 from modjax.graph.paths import split_path
 from modjax.train.losses import AppliedLoss, LossRef
+from modjax.train.metrics import AppliedMetric
 from modjax.train.optim import Optimizer, frozen_mask
 
 __all__ = ["make_train_step", "make_eval_step", "init_train_carry", "normalize_batch",
@@ -151,7 +152,7 @@ class _Wiring:
         self.labels = node_labels(graph)
         seen: dict[str, AppliedLoss] = {}
         for al in self.losses:
-            if not isinstance(al, AppliedLoss):
+            if not isinstance(al, (AppliedLoss, AppliedMetric)):
                 raise TypeError(f"{what}: losses must be AppliedLoss objects, got {type(al).__name__}")
             if al.node not in self.labels:
                 raise LabelPathError(
@@ -446,11 +447,14 @@ def init_train_carry(variables: dict, optimizer: Optimizer | dict[str, Optimizer
 # --------------------------------------------------------------------------- eval step
 def make_eval_step(graph: Any, losses: Sequence[AppliedLoss] = (), *,
                    active_nodes: Sequence[str] | None = None, capture: Sequence[str] = (),
-                   record: Sequence[str] = ()) -> Callable[[dict, dict], dict]:
+                   record: Sequence[str] = (), metrics: Sequence[AppliedMetric] = ()
+                   ) -> Callable[[dict, dict], dict]:
     """Build the pure forward step ``eval_step(variables, batch) -> metrics`` (no gradients).
 
     ``metrics`` has ``loss`` (sum of losses, 0 without losses), ``losses`` per label,
-    ``finite`` and ``records`` (outputs/targets of ``record`` nodes, captured tags).
+    ``finite``, ``records`` (outputs/targets of ``record`` nodes, captured tags) and
+    ``metric_stats``: per :class:`~modjax.train.metrics.AppliedMetric` label, the
+    batch's statistics (combine a stack of them with ``AppliedMetric.finalize``).
 
     Example:
         >>> g = _ToyGraph()
@@ -461,6 +465,7 @@ def make_eval_step(graph: Any, losses: Sequence[AppliedLoss] = (), *,
     """
     core = traced_graph(graph)
     wiring = _Wiring(core, losses, what="make_eval_step")
+    metric_wiring = _Wiring(core, metrics, what="make_eval_step")
     active = None if active_nodes is None else list(active_nodes)
 
     def eval_step(variables: dict, batch: dict) -> dict:
@@ -470,8 +475,13 @@ def make_eval_step(graph: Any, losses: Sequence[AppliedLoss] = (), *,
                                  active_nodes=active, capture=capture)
         terms = _loss_terms(wiring, losses, roles, outs, tgts, batch)
         total = sum(terms.values()) if terms else jnp.zeros(())
+        stats = {}
+        for am in metrics:
+            vals = [metric_wiring.value(am, ref, roles, outs, tgts, batch) for ref in am.refs]
+            mask, weights = metric_wiring.mask_weights(am, roles, batch)
+            stats[am.label] = am.batch_stats(vals, weights=weights, mask=mask)
         return {"loss": total, "losses": terms, "finite": jnp.isfinite(total),
-                "records": _records(record, capture, outs, tgts)}
+                "records": _records(record, capture, outs, tgts), "metric_stats": stats}
 
     eval_step.wiring = wiring  # type: ignore[attr-defined]
     return eval_step
