@@ -7,15 +7,18 @@ streams in chunks):
 
 * reference: the whole file read into memory (``pq.read_table`` ->
   ``FeatureSet.from_pyarrow_table``);
-* modjax: ``FeatureSet.from_parquet`` (decoded batch by batch into a memory-mapped
-  Arrow IPC file, read row by row by the device store's chunks).
+* parquet: ``FeatureSet.from_parquet`` (decoded batch by batch into a memory-mapped
+  Arrow IPC file, read row by row by the device store's chunks); the conversion is
+  inside the measured window;
+* arrow_ipc: ``FeatureSet.from_arrow_ipc`` on that converted file (memory-mapped, no
+  conversion): the steady state of a dataset kept on disk in Arrow IPC form.
 
 Each process samples ``RssAnon`` from ``/proc/self/status`` every 5 ms and reports the
 peak growth over its level just before the data is opened, after a warm-up epoch on a
 small in-memory set with the same chunk shapes (so JAX's runtime and the compiled epoch
 are already resident; that level is printed separately). Prints both peaks as fractions of the
 Parquet file's size (claim: out-of-core < 0.25) and the largest difference of the final
-parameters (claim: equal, bit-exact).
+parameters from the in-memory run (claim: equal, bit-exact).
 
 Run: python benchmarks/bench_out_of_core.py [--rows N] [--cols C] [--budget-mb B]
 """
@@ -112,10 +115,11 @@ def child(mode: str, path: str, cols: int, budget: int, batch: int) -> None:
             import pyarrow.parquet as pq
             fs = FeatureSet.from_pyarrow_table("big", pq.read_table(path), feature_keys=keys,
                                                target_keys="y")
-        else:
-            cache = Path(tempfile.mkdtemp()) / "big.arrow"
+        elif mode == "parquet":
             fs = FeatureSet.from_parquet("big", path, feature_keys=keys, target_keys="y",
-                                         cache_path=cache)
+                                         cache_path=Path(path).with_suffix(".arrow"))
+        else:
+            fs = FeatureSet.from_arrow_ipc("big", Path(path).with_suffix(".arrow"))
         g = train(fs)
     seconds = time.perf_counter() - t0
     peak = sampler.stop()
@@ -136,7 +140,7 @@ def run_child(mode: str, args: argparse.Namespace, path: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=4_000_000)
+    ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--cols", type=int, default=16)
     ap.add_argument("--budget-mb", type=float, default=16.0)
     ap.add_argument("--batch", type=int, default=4096)
@@ -155,19 +159,19 @@ def main() -> None:
               f"{size / 2 ** 20:.1f} MiB Parquet; byte budget {args.budget_mb:.0f} MiB "
               f"({size / budget:.1f} x the budget)")
         ref = run_child("in_memory", args, path)
-        ooc = run_child("out_of_core", args, path)
-    for r in (ref, ooc):
+        pqt = run_child("parquet", args, path)
+        ooc = run_child("arrow_ipc", args, path)
+    for r in (ref, pqt, ooc):
         print(f"{r['mode']:>12}: peak RssAnon growth {r['peak_growth_kb'] / 1024:8.1f} MiB = "
               f"{r['peak_growth_kb'] * 1024 / size:5.3f} x file size  (JAX runtime before "
               f"the data: {r['base_kb'] / 1024:.0f} MiB), epoch {r['seconds']:.1f} s")
-    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-               for a, b in zip(ref["params"], ooc["params"]))
-    ratio = ooc["peak_growth_kb"] / max(ref["peak_growth_kb"], 1)
-    print(f"out-of-core / in-memory peak RssAnon growth: {ratio:.3f}")
-    print(f"max |param difference| out-of-core vs in-memory: {diff:.3g} "
-          f"({'equal' if diff == 0 else 'DIFFERENT'})")
-    print(f"claim (peak growth < 0.25 x file size): "
-          f"{'met' if ooc['peak_growth_kb'] * 1024 < 0.25 * size else 'NOT met'}")
+    for r in (pqt, ooc):
+        diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                   for a, b in zip(ref["params"], r["params"]))
+        ratio = r["peak_growth_kb"] / max(ref["peak_growth_kb"], 1)
+        print(f"{r['mode']}: peak growth / in-memory's {ratio:.3f}; max |param difference| vs "
+              f"in-memory {diff:.3g} ({'equal' if diff == 0 else 'DIFFERENT'}); claim (< 0.25 x "
+              f"file size) {'met' if r['peak_growth_kb'] * 1024 < 0.25 * size else 'NOT met'}")
 
 
 if __name__ == "__main__":

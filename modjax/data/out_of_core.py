@@ -197,6 +197,8 @@ def write_arrow_ipc(batches: Iterable[pa.RecordBatch], path: str | Path, *,
             if writer is None:
                 writer = ipc.new_file(str(path), out.schema)
             writer.write_batch(out)
+            del out, arrays, batch
+            pa.default_memory_pool().release_unused()  # keep the pool at one batch
         if writer is None:
             raise ValueError(f"write_arrow_ipc: no record batches to write to {str(path)!r}")
     finally:
@@ -311,13 +313,22 @@ def from_parquet(label: str, path_or_dataset: Any, *, feature_keys: str | Sequen
     if missing:
         raise KeyError(f"from_parquet: columns {missing} are not in the data; it has "
                        f"{dataset.schema.names}")
-    # no read-ahead: memory holds the batch being converted, not a queue of them
-    batches = dataset.to_batches(columns=columns, batch_size=batch_rows, batch_readahead=0,
-                                 fragment_readahead=0, use_threads=False)
+    batches = _parquet_batches(dataset, columns, batch_rows)
     write_arrow_ipc(batches, cache_path, feature_keys=feature_keys, target_keys=target_keys,
                     tag_keys=tag_keys)
     pa.default_memory_pool().release_unused()
     return from_arrow_ipc(label, cache_path, register=register)
+
+
+def _parquet_batches(dataset: Any, columns: list[str], batch_rows: int
+                     ) -> Iterator[pa.RecordBatch]:
+    # file by file, without pre-buffering or read-ahead: memory holds the batch being
+    # converted (and its row group's pages), not a queue of them
+    import pyarrow.parquet as pq
+    for fragment in dataset.get_fragments():
+        with pq.ParquetFile(fragment.path, pre_buffer=False, buffer_size=1 << 20,
+                            filesystem=fragment.filesystem) as f:
+            yield from f.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
 
 def fit_scaler_chunked(scaler: Any, view: Any, domain: str, key: str, *,

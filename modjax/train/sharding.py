@@ -40,8 +40,8 @@ def dotted_paths(tree: Any) -> list[str]:
 def _check_spec(path: str, shape: tuple[int, ...], spec: PartitionSpec, mesh: Mesh,
                 pattern: str) -> None:
     if len(spec) > len(shape):
-        raise ShapeMismatchError(f"shard_params rule {pattern!r}: {spec} has {len(spec)} entries "
-                                 f"but parameter {path!r} has shape {shape}")
+        raise ShapeMismatchError(f"shard_params rule {pattern!r}: parameter {path!r} of shape "
+                                 f"{shape} has fewer dimensions than {spec}")
     for dim, axes in zip(shape, spec):
         names = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
         size = 1
@@ -117,7 +117,7 @@ def carry_shardings(carry: Mapping[str, Any], rules: Mapping[str, Any] | None,
         >>> mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
         >>> s = carry_shardings({"variables": {"params": {"w": np.ones(2)}}}, None, mesh)
         >>> s["variables"]["params"]["w"].spec
-        PartitionSpec()
+        P()
     """
     rep = NamedSharding(mesh, PartitionSpec())
     if not rules:
