@@ -21,7 +21,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GraphDef", "apply", "freeze_value", "ident", "model_fingerprint"]
+__all__ = ["GraphDef", "apply", "freeze_value", "ident", "model_fingerprint", "definition_hash"]
+
+#: config keys that name an object instance or a training choice, not the architecture
+_NOT_ARCHITECTURE = frozenset({"node_id", "featureset_id", "optimizer", "frozen",
+                               "frozen_paths", "seed", "input_shape"})
 
 
 class _Ident:
@@ -230,6 +234,90 @@ def apply(definition: GraphDef, variables: Mapping[str, Any], inputs: Any, *, ke
     """
     return definition.apply(variables, inputs, key=key, train=train,
                             active_nodes=active_nodes, capture=capture)
+
+
+def _strip(cfg: Any) -> Any:
+    if isinstance(cfg, Mapping):
+        return {k: _strip(v) for k, v in cfg.items() if k not in _NOT_ARCHITECTURE}
+    if isinstance(cfg, list):
+        return [_strip(v) for v in cfg]
+    return cfg
+
+
+def _part_config(obj: Any) -> Any:
+    """The architecture config of a graph, a flow node or a model."""
+    from modjax.io.registry import serialize
+
+    if hasattr(obj, "tree_children") and hasattr(obj, "get_config"):  # a flow Graph
+        cfg = dict(obj.get_config())
+        cfg.pop("label", None)
+        return cfg
+    if hasattr(obj, "node_labels") and hasattr(obj, "get_config"):  # a ModelGraph
+        cfg = dict(obj.get_config())
+        cfg.pop("label", None)
+        return cfg
+    if hasattr(obj, "models") and hasattr(obj, "get_config") and hasattr(obj, "train_override"):
+        return obj.get_config()  # a flow node
+    return serialize(obj)
+
+
+def _descend(obj: Any, part: str) -> Any:
+    nodes = getattr(obj, "nodes", None)
+    if hasattr(obj, "node_labels") and isinstance(nodes, Mapping):  # ModelGraph: by label
+        for n in nodes.values():
+            if n.label == part:
+                return getattr(n, "model", n)
+    children = getattr(obj, "_children", None)
+    if isinstance(children, Mapping) and part in children:
+        return children[part]
+    for e in getattr(obj, "entries", ()):
+        if e.id == part:
+            model = getattr(e.node, "model", None)
+            return model if model is not None else e.node
+    return None
+
+
+def definition_hash(graph: Any, at: str | tuple[str, ...] | None = None) -> str | None:
+    """Hash of the architecture (model classes and configs, wiring) at a label path.
+
+    Unlike the hash of parameter paths, shapes and dtypes, it tells an encoder with
+    ``relu`` from one with ``gelu``. Subgraph checkpoints record it and compare it on
+    load. Instance ids, labels of the whole graph, seeds, optimizers and freezing are
+    not part of the architecture.
+
+    Args:
+        graph: a ModelGraph or a flow Graph.
+        at: label path of a part (a node label, a child graph, ``"encoder.scan"``);
+            ``None`` for the whole graph.
+
+    Returns:
+        A hex digest, or ``None`` when the part has no JSON description (a model
+        holding code), in which case only shapes can be compared.
+
+    Example:
+        >>> from modjax.graph.models import SequentialMLP
+        >>> from modjax.graph.flow import FlowBuilder
+        >>> def enc(act):
+        ...     return FlowBuilder.from_(SequentialMLP(output_shape=(2,), activation=act)).build()
+        >>> definition_hash(enc("relu")) == definition_hash(enc("gelu"))
+        False
+        >>> definition_hash(enc("relu")) == definition_hash(enc("relu"))
+        True
+    """
+    import hashlib
+
+    from modjax.graph.paths import split_path
+
+    obj = graph
+    for part in split_path(at or ()):
+        obj = _descend(obj, part)
+        if obj is None:
+            return None
+    try:
+        text = json.dumps(_strip(_part_config(obj)), sort_keys=True)
+    except Exception:  # no JSON description: only shapes can be compared
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def cached_on(cache: dict[Any, Any], key: Any, make: Callable[[], Any], *,

@@ -26,9 +26,10 @@ from modjax.errors import (
     ShapeMismatchError,
     closest_names,
 )
-from modjax.graph.definition import GraphDef
+from modjax.graph.definition import GraphDef, definition_hash
 from modjax.graph.nodes import GraphNode, MergeNode, ModelNode, NodeReference, ref_label
 from modjax.graph.paths import flatten_paths, get_at, join_path, path_mask, split_path
+from modjax.graph.sample_forward import is_sample_form, sample_forward
 from modjax.graph.shapes import NodeShapes, infer_shapes, label_seed, model_cache_key
 from modjax.graph.topology import Topology, analyse
 from modjax.io.persistable import GraphPersistence
@@ -339,6 +340,11 @@ class ModelGraph(GraphPersistence):
             self._definition_at = token
         return self._definition
 
+    def definition_hash(self, at: str | None = None) -> str | None:
+        """Architecture hash of the graph or the part at label path ``at``
+        (see :func:`modjax.graph.definition.definition_hash`)."""
+        return definition_hash(self, at)
+
     # ================================================================ properties
     @property
     def nodes(self) -> dict[str, GraphNode]:
@@ -624,6 +630,8 @@ class ModelGraph(GraphPersistence):
         self._built = True
         self._forward_cache = {}
         self._init_opt_state()
+        for n in self._model_nodes():
+            n._bind_graph(self)  # node-level calls (node(x), node.get_state()) read this graph
         return self
 
     def _init_opt_state(self) -> None:
@@ -867,13 +875,17 @@ class ModelGraph(GraphPersistence):
         """Evaluate with the current variables (eval mode), jit-compiled and cached.
 
         Args:
-            inputs: as for :meth:`apply`.
+            inputs: as for :meth:`apply`; or ModularML's ``{(head node id,
+                FeatureSetReference): SampleData}``, which returns ``{node_id: SampleData}``
+                (see :mod:`modjax.graph.sample_forward`).
             active_nodes: labels / ids / nodes to run (plus their upstream closure).
 
         Returns:
             Outputs by node label for every executed node.
         """
         self._require_built("forward")
+        if is_sample_form(inputs):  # ModularML's {(node_id, ref): SampleData} form
+            return sample_forward(self, inputs, active_nodes)
         plan = self._plan(active_nodes)
         labels = tuple(self._nodes[nid].label for nid in plan)
         out = _jit_forward(self.definition, labels, self._variables, dict(inputs))

@@ -12,6 +12,7 @@ turns them into an optax mask, so freezing never rebuilds anything.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -54,6 +55,9 @@ class GraphTree:
                     "labelled subgraphs at the same level need different labels)")
             self._children[child.label] = child
             child._composed = True
+            # the child becomes a view onto this graph's variables at its entry
+            child._parent_ref = weakref.ref(self)
+            child._path_in_parent = e.id
             for p, v in child._frozen_ops.items():  # a child frozen on its own stays frozen
                 self._frozen_ops[(e.id, *p)] = v
 

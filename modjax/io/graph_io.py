@@ -9,6 +9,8 @@ path holds that subtree in its own namespace (and no optimizer state).
 
 from __future__ import annotations
 
+import dataclasses
+
 import warnings
 from concurrent.futures import Future
 from pathlib import Path
@@ -85,8 +87,14 @@ def _items(graph: Any, at: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         if opt is not None:
             items["opt_state"] = opt
     extra = {"frozen_paths": frozen, "at": join_path(parts) or None,
-             "graph_label": getattr(graph, "label", None)}
+             "graph_label": getattr(graph, "label", None),
+             "definition_hash": _definition_hash(graph, join_path(parts) or None)}
     return items, extra
+
+
+def _definition_hash(graph: Any, at: str | None) -> str | None:
+    fn = getattr(graph, "definition_hash", None)
+    return fn(at) if callable(fn) else None
 
 
 def save_graph(graph: Any, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -175,11 +183,30 @@ def restore_graph_checkpoint(graph: Any, path: str | Path) -> Any:
 
 
 def load_graph_subtree(graph: Any, path_in_graph: str, checkpoint: str | Path, *,
-                       strict: bool = True) -> LoadReport:
-    """Load a (sub)graph checkpoint or saved graph into the subtree ``path_in_graph``."""
+                       strict: bool = True, match: str = "definition") -> LoadReport:
+    """Load a (sub)graph checkpoint or saved graph into the subtree ``path_in_graph``.
+
+    ``match="definition"`` (default) also compares the architecture hashes (model
+    classes and configs) of the saved part and the receiving one: with ``strict`` a
+    different architecture is an error, otherwise ``hash_matched`` is False.
+    ``match="shapes"`` compares parameter paths, shapes and dtypes only.
+    """
+    if match not in ("definition", "shapes"):
+        raise ValueError(f"match must be 'definition' or 'shapes', got {match!r}")
     art = open_artifact(checkpoint, kind=GRAPH_KINDS)
+    where = f"graph {getattr(graph, 'label', '?')!r}"
+    saved = art.extra.get("definition_hash") if isinstance(art.extra, dict) else None
+    mine = _definition_hash(graph, path_in_graph or None)
+    differs = match == "definition" and saved is not None and mine is not None and saved != mine
+    # shapes first (the report names leaves); then the architecture; nothing set until both pass
     new_vars, report = load_subtree(_variables(graph, "load a subgraph checkpoint"),
-                                    path_in_graph, art, strict=strict,
-                                    where=f"graph {getattr(graph, 'label', '?')!r}")
+                                    path_in_graph, art, strict=strict, where=where)
+    if differs and strict:
+        raise CheckpointError(
+            f"checkpoint {str(art.path)!r} holds another architecture than {where} subtree "
+            f"{path_in_graph!r} (definition hash {saved} vs {mine}: model classes or configs "
+            "differ, e.g. an activation); pass match='shapes' to load by shapes alone")
     graph.set_variables(new_vars)
+    if differs:
+        report = dataclasses.replace(report, hash_matched=False)
     return report

@@ -103,6 +103,8 @@ def migrate_checkpoint(src: str | Path, dst: str | Path, rename: Mapping[str, st
                 f"{where}: label path {old!r} does not exist in the checkpoint; its top-level "
                 f"labels are {labels[:12]}")
     extra = dict(art.extra)
+    # renamed paths no longer describe the saved architecture: nothing to compare against
+    extra.pop("definition_hash", None)
     if "frozen_paths" in extra:
         extra["frozen_paths"] = [_renamed(p, rename) for p in extra["frozen_paths"]]
     write_artifact(

@@ -106,7 +106,7 @@ class GraphPersistence:
         return restore_graph_checkpoint(self, path)
 
     def load_subgraph_checkpoint(self, path_in_graph: str, checkpoint: str | Path, *,
-                                 strict: bool = True) -> LoadReport:
+                                 strict: bool = True, match: str = "definition") -> LoadReport:
         """Load a standalone (sub)graph checkpoint into the subtree at ``path_in_graph``.
 
         Args:
@@ -114,13 +114,17 @@ class GraphPersistence:
             checkpoint: a graph checkpoint or saved graph directory.
             strict: refuse any missing/extra/mismatched leaf (default); with False the
                 matching leaves are loaded and the rest reported.
+            match: ``"definition"`` (default) also compares the architecture (model
+                classes and configs, e.g. an activation): a different one is an error
+                under ``strict`` and ``hash_matched=False`` otherwise. ``"shapes"`` is
+                the looser mode: parameter paths, shapes and dtypes only.
 
         Returns:
             The :class:`LoadReport`, names in the subtree's own namespace.
         """
         from modjax.io.graph_io import load_graph_subtree
 
-        return load_graph_subtree(self, path_in_graph, checkpoint, strict=strict)
+        return load_graph_subtree(self, path_in_graph, checkpoint, strict=strict, match=match)
 
 
 class ExperimentPersistence:

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from modjax.errors import ConfigError, LabelPathError, ShapeMismatchError, closest_names
-from modjax.graph.flow.nodes import FlowNode, node_from_config
+from modjax.graph.definition import GraphDef, definition_hash
+from modjax.graph.flow.nodes import FlowNode, StepNode, node_from_config
 from modjax.graph.flow.observing import GraphObservation
 from modjax.graph.paths import flatten_paths, split_path
 from modjax.graph.tree import GraphTree
@@ -143,6 +144,8 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
             if e.child is not None:
                 self._observer.attach_child(e.id, e.child._observer)
         self._compute_levels()
+        self._tied = _ties(self._entries)
+        self._definition: Any = None
         if input_shape is not None:
             self.build(input_shape)
         if self._verbose:
@@ -155,6 +158,36 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
             deps = list(e.inputs) + [pid for (_, pid, fwd) in e.refs if not fwd]
             e.level = 1 + max(level[d] for d in deps)
             level[e.id] = e.level
+
+    @property
+    def definition(self) -> GraphDef:
+        """The flow's immutable, hashable definition (see ``modjax.graph.definition``).
+
+        Equal for flows of equal structure and input shape; compiled programs key on it.
+        Through it a flow graph is a one-node graph for training steps: its output is
+        named by the graph's label (``"output"`` without one).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from modjax.graph.models import Linear
+            >>> from modjax.graph.definition import apply
+            >>> from modjax.graph.flow import FlowBuilder
+            >>> g = FlowBuilder.from_(Linear(3)).tag("h").label("net").build(input_shape=(2,))
+            >>> out, _ = apply(g.definition, g.variables, {"x": jnp.ones((5, 2))}, capture=["h"])
+            >>> sorted(out), out["net"].shape
+            (['h', 'net'], (5, 3))
+        """
+        token = (self._in_specs, self._overrides_key(), self.label)
+        if self._definition is None or self._definition[0] != token:
+            from modjax.graph.flow.definition import flow_definition
+
+            self._definition = (token, flow_definition(self))
+        return self._definition[1]
+
+    def definition_hash(self, at: str | None = None) -> str | None:
+        """Architecture hash of the graph or the part at label path ``at``
+        (see :func:`modjax.graph.definition.definition_hash`)."""
+        return definition_hash(self, at)
 
     @property
     def entries(self) -> tuple[Entry, ...]:
@@ -266,6 +299,7 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
     def _init_impl(self, key: Any, in_specs: tuple[Spec, ...],
                    batch_size: int) -> tuple[dict, dict]:
         specs: dict[str, Spec] = {_in_id(i): s for i, s in enumerate(in_specs)}
+        tied_specs: dict[str, tuple[Spec, ...]] = {}
         guessed: dict[str, Spec] = {}
         params: dict[str, Any] = {}
         state: dict[str, Any] = {}
@@ -281,6 +315,11 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
             where = f"graph {self._name!r} node {e.id!r} ({e.step})"
             params[e.id], state[e.id], specs[e.id] = e.node.init(
                 jax.random.fold_in(key, i), ins + tuple(refs), where)
+            owner = self._tied.get(e.id)
+            if owner is not None:  # a module used again: its parameters are the owner's
+                _check_tied_inputs(self._name, e, owner, ins + tuple(refs), tied_specs)
+                params[e.id] = {}
+            tied_specs[e.id] = ins + tuple(refs)
         refs_state = {}
         for tag in self._forward_tags:
             got, want = specs[self._tags[tag]], guessed[tag]
@@ -387,12 +426,13 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
                 else:
                     refs.append(values[pid])
             idx = self._index[e.id]
+            p = params[self._tied.get(e.id, e.id)]
             k = None if key is None else jax.random.fold_in(key, idx)
             t = train if e.node.train_override is None else e.node.train_override
             sub = tuple(routed.get(e.id, ()))
             if recorder is None:
                 with jax.named_scope(e.id):
-                    y, s, cap = e.node.apply(params[e.id], state[e.id], ins + tuple(refs),
+                    y, s, cap = e.node.apply(p, state[e.id], ins + tuple(refs),
                                              key=k, train=t, capture=sub)
             else:
                 if e.level != current_level:
@@ -403,9 +443,9 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
                     current_level = e.level
                 fn, fresh = self._node_fn(e, t, sub)
                 if fresh:  # compile outside the timed region: profiles measure execution
-                    jax.block_until_ready(fn(params[e.id], state[e.id], ins + tuple(refs), k))
+                    jax.block_until_ready(fn(p, state[e.id], ins + tuple(refs), k))
                 y, s, cap = recorder.node(e.id, e.tags[0] if e.tags else None, fn,
-                                          params[e.id], state[e.id], ins + tuple(refs), k)
+                                          p, state[e.id], ins + tuple(refs), k)
             values[e.id] = y
             new_state[e.id] = s
             for c, v in cap.items():
@@ -436,16 +476,49 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         return {e.id: i for i, e in enumerate(self._entries)}
 
     # ---------------------------------------------------------------- eager shell
+    def _viewed_parent(self) -> Any:
+        """The composing graph whose variables hold this child's, when it has any."""
+        ref = self.__dict__.get("_parent_ref")
+        parent = ref() if ref is not None else None
+        if parent is None or parent._viewed_parent_variables() is None:
+            return None
+        return parent
+
+    def _viewed_parent_variables(self) -> dict[str, Any] | None:
+        parent = self._viewed_parent()
+        if parent is not None:
+            return parent._viewed_parent_variables()
+        return self._variables
+
     @property
     def variables(self) -> dict[str, Any] | None:
         """``{"params", "state"}`` held by the eager graph (None until built).
 
-        Initialised lazily (key from ``seed``) once the input shape is known.
+        Initialised lazily (key from ``seed``) once the input shape is known. A labelled
+        child of a graph that holds variables is a view: it reads (and
+        :meth:`set_variables` writes) the parent's variables under its label, so a
+        trained parent's ``child_graph("encoder")`` saves and runs the trained weights.
         """
+        parent = self._viewed_parent()
+        if parent is not None:
+            pv = parent.variables
+            at = self._path_in_parent
+            return {"params": pv["params"][at], "state": pv["state"].get(at, {})}
         if self._variables is None and self._in_specs is not None:
             params, state = self._compiled_init(self._state_batch)(jax.random.key(self._seed))
             self._variables = {"params": params, "state": state}
         return self._variables
+
+    def _store_variables(self, variables: dict[str, Any]) -> None:
+        """Keep new variables: in the parent's tree when this graph is a view."""
+        parent = self._viewed_parent()
+        if parent is None:
+            self._variables = variables
+            return
+        pv = parent.variables
+        at = self._path_in_parent
+        parent._store_variables({"params": {**pv["params"], at: variables["params"]},
+                                 "state": {**pv["state"], at: variables["state"]}})
 
     def set_variables(self, variables: Mapping[str, Any]) -> None:
         """Replace the held variables after checking structure, shapes and dtypes.
@@ -474,7 +547,7 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
                 f"graph {self._name!r}: variables must be a dict with 'params' and 'state'")
         new = {"params": variables["params"], "state": variables["state"]}
         _check_like(current, new, f"graph {self._name!r}")
-        self._variables = jax.tree.map(jnp.asarray, new)
+        self._store_variables(jax.tree.map(jnp.asarray, new))
 
     def initialize(self, input_shape: Any, *, key: Any = None, batch_size: int = 1) -> Graph:
         """Build for ``input_shape`` and (re)initialise the held variables.
@@ -499,7 +572,10 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         self._state_batch = int(batch_size)
         key = jax.random.key(self._seed) if key is None else key
         params, state = self._compiled_init(self._state_batch)(key)
-        self._variables = {"params": params, "state": state}
+        if self._viewed_parent() is not None:
+            self.set_variables({"params": params, "state": state})
+        else:
+            self._variables = {"params": params, "state": state}
         return self
 
     @property
@@ -559,7 +635,8 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         xs = tuple(jnp.asarray(v) for v in self._inputs(x))
         shapes = tuple(tuple(v.shape[1:]) for v in xs)
         if self._in_specs is None or shapes != tuple(tuple(s.shape) for s in self._in_specs):
-            if self._variables is not None:  # never drop learned values silently
+            if self._variables is not None or self._viewed_parent() is not None:
+                # never drop learned values silently
                 raise ShapeMismatchError(
                     f"graph {self._name!r} holds variables for per-sample input shape "
                     f"{self.input_shape} but got {shapes[0] if self._n_inputs == 1 else shapes}"
@@ -581,7 +658,10 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         else:
             y, state, cap, self._rng = self._eager_fn(paths)(
                 variables["params"], variables["state"], x, self._rng)
-        self._variables = {"params": variables["params"], "state": state}
+        self._store_variables({"params": variables["params"], "state": state})
+        # this graph's own record of the pass: a child's later forward cannot change
+        # what this forward tagged (tagged_at reads it first)
+        self._tree_tagged = dict(cap)
         self._distribute_tagged(cap)
         return y
 
@@ -667,7 +747,7 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
             v = self.variables
             if v is None:
                 return None
-            self._variables = {"params": v["params"], "state": self._map_refs(fn, v["state"])}
+            self._store_variables({"params": v["params"], "state": self._map_refs(fn, v["state"])})
             return None
         new = dict(state)
         if REFS_KEY in new:
@@ -720,6 +800,7 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
             "tag_groups": {k: list(v) for k, v in self._tag_groups.items()},
             "internal": sorted(self._internal),
             "input_names": list(self._input_names),
+            "tied": dict(self._tied),
             "input_shape": None if self.input_shape is None else json.loads(
                 json.dumps(self.input_shape)),
             "seed": self._seed,
@@ -732,6 +813,9 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
             entries = [Entry(n["id"], node_from_config(n["node"], **kw), tuple(n["inputs"]),
                              tuple((t, p, bool(f)) for t, p, f in n["refs"]), tuple(n["tags"]),
                              n.get("step", "")) for n in config["nodes"]]
+            by_id = {e.id: e for e in entries}
+            for nid, owner in (config.get("tied") or {}).items():
+                by_id[nid].node.model = by_id[owner].node.model  # one module object again
             return cls(entries, output=config["output"], label=config.get("label"),
                        tags=config["tags"], tag_groups=config.get("tag_groups"),
                        internal=config.get("internal", ()),
@@ -791,6 +875,34 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
     def __repr__(self) -> str:
         return (f"Graph(label={self.label!r}, nodes={[e.id for e in self._entries]}, "
                 f"input_shape={self.input_shape}, output_shape={self.output_shape})")
+
+
+def _ties(entries: list[Entry]) -> dict[str, str]:
+    """``{node id: owner id}`` for steps that run a module object an earlier step runs."""
+    owners: dict[int, tuple[Any, str]] = {}
+    tied = {}
+    for e in entries:
+        if not isinstance(e.node, StepNode) or e.node.passthrough:
+            continue
+        model = e.node.model
+        seen = owners.get(id(model))
+        if seen is not None and seen[0] is model:
+            tied[e.id] = seen[1]
+        else:
+            owners[id(model)] = (model, e.id)
+    return tied
+
+
+def _check_tied_inputs(name: str, e: Entry, owner: str, ins: tuple[Spec, ...],
+                       seen: Mapping[str, tuple[Spec, ...]]) -> None:
+    want = seen[owner]
+    if tuple((tuple(s.shape), s.dtype) for s in ins) != tuple(
+            (tuple(s.shape), s.dtype) for s in want):
+        raise ShapeMismatchError(
+            f"graph {name!r} node {e.id!r} ({e.step}) reuses the module of node {owner!r}, "
+            f"so its weights are tied, but it gets input shape(s) "
+            f"{[tuple(s.shape) for s in ins]} where {owner!r} gets "
+            f"{[tuple(s.shape) for s in want]}; tied uses need equal input shapes")
 
 
 def _check_like(old: Any, new: Any, where: str) -> None:

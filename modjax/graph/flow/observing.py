@@ -89,6 +89,9 @@ class GraphObservation:
             raise LabelPathError(
                 f"tagged_at({path!r}): {path!r} is a subgraph, not a tag; give "
                 f"'{path}.<tag>'")
+        own = self.__dict__.get("_tree_tagged")
+        if own is not None and path in own:
+            return own[path]
         return self._observer.tagged(path)
 
     def _metric_owner(self, path: str, what: str) -> tuple[str, str]:
