@@ -10,7 +10,6 @@ path holds that subtree in its own namespace (and no optimizer state).
 from __future__ import annotations
 
 import dataclasses
-
 import warnings
 from concurrent.futures import Future
 from pathlib import Path
