@@ -101,7 +101,7 @@ def test_train_eval_modes_dropout_and_batchnorm():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 4)) + 3.0, jnp.float32)
     y_eval, s_eval = m.apply(p, s, x, train=False)
     module.eval()
-    np.testing.assert_allclose(np.asarray(y_eval), module(torch.from_numpy(np.asarray(x)))
+    np.testing.assert_allclose(np.asarray(y_eval), module(torch.from_numpy(np.array(x)))
                                .detach().numpy(), atol=1e-6)
     assert s_eval is s
     k = jax.random.key(3)
@@ -112,7 +112,7 @@ def test_train_eval_modes_dropout_and_batchnorm():
     np.testing.assert_array_equal(np.asarray(y1), np.asarray(y2))
     assert float(jnp.mean(y1 == 0)) > 0.2 and not np.array_equal(np.asarray(y1), np.asarray(y3))
     # BatchNorm running statistics move toward the batch mean (momentum 0.1)
-    batch_mean = np.asarray(module[0](torch.from_numpy(np.asarray(x))).detach().numpy()).mean(0)
+    batch_mean = np.asarray(module[0](torch.from_numpy(np.array(x))).detach().numpy()).mean(0)
     np.testing.assert_allclose(np.asarray(s1["1"]["running_mean"]), 0.1 * batch_mean, rtol=1e-4,
                                atol=1e-6)
     assert int(s1["1"]["num_batches_tracked"]) == 1
