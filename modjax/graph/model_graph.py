@@ -1189,6 +1189,15 @@ class ModelGraph(GraphPersistence):
         if state.get("opt_state") is not None:
             self.set_opt_state(state["opt_state"])
 
+    def predict(self, data: Any, *, node: Any = None, batch_size: int = 1024,
+                unscale: bool = True) -> Any:
+        """Predictions for new raw data: the FeatureSet's recorded scalers applied, the
+        graph run jitted in chunks, outputs in the targets' units
+        (:func:`modjax.graph.predict.predict` documents the arguments)."""
+        from modjax.graph.predict import predict
+
+        return predict(self, data, node=node, batch_size=batch_size, unscale=unscale)
+
     # ================================================================ views
     def visualize(self, *, show_features: bool = False, show_targets: bool = False,
                   show_tags: bool = False, show_frozen: bool = True,

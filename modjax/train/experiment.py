@@ -278,6 +278,12 @@ class Experiment(ExperimentPersistence):
             checkpointing.configure_for("experiment")
         self.checkpointing = checkpointing
 
+    def predict(self, data: Any, *, node: Any = None, batch_size: int = 1024,
+                unscale: bool = True) -> Any:
+        """Predictions of the experiment's graph for new raw data (scaled like training,
+        run jitted in chunks, returned in the targets' units); see ``ModelGraph.predict``."""
+        return self._graph().predict(data, node=node, batch_size=batch_size, unscale=unscale)
+
     def _graph(self) -> Any:
         g = self.model_graph
         if g is None:
