@@ -76,8 +76,8 @@ def param_shardings(params: Any, rules: Mapping[str, Any], mesh: Mesh) -> Any:
         >>> import numpy as np
         >>> mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
         >>> s = param_shardings({"enc": {"w": np.zeros((2, 4))}}, {"enc.*": PartitionSpec(None, "model")}, mesh)
-        >>> s["enc"]["w"].spec
-        PartitionSpec(None, 'model')
+        >>> tuple(s["enc"]["w"].spec)
+        (None, 'model')
     """
     paths = dotted_paths(params)
     leaves, treedef = jax.tree.flatten(params)
@@ -116,8 +116,8 @@ def carry_shardings(carry: Mapping[str, Any], rules: Mapping[str, Any] | None,
         >>> import numpy as np
         >>> mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
         >>> s = carry_shardings({"variables": {"params": {"w": np.ones(2)}}}, None, mesh)
-        >>> s["variables"]["params"]["w"].spec
-        P()
+        >>> s["variables"]["params"]["w"].spec == PartitionSpec()
+        True
     """
     rep = NamedSharding(mesh, PartitionSpec())
     if not rules:

@@ -52,7 +52,7 @@ with ExperimentContext(registration_policy="overwrite").activate():
     out["store_shape"] = list(arrays["features"].shape)
     out["shard_shapes"] = sorted({tuple(s.data.shape) for s in arrays["features"].addressable_shards})
     out["shard_devices"] = len(arrays["features"].sharding.device_set)
-    out["plan_spec"] = str(dplan.indices["default"].sharding.spec)
+    out["plan_spec"] = list(dplan.indices["default"].sharding.spec)
     out["replicated_nbytes"] = int(store.nbytes)
 
 results = {}
@@ -67,7 +67,7 @@ for name, mesh, kw in (("single", None, {}),
                      "record": str(res.epochs[0].records["outputs"]["mlp"]["default"].shape)}
     if name == "params":
         mu = g.opt_state[0].mu["mlp"]["layer_0"]["kernel"]
-        results[name]["opt_mu_spec"] = str(mu.sharding.spec)
+        results[name]["opt_mu_spec"] = list(mu.sharding.spec)
         results[name]["opt_mu_shard"] = list(mu.addressable_shards[0].data.shape)
         # checkpoint from the (4 x 2) layout, restored onto a (2 x 4) mesh and one device
         from modjax.train.sharding import param_shardings
@@ -83,7 +83,7 @@ for name, mesh, kw in (("single", None, {}),
                                                  sh_b), "state": host["state"]})
         g.restore_checkpoint(out_dir / "sharded_ckpt")
         k = g.variables["params"]["mlp"]["layer_0"]["kernel"]
-        results[name]["restored_spec"] = str(k.sharding.spec)
+        results[name]["restored_spec"] = list(k.sharding.spec)
         results[name]["restored_mesh"] = dict(k.sharding.mesh.shape)
         results[name]["restored_equal"] = flat(g.variables["params"]) == flat(host["params"])
 out["runs"] = results
