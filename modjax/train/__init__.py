@@ -15,7 +15,7 @@ from modjax.train.cv import CrossValidation, CVBinding, CVResults
 from modjax.train.experiment import Experiment, ExperimentRun, PhaseGroup
 from modjax.train.losses import LOSS_NAMES, AppliedLoss, Loss
 from modjax.train.metrics import METRIC_NAMES, AppliedMetric, predicted_classes, probabilities
-from modjax.train.optim import OPTIMIZER_NAMES, Optimizer, frozen_mask
+from modjax.train.optim import OPTIMIZER_NAMES, Optimizer, freezable, frozen_mask
 from modjax.train.phases import (
     EvalPhase,
     ExperimentPhase,
@@ -33,6 +33,7 @@ from modjax.train.results import (
     PhaseResults,
     TrainResults,
 )
+from modjax.train.programs import clear_program_cache, enable_compilation_cache
 from modjax.train.schedule import BatchSchedulingPolicy
 from modjax.train.step import init_train_carry, make_eval_step, make_train_step
 
@@ -46,3 +47,4 @@ __all__ += ["Callback", "EarlyStopping", "EvalLossMetric", "Evaluation", "Evalua
             "PhaseGroupResults", "PhaseResults", "TrainResults", "BatchSchedulingPolicy"]
 __all__ += ["CrossValidation", "CVBinding", "CVResults"]
 __all__ += ["AppliedMetric", "METRIC_NAMES", "EvalMetric", "probabilities", "predicted_classes"]
+__all__ += ["freezable", "enable_compilation_cache", "clear_program_cache"]
