@@ -25,6 +25,7 @@ from modjax.train.phases import (
     ResultRecording,
     TrainPhase,
 )
+from modjax.train.programs import clear_program_cache, enable_compilation_cache
 from modjax.train.results import (
     EvalResults,
     FitResults,
@@ -33,7 +34,6 @@ from modjax.train.results import (
     PhaseResults,
     TrainResults,
 )
-from modjax.train.programs import clear_program_cache, enable_compilation_cache
 from modjax.train.schedule import BatchSchedulingPolicy
 from modjax.train.step import init_train_carry, make_eval_step, make_train_step
 
