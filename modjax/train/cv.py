@@ -213,7 +213,13 @@ class CrossValidation:
 
     def run(self, *, show_fold_progress: bool = True, persist_progress: bool = False,
             **kwargs: Any) -> CVResults:
-        """Run every fold; the experiment's state and the FeatureSets' splits are restored."""
+        """Run every fold; the experiment's state and the FeatureSets' splits are restored.
+
+        Other keyword arguments are the display options of ``Experiment.run_phase``
+        (an unknown name is a ``TypeError`` naming the closest ones).
+        """
+        from modjax.train.options import check_options
+        check_options("CrossValidation.run", kwargs)
         exp = self.experiment
         folds = [b.folds(self.n_folds, self.seed) for b in self.bindings]
         template = self._template()

@@ -14,6 +14,7 @@ from modjax.context import ExperimentContext, RegistrationPolicy
 from modjax.io.persistable import ExperimentPersistence
 from modjax.io.registry import deserialize, register, serialize
 from modjax.train.callbacks import ExperimentCallback
+from modjax.train.options import check_options, phase_options
 from modjax.train.phases import EvalPhase, ExperimentPhase, FitPhase, TrainPhase, _callback_configs
 from modjax.train.results import PhaseGroupResults, PhaseResults
 
@@ -306,10 +307,9 @@ class Experiment(ExperimentPersistence):
             cb.on_phase_start(experiment=self, phase=phase)
         self._checkpoint("phase_start", phase.label)
         if isinstance(phase, TrainPhase):
-            res = phase.execute(graph, experiment=self, **kwargs)
+            res = phase.execute(graph, experiment=self, **phase_options("train", kwargs))
         elif isinstance(phase, EvalPhase):
-            res = phase.execute(graph, experiment=self,
-                                show_progress=kwargs.get("show_eval_progress", False))
+            res = phase.execute(graph, experiment=self, **phase_options("eval", kwargs))
         elif isinstance(phase, FitPhase):
             res = phase.execute(graph, experiment=self)
         else:
@@ -349,15 +349,26 @@ class Experiment(ExperimentPersistence):
             run.ended_at = _dt.datetime.now(_dt.UTC)
 
     def run_phase(self, phase: ExperimentPhase, **kwargs: Any) -> PhaseResults:
-        """Run one phase (registered or not), record it in :attr:`history`."""
+        """Run one phase (registered or not), record it in :attr:`history`.
+
+        Display options (an unknown name is a ``TypeError`` naming the closest ones):
+        ``show_training_progress`` (default True), ``show_sampler_progress``,
+        ``show_eval_progress``, ``persist_progress`` (default False: bars are removed
+        when done; True keeps each bar's final line), ``val_loss_metric``,
+        ``progress_file``.
+        """
+        check_options("Experiment.run_phase", kwargs)
         return self._recorded(phase.label, lambda: self._execute_phase(phase, **kwargs))
 
     def run_group(self, group: PhaseGroup, **kwargs: Any) -> PhaseGroupResults:
-        """Run a group's phases in order, record it in :attr:`history`."""
+        """Run a group's phases in order, record it in :attr:`history` (options as
+        :meth:`run_phase`)."""
+        check_options("Experiment.run_group", kwargs)
         return self._recorded(group.label, lambda: self._execute_group(group, **kwargs))
 
     def run(self, **kwargs: Any) -> PhaseGroupResults:
-        """Run the whole :attr:`execution_plan` (display flags go to each phase)."""
+        """Run the whole :attr:`execution_plan` (display options as :meth:`run_phase`)."""
+        check_options("Experiment.run", kwargs)
         return self.run_group(self._plan, **kwargs)
 
     # ----------------------------------------------------------------- preview
@@ -397,10 +408,12 @@ class Experiment(ExperimentPersistence):
             ...     exp.history   # previews never add runs
             []
         """
+        check_options("Experiment.preview_phase", kwargs)
         return self._preview(lambda: self._execute_phase(phase, **kwargs), phase)
 
     def preview_group(self, group: PhaseGroup, **kwargs: Any) -> PhaseGroupResults:
         """Run a group, then restore everything as :meth:`preview_phase` does."""
+        check_options("Experiment.preview_group", kwargs)
         return self._preview(lambda: self._execute_group(group, **kwargs), group)
 
     # ----------------------------------------------------------------- state

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.data.device import DeviceStore, make_gather
+from modjax.data.device import DeviceStore
 from modjax.data.plan import IndexPlan
 from modjax.distributed import put_global, spans_processes, to_host
 from modjax.errors import ConfigError, GraphStructureError, closest_names
@@ -617,8 +617,7 @@ class TrainPhase(ExperimentPhase):
     # ----------------------------------------------------------------- run
     def execute(self, graph: Any, *, experiment: Any = None, show_training_progress: bool = True,
                 show_sampler_progress: bool = False, persist_progress: bool = False,
-                val_loss_metric: str = "val_loss", progress_file: Any = None,
-                **_: Any) -> TrainResults:
+                val_loss_metric: str = "val_loss", progress_file: Any = None) -> TrainResults:
         """Run the phase on ``graph`` (what ``Experiment.run_phase`` calls).
 
         Args:
@@ -628,8 +627,10 @@ class TrainPhase(ExperimentPhase):
                 ``val_loss_metric`` when logged.
             show_sampler_progress: a tqdm bar over each epoch's batches (advanced per
                 dispatched scan chunk: no host sync per batch).
-            persist_progress: leave the bars on screen afterwards.
-            val_loss_metric: the validation metric shown in the epoch bar.
+            persist_progress: leave the bars on screen afterwards, each with its final
+                line (losses and metrics of the last epoch); default False removes them.
+            val_loss_metric: the validation metric shown first in the epoch bar (every
+                other metric logged in an epoch is shown after it).
             progress_file: stream for the bars (default stderr).
 
         Returns:
@@ -725,9 +726,10 @@ class TrainPhase(ExperimentPhase):
                 train_loss = float(np.sum(rec.loss * counts) / max(counts.sum(), 1.0))
                 results.metrics.log("train_loss", train_loss, epoch=epoch)
                 self.epochs_run += 1
-                self._feed_observer(experiment, rec, self.observer)
                 for cb in cbs:
                     cb.on_epoch_end(epoch=epoch, results=results, **ctx)
+                # after the callbacks: validation metrics of this epoch join its history
+                self._feed_observer(experiment, rec, self.observer, results=results, epoch=epoch)
                 self._checkpoint("epoch_end", experiment, epoch=epoch)
                 progress.update(epoch, results.metrics)
                 if self._stop:
@@ -872,8 +874,11 @@ class TrainPhase(ExperimentPhase):
         key = placeholders.get("epoch") if hook == "epoch_end" else None
         ck.maybe_save(hook, self, key=key, directory=directory, phase=self.label, **placeholders)
 
-    def _feed_observer(self, experiment: Any, rec: EpochRecord, observer: Any = None) -> None:
-        """Push the epoch's per-batch losses into an Observer, weighted by real samples."""
+    def _feed_observer(self, experiment: Any, rec: EpochRecord, observer: Any = None, *,
+                       results: Any = None, epoch: int | None = None) -> None:
+        """Push the epoch's per-batch losses into an Observer, weighted by real samples,
+        and every other metric logged for this epoch (``val_loss``, ``val_accuracy``,
+        a MetricCallback's values) as one value, then flush them together."""
         obs = observer if observer is not None else getattr(experiment, "observer", None)
         if obs is None:
             return
@@ -883,6 +888,11 @@ class TrainPhase(ExperimentPhase):
             for m in b.mask.values():
                 w = np.maximum(w, np.asarray(m).reshape(n, -1).sum(axis=1))
         obs.record_batches({"train_loss": rec.loss, **rec.losses}, weights=w)
+        if results is not None and epoch is not None:
+            for name in results.metrics.names:
+                value = None if name == "train_loss" else results.metrics.epoch_value(name, epoch)
+                if value is not None:
+                    obs.record(name, value)
         tags = rec.records.get("tags") if isinstance(rec.records, Mapping) else None
         if tags:
             obs.record_batch_tags(tags, _tag_mask(rec, tags))
@@ -1018,20 +1028,21 @@ class EvalPhase(ExperimentPhase):
         record = self._record_nodes(graph)
         sig = ("eval_pass", graph.definition, tuple(spec_of(al) for al in self.losses),
                tuple(f.key for f in feeds), self.mesh, tuple(record),
-               spec_of(self.active_nodes), tuple(spec_of(m) for m in self.metrics))
+               spec_of(self.active_nodes), tuple(spec_of(m) for m in self.metrics),
+               tuple(f.store.shard_rows for f in feeds))
         return program(sig, lambda: self._make_pass(graph, feeds, record))
 
     def _make_pass(self, graph: Any, feeds: Sequence[_Feed], record: list[str]) -> Any:
         ev = make_eval_step(graph, self.losses, active_nodes=self.active_nodes, record=record,
                             metrics=self.metrics)
-        gather = make_gather(self.mesh)
+        gathers = {f.key: f.store.gather_fn() for f in feeds}  # row-sharded stores gather locally
         keys = [f.key for f in feeds]
 
         def run(variables, stores, plans):
             note_trace()
 
             def body(_, xs):
-                m = ev(variables, {k: gather(stores[k], xs[k]) for k in keys})
+                m = ev(variables, {k: gathers[k](stores[k], xs[k]) for k in keys})
                 return None, {"loss": m["loss"], "losses": m["losses"], "records": m["records"],
                               "metric_stats": m["metric_stats"]}
 
@@ -1162,7 +1173,16 @@ class FitPhase(ExperimentPhase):
                              "(a model with fit(params, state, x, y))")
         return nodes
 
-    def execute(self, graph: Any, *, experiment: Any = None, **_: Any) -> FitResults:
+    def execute(self, graph: Any, *, experiment: Any = None) -> FitResults:
+        """Fit the Fittable nodes on the bound data (host or jitted), then compute losses.
+
+        Args:
+            graph: the ModelGraph.
+            experiment: the running Experiment, if any.
+
+        Returns:
+            The FitResults.
+        """
         if not graph.is_built:
             graph.build()
         owner = f"FitPhase {self.label!r}"

@@ -10,8 +10,13 @@ __all__ = ["EpochProgress"]
 
 
 class EpochProgress:
-    """An epoch bar showing the running ``train_loss`` and, when logged, ``val_loss``,
-    plus an optional batch bar for the sampler's batches of the current epoch.
+    """An epoch bar showing the running ``train_loss`` and every metric logged for the
+    epoch (``val_loss`` first, then ``val_accuracy``, ...), plus an optional batch bar
+    for the sampler's batches of the current epoch.
+
+    With ``persist=False`` (the default of ``persist_progress``) the bars are removed
+    when the phase ends; with ``persist=True`` each stays with its final line, the
+    last epoch's values included.
 
     The bars only read values already on the host (the epoch's losses come back in one
     transfer after its scan), and the batch bar advances when a scan chunk is dispatched,
@@ -73,10 +78,13 @@ class EpochProgress:
         self.postfix = {}
         if "train_loss" in metrics:
             self.postfix["train_loss"] = f"{metrics.last('train_loss'):.4g}"
-        if self.val_metric in metrics:
-            v = metrics.epoch_value(self.val_metric, epoch)
+        # the validation metric first, then whatever else was logged for this epoch
+        names = [self.val_metric] + [n for n in metrics.names
+                                     if n not in ("train_loss", self.val_metric)]
+        for name in names:
+            v = metrics.epoch_value(name, epoch) if name in metrics else None
             if v is not None:
-                self.postfix[self.val_metric] = f"{v:.4g}"
+                self.postfix[name] = f"{v:.4g}"
         self._bar.set_postfix(self.postfix, refresh=False)
         self._bar.update(1)
 
