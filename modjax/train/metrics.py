@@ -44,12 +44,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from modjax.errors import ShapeMismatchError, closest_names
 from modjax.io.registry import register
 from modjax.train.losses import LossRef, _fit_to
 
-__all__ = ["AppliedMetric", "METRIC_NAMES", "probabilities", "predicted_classes", "finalize_all"]
+__all__ = ["AppliedMetric", "METRIC_NAMES", "probabilities", "predicted_classes", "finalize_all",
+           "check_class_targets"]
 
 _CLASSIFICATION = ("accuracy", "top_k_accuracy", "precision", "recall", "f1")
 _REGRESSION = ("mae", "mse", "rmse", "r2")
@@ -306,3 +308,66 @@ def finalize_all(metrics: Sequence[AppliedMetric], stats: Mapping[str, Any]) -> 
                  lambda: jax.jit(lambda st: {m.label: m.finalize(st[m.label]) for m in ms}))
     out = jax.device_get(fn({m.label: stats[m.label] for m in ms}))
     return {m.label: float(out[m.label]) for m in ms}
+
+
+_CLASS_LOSSES = ("sparse_cross_entropy",)
+
+
+def check_class_targets(graph: Any, specs: Sequence[Any], feeds: Sequence[Any], *,
+                        owner: str) -> None:
+    """Before any step runs: integer class targets must index into the head's logits.
+
+    A shape check cannot see that a 3-wide head is trained on labels 0..9 (the
+    targets are ``(B, 1)`` either way) and ``softmax_cross_entropy_with_integer_labels``
+    silently gives such rows no gradient toward their class. The targets are on the
+    host already, so their range is checked once per phase.
+
+    Args:
+        graph: the built graph.
+        specs: AppliedLosses and AppliedMetrics of the phase (others are skipped).
+        feeds: the phase's resolved bindings (``node``, ``ref``, ``view`` attributes).
+        owner: the phase, for the message.
+
+    Raises:
+        ShapeMismatchError: naming the phase, loss, node, output shape and label range.
+    """
+    for spec in specs:
+        name = getattr(getattr(spec, "loss", None), "name", None) or getattr(spec, "name", None)
+        if name not in _CLASS_LOSSES and not (
+                isinstance(spec, AppliedMetric) and spec.is_classification):
+            continue
+        refs = [r.domain for r in spec.refs]
+        if refs[:2] != ["outputs", "targets"] or any(r.prefix for r in spec.refs[:2]):
+            continue
+        shape = tuple(graph.node_shapes(spec.node).output_shape or ())
+        if not shape:
+            continue
+        n_cls = max(int(shape[-1]), 2)
+        up = _upstream(graph, spec.node)
+        for f in feeds:
+            if f.node.label not in up or not getattr(f.ref, "targets", ()):
+                continue
+            y = np.asarray(f.view.get_targets(list(f.ref.targets), rep=f.ref.rep))
+            if y.size == 0 or y.dtype.kind not in "iuf" or (
+                    y.dtype.kind == "f" and not np.all(np.equal(np.mod(y, 1), 0))):
+                continue
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= n_cls:
+                kind = "AppliedLoss" if hasattr(spec, "loss") else "AppliedMetric"
+                raise ShapeMismatchError(
+                    f"{owner}: {kind} {spec.label!r} ({name}) on node {spec.node!r}: the node "
+                    f"outputs shape {shape}, {shape[-1]} class logits per sample, but targets "
+                    f"{list(f.ref.targets)} of FeatureSet {f.ref.featureset_label!r} hold class "
+                    f"labels {lo}..{hi} ({hi + 1} classes); give the node "
+                    f"output_shape=({hi + 1},)")
+
+
+def _upstream(graph: Any, label: str) -> set[str]:
+    seen, stack = set(), [label]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(u for u in graph.upstream_of(n) if u in graph.node_labels)
+    return seen

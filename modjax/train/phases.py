@@ -27,7 +27,7 @@ from modjax.errors import ConfigError, GraphStructureError, closest_names
 from modjax.io.registry import register, registered_name, serialize
 from modjax.train.callbacks import Callback
 from modjax.train.losses import AppliedLoss
-from modjax.train.metrics import AppliedMetric
+from modjax.train.metrics import AppliedMetric, check_class_targets
 from modjax.train.programs import counting_traces, note_trace, program, spec_of
 from modjax.train.results import BindingRecord, EpochRecord, EvalResults, FitResults, TrainResults
 from modjax.train.schedule import BatchSchedulingPolicy, schedule_plans
@@ -652,6 +652,7 @@ class TrainPhase(ExperimentPhase):
                  for b in self._bindings(graph)]
         if not feeds:
             raise ValueError(f"{owner}: no input bindings")
+        check_class_targets(graph, self.losses, feeds, owner=owner)
         optimizer = graph_optimizers(graph)
         streaming = not all(f.store.fits for f in feeds)
         fn = self._epoch_fn(graph, feeds, optimizer, chunked=False, skip_empty=streaming)
@@ -1083,6 +1084,7 @@ class EvalPhase(ExperimentPhase):
         n = sizes.pop()
         if n == 0:
             raise ValueError(f"{owner}: the bound split has no rows")
+        check_class_targets(graph, [*self.losses, *self.metrics], feeds, owner=owner)
         bs = self.batch_size or n
         plans = [IndexPlan.from_flat(np.arange(n), bs) for _ in feeds]
         results = EvalResults(self.label, graph=graph,
