@@ -22,3 +22,14 @@ from modjax.train import *
 from modjax.viz import *
 
 __version__ = "0.1.0"
+
+_BRIDGE_NAMES = ("TorchModelWrapper", "ScikitModelWrapper", "wrap_model")
+
+
+def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
+    # the bridge wrappers import torch / scikit-learn: only when asked for by name
+    if name in _BRIDGE_NAMES:
+        import modjax.bridge
+
+        return getattr(modjax.bridge, name)
+    raise AttributeError(f"module 'modjax' has no attribute {name!r}")

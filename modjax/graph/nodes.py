@@ -10,7 +10,8 @@ the node label.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import enum
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -19,11 +20,13 @@ import jax.numpy as jnp
 from modjax.context import ExperimentNode
 from modjax.errors import ConfigError, GraphStructureError, ShapeMismatchError
 from modjax.graph.models.protocol import as_model
+from modjax.graph.node_calls import ModelNodeCalls
 from modjax.graph.paths import validate_label
 from modjax.io.registry import deserialize, get_registered, register, serialize
 
 __all__ = [
     "NodeReference",
+    "MergeStrategy",
     "GraphNode",
     "ModelNode",
     "MergeNode",
@@ -36,6 +39,34 @@ __all__ = [
 ]
 
 MERGE_STRATEGIES = ("first", "last", "mean")
+
+
+class MergeStrategy(str, enum.Enum):
+    """How a merge node combines targets or tags (ModularML's ``MergeStrategy``).
+
+    Members equal their lower-case names, so ``"first"`` and ``MergeStrategy.FIRST``
+    are interchangeable. ``CONCAT`` means "along an axis": pass the int axis instead.
+
+    Example:
+        >>> MergeStrategy("mean") is MergeStrategy.MEAN, MergeStrategy.FIRST == "first"
+        (True, True)
+        >>> print(MergeStrategy.LAST)
+        MergeStrategy.LAST
+    """
+
+    CONCAT = "concat"
+    FIRST = "first"
+    LAST = "last"
+    MEAN = "mean"
+
+    def __str__(self) -> str:
+        return f"MergeStrategy.{self.name}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
+             "circular": "wrap", "edge": "edge", "wrap": "wrap"}
+
 PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
              "circular": "wrap", "edge": "edge", "wrap": "wrap"}
 
@@ -61,6 +92,17 @@ class NodeReference:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> NodeReference:
         return cls(config["node_label"], config.get("node_id"))
+
+    def resolve(self, ctx: Any = None) -> Any:
+        """The node this points at, from ``ctx`` (default: the active ExperimentContext),
+        by id first, then by label."""
+        from modjax.context import ExperimentContext
+
+        ctx = ctx or ExperimentContext.get_active()
+        if self.node_id is not None and ctx.has_node(node_id=self.node_id):
+            return ctx.get_node(node_id=self.node_id)
+        return ctx.get_node(label=self.node_label)
+
 
 
 def is_featureset_ref(obj: Any) -> bool:
@@ -128,6 +170,10 @@ class GraphNode(ExperimentNode):
         validate_label(new_label, what="node label")
         ExperimentNode.label.fset(self, new_label)
 
+    def reference(self) -> NodeReference:
+        """A :class:`NodeReference` to this node (label and id)."""
+        return NodeReference(self.label, self.node_id)
+
     def get_upstream_refs(self) -> list[Any]:
         """The upstream references, in input order (a copy)."""
         return list(self._upstream_refs)
@@ -153,8 +199,11 @@ class GraphNode(ExperimentNode):
 
 
 @register("ModelNode")
-class ModelNode(GraphNode):
+class ModelNode(ModelNodeCalls, GraphNode):
     """A node that runs one model on one input (seed 001 ``ModelNode``).
+
+    Besides its place in a graph, a node can be built, called, frozen, read, written,
+    saved and loaded on its own (see :class:`~modjax.graph.node_calls.ModelNodeCalls`).
 
     Args:
         label: unique node label (its key in ``variables["params"]``/``["state"]``).
@@ -254,9 +303,12 @@ def _as_strategy(value: Any, owner: str, what: str) -> Any:
         raise TypeError(f"node {owner!r}: {what} must be an int, a strategy or a node")
     if isinstance(value, int):
         return int(value)
+    if isinstance(value, MergeStrategy) and value is MergeStrategy.CONCAT:
+        raise ValueError(f"node {owner!r}: {what} MergeStrategy.CONCAT needs an axis; pass "
+                         "the int axis to concatenate along instead")
     if isinstance(value, str):
-        if value.lower() in MERGE_STRATEGIES:
-            return value.lower()
+        if str.lower(value) in MERGE_STRATEGIES:
+            return MergeStrategy(str.lower(value))
         raise ValueError(
             f"node {owner!r}: unknown {what} {value!r}; expected an int axis, one of "
             f"{list(MERGE_STRATEGIES)}, or a node instance / NodeReference to take it from")
@@ -269,6 +321,8 @@ def _as_strategy(value: Any, owner: str, what: str) -> Any:
 
 
 def _strategy_config(s: Any) -> Any:
+    if isinstance(s, MergeStrategy):
+        return s.value
     if isinstance(s, (int, str)):
         return s
     return _ref_config(s)
@@ -276,6 +330,29 @@ def _strategy_config(s: Any) -> Any:
 
 def _strategy_from_config(c: Any) -> Any:
     return _ref_from_config(c) if isinstance(c, dict) else c
+
+
+class UpstreamKey(str):
+    """A merge input's label (a plain ``str`` for lookups) that also resolves to the
+    upstream node or FeatureSet, as ModularML's reference keys do.
+
+    Example:
+        >>> k = UpstreamKey("EncoderA", NodeReference("EncoderA"))
+        >>> k == "EncoderA", k.ref.node_label
+        (True, 'EncoderA')
+    """
+
+    ref: Any
+
+    def __new__(cls, label: str, ref: Any) -> UpstreamKey:
+        obj = super().__new__(cls, label)
+        obj.ref = ref
+        return obj
+
+    def resolve(self) -> Any:
+        """The upstream node (or FeatureSet) this input comes from."""
+        return self.ref.resolve()
+
 
 
 def _batched_axis(axis: int) -> int:
@@ -303,6 +380,94 @@ class MergeNode(GraphNode):
         #: Per-input shapes and output shape, filled in by ``ModelGraph.build``.
         self.input_shapes: dict[str, tuple[int, ...]] = {}
         self.output_shape: tuple[int, ...] | None = None
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-sample input shapes by upstream label (keys also ``.resolve()``)."""
+        return self._input_shapes
+
+    @input_shapes.setter
+    def input_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        refs = {ref_label(r): r for r in getattr(self, "_upstream_refs", [])}
+        self._input_shapes = {UpstreamKey(str(k), refs[k]) if k in refs else k: v
+                              for k, v in shapes.items()}
+
+    @property
+    def is_built(self) -> bool:
+        """Whether the output shape is known (graph build or :meth:`build`)."""
+        return self.output_shape is not None
+
+    def _input_position(self, key: Any) -> int:
+        if isinstance(key, GraphNode):
+            key = key.reference()
+        if isinstance(key, str) and not isinstance(key, UpstreamKey):
+            key = NodeReference(key)
+        if isinstance(key, UpstreamKey):
+            key = key.ref
+        return self._strategy_index(key)
+
+    def _ordered(self, inputs: Mapping[Any, Any], what: str) -> list[Any]:
+        slots: list[Any] = [None] * len(self._upstream_refs)
+        for k, v in inputs.items():
+            slots[self._input_position(k)] = v
+        missing = [lab for lab, v in zip(self.upstream_labels, slots) if v is None]
+        if missing:
+            raise KeyError(f"merge node {self.label!r}: {what} has no entry for upstream "
+                           f"{missing}; it needs one per input {self.upstream_labels}")
+        return slots
+
+    def build(self, input_shapes: Mapping[Any, Any], *, includes_batch_dim: bool = False,
+              backend: Any = None) -> None:
+        """Infer the output shape from the inputs' shapes (what a graph build does).
+
+        Args:
+            input_shapes: shape per upstream (node, reference or label).
+            includes_batch_dim: the shapes start with a batch axis (dropped).
+            backend: ModularML's backend argument (accepted and ignored).
+
+        Raises:
+            ShapeMismatchError: the shapes cannot be merged (a ``ValueError``).
+        """
+        from modjax.train.backend_note import note_backend
+
+        note_backend(type(self).__name__, backend)
+        shapes = [tuple(int(d) for d in s) for s in self._ordered(input_shapes, "input_shapes")]
+        if includes_batch_dim:
+            shapes = [s[1:] for s in shapes]
+        try:
+            out = jax.eval_shape(self.merge, [jax.ShapeDtypeStruct((1, *s), jnp.float32)
+                                              for s in shapes])
+        except ShapeMismatchError:
+            raise
+        except (TypeError, ValueError) as e:
+            raise ShapeMismatchError(f"{type(self).__name__} {self.label!r} cannot merge "
+                                     f"{shapes}: {e}") from e
+        self._check_strategies()
+        self.input_shapes = dict(zip(self.upstream_labels, shapes))
+        self.output_shape = tuple(out.shape[1:])
+
+    def forward(self, inputs: Mapping[Any, Any]) -> Any:
+        """Merge one batch from each upstream.
+
+        Args:
+            inputs: ``{upstream node / reference / label: SampleData or array}``.
+
+        Returns:
+            SampleData with merged features, and targets/tags merged by the strategies
+            (an array when the inputs are arrays; torch tensors when they came as torch).
+        """
+        from modjax.graph.sample_data import SampleData, as_jax_array, like_caller
+
+        values = self._ordered(inputs, "inputs")
+        samples = [SampleData.of(v) for v in values]
+        feats = self.merge([as_jax_array(v.features) for v in samples])
+        first = samples[0].features  # torch in, torch out
+        if not any(isinstance(v, SampleData) for v in values):
+            return like_caller(feats, first)
+        targets = self.merge_targets([as_jax_array(v.targets) for v in samples])
+        tags = self.merge_tags([as_jax_array(v.tags) for v in samples])
+        return like_caller(SampleData(features=feats, targets=targets, tags=tags), first)
+
 
     # ------------------------------------------------------------ merging
     def merge(self, values: list[jax.Array]) -> jax.Array:  # pragma: no cover - abstract
@@ -426,7 +591,7 @@ class ConcatNode(MergeNode):
         """Targets concatenation axis (only when the strategy is an int)."""
         if not isinstance(self.target_strategy, int):
             raise TypeError(f"ConcatNode {self.label!r} merges targets with "
-                            f"{self.target_strategy!r}, not along an axis")
+                            f"{_strategy_config(self.target_strategy)!r}, not along an axis")
         return self.target_strategy
 
     @property
@@ -434,7 +599,7 @@ class ConcatNode(MergeNode):
         """Tags concatenation axis (only when the strategy is an int)."""
         if not isinstance(self.tags_strategy, int):
             raise TypeError(f"ConcatNode {self.label!r} merges tags with "
-                            f"{self.tags_strategy!r}, not along an axis")
+                            f"{_strategy_config(self.tags_strategy)!r}, not along an axis")
         return self.tags_strategy
 
     def _pad(self, values: list[jax.Array], axis: int) -> list[jax.Array]:
