@@ -10,15 +10,10 @@ import jax.numpy as jnp
 
 from modjax.errors import ShapeMismatchError
 from modjax.graph.flow.base import FlowModule, as_inputs
+from modjax.graph.merges import merge_concat, merge_mean, merge_sum
 from modjax.io.registry import register
 
 __all__ = ["Add", "Mean", "Cat", "Reshape", "StateAdd"]
-
-
-def _same_shapes(xs: tuple[Any, ...], who: str) -> None:
-    shapes = [tuple(x.shape) for x in xs]
-    if len(set(shapes)) > 1:
-        raise ShapeMismatchError(f"{who} merges inputs of one shape, got shapes {shapes}")
 
 
 @register("Add")
@@ -33,12 +28,7 @@ class Add(FlowModule):
 
     def apply(self, params: Any, state: Any, x: Any, *, key: Any = None,
               train: bool = False) -> tuple[jax.Array, Any]:
-        xs = as_inputs(x)
-        _same_shapes(xs, "Add")
-        out = xs[0]
-        for other in xs[1:]:
-            out = out + other
-        return out, state
+        return merge_sum(as_inputs(x), "Add"), state
 
 
 @register("Mean")
@@ -53,12 +43,7 @@ class Mean(FlowModule):
 
     def apply(self, params: Any, state: Any, x: Any, *, key: Any = None,
               train: bool = False) -> tuple[jax.Array, Any]:
-        xs = as_inputs(x)
-        _same_shapes(xs, "Mean")
-        out = xs[0]
-        for other in xs[1:]:
-            out = out + other
-        return out / len(xs), state
+        return merge_mean(as_inputs(x), "Mean"), state
 
 
 @register("Cat")
@@ -84,7 +69,9 @@ class Cat(FlowModule):
 
     def apply(self, params: Any, state: Any, x: Any, *, key: Any = None,
               train: bool = False) -> tuple[jax.Array, Any]:
-        return jnp.concatenate(as_inputs(x), axis=self.dim), state
+        # ``dim`` counts the batch axis (goDl's convention); the merges count per sample
+        return merge_concat(as_inputs(x), self.dim - 1 if self.dim > 0 else self.dim,
+                            f"Cat({self.dim})"), state
 
 
 @register("Reshape")
