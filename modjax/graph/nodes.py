@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from modjax.context import ExperimentNode
 from modjax.errors import ConfigError, GraphStructureError, ShapeMismatchError
+from modjax.graph.merges import batched_axis, merge_concat, merge_mean, merge_stack, merge_sum
 from modjax.graph.models.protocol import as_model
 from modjax.graph.node_calls import ModelNodeCalls
 from modjax.graph.paths import validate_label
@@ -67,9 +68,6 @@ class MergeStrategy(str, enum.Enum):
 PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
              "circular": "wrap", "edge": "edge", "wrap": "wrap"}
 
-PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
-             "circular": "wrap", "edge": "edge", "wrap": "wrap"}
-
 
 @dataclasses.dataclass(frozen=True)
 class NodeReference:
@@ -102,7 +100,6 @@ class NodeReference:
         if self.node_id is not None and ctx.has_node(node_id=self.node_id):
             return ctx.get_node(node_id=self.node_id)
         return ctx.get_node(label=self.node_label)
-
 
 
 def is_featureset_ref(obj: Any) -> bool:
@@ -354,10 +351,7 @@ class UpstreamKey(str):
         return self.ref.resolve()
 
 
-
-def _batched_axis(axis: int) -> int:
-    """Per-sample axis (no batch) -> axis of the batched array."""
-    return axis + 1 if axis >= 0 else axis
+_batched_axis = batched_axis
 
 
 class MergeNode(GraphNode):
@@ -468,7 +462,6 @@ class MergeNode(GraphNode):
         tags = self.merge_tags([as_jax_array(v.tags) for v in samples])
         return like_caller(SampleData(features=feats, targets=targets, tags=tags), first)
 
-
     # ------------------------------------------------------------ merging
     def merge(self, values: list[jax.Array]) -> jax.Array:  # pragma: no cover - abstract
         raise TypeError(f"{type(self).__name__} must implement merge")
@@ -541,14 +534,6 @@ class MergeNode(GraphNode):
                    **cls._config_kwargs(config))
 
 
-def _check_same_shapes(node: MergeNode, values: list[jax.Array]) -> None:
-    shapes = [tuple(v.shape[1:]) for v in values]
-    if len(set(shapes)) > 1:
-        detail = ", ".join(f"{lab} {s}" for lab, s in zip(node.upstream_labels, shapes))
-        raise ShapeMismatchError(
-            f"{type(node).__name__} {node.label!r} needs equal input shapes, got {detail}")
-
-
 @register("ConcatNode")
 class ConcatNode(MergeNode):
     """Concatenate upstream outputs along a per-sample axis (seed 001 ``ConcatNode``).
@@ -615,22 +600,10 @@ class ConcatNode(MergeNode):
         return out
 
     def _concat(self, values: list[jax.Array], axis: int) -> jax.Array:
-        ranks = {v.ndim for v in values}
-        if len(ranks) > 1:
-            detail = ", ".join(f"{lab} {tuple(v.shape[1:])}"
-                               for lab, v in zip(self.upstream_labels, values))
-            raise ShapeMismatchError(f"ConcatNode {self.label!r} needs inputs of equal rank, "
-                                     f"got {detail}")
-        if self.pad_inputs:
+        who, names = f"ConcatNode {self.label!r}", self.upstream_labels
+        if self.pad_inputs and len({v.ndim for v in values}) == 1:
             values = self._pad(values, axis)
-        try:
-            return jnp.concatenate(values, axis=_batched_axis(axis))
-        except (TypeError, ValueError) as e:
-            detail = ", ".join(f"{lab} {tuple(v.shape[1:])}"
-                               for lab, v in zip(self.upstream_labels, values))
-            raise ShapeMismatchError(
-                f"ConcatNode {self.label!r} cannot concatenate {detail} along axis {axis} "
-                "(other axes must match; set pad_inputs=True to pad them)") from e
+        return merge_concat(values, axis, who, names, hint="; set pad_inputs=True to pad them")
 
     def merge(self, values: list[jax.Array]) -> jax.Array:
         return self._concat(list(values), self.concat_axis)
@@ -656,11 +629,7 @@ class AddNode(MergeNode):
     """
 
     def merge(self, values: list[jax.Array]) -> jax.Array:
-        _check_same_shapes(self, values)
-        out = values[0]
-        for v in values[1:]:
-            out = out + v
-        return out
+        return merge_sum(values, f"AddNode {self.label!r}", self.upstream_labels)
 
 
 @register("MeanNode")
@@ -675,8 +644,7 @@ class MeanNode(MergeNode):
     """
 
     def merge(self, values: list[jax.Array]) -> jax.Array:
-        _check_same_shapes(self, values)
-        return jnp.mean(jnp.stack(values), axis=0)
+        return merge_mean(values, f"MeanNode {self.label!r}", self.upstream_labels)
 
 
 @register("StackNode")
@@ -701,8 +669,7 @@ class StackNode(MergeNode):
                          tags_strategy=tags_strategy, node_id=node_id, register=register)
 
     def merge(self, values: list[jax.Array]) -> jax.Array:
-        _check_same_shapes(self, values)
-        return jnp.stack(values, axis=_batched_axis(self.axis))
+        return merge_stack(values, self.axis, f"StackNode {self.label!r}", self.upstream_labels)
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
