@@ -43,6 +43,7 @@ from modjax.data.view import FeatureSetView, as_index_array
 from modjax.errors import closest_names
 from modjax.io.persistable import FeatureSetPersistence
 from modjax.io.registry import register
+from modjax.notebook import FeatureSetNotebookRepr
 
 __all__ = ["FeatureSet"]
 
@@ -98,7 +99,7 @@ def _fix_list_columns(table: pa.Table, label: str) -> pa.Table:
 
 
 @register("FeatureSet")
-class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, ExperimentNode,
+class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, FeatureSetNotebookRepr, ExperimentNode,
                  FeatureSetPersistence):
     """Samples with features, targets and tags in one Arrow table.
 

@@ -34,6 +34,7 @@ from modjax.graph.shapes import NodeShapes, infer_shapes, label_seed, model_cach
 from modjax.graph.topology import Topology, analyse
 from modjax.io.persistable import GraphPersistence
 from modjax.io.registry import CONFIG_FORMAT_VERSION, get_registered, register, serialize
+from modjax.notebook import GraphNotebookRepr
 
 __all__ = ["ModelGraph"]
 
@@ -159,7 +160,7 @@ def _jit_forward(definition: GraphDef, labels: tuple[str, ...], variables: Any, 
 
 
 @register("ModelGraph")
-class ModelGraph(GraphPersistence):
+class ModelGraph(GraphPersistence, GraphNotebookRepr):
     """A directed acyclic graph of :class:`~modjax.graph.nodes.GraphNode` s.
 
     Args:

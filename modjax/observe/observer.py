@@ -34,6 +34,7 @@ import numpy as np
 
 from modjax.errors import LabelPathError, closest_names
 from modjax.io.registry import register
+from modjax.notebook import ObserverNotebookRepr
 from modjax.observe.logs import format_duration
 from modjax.observe.profiling import Profile, ProfileHook
 from modjax.observe.trends import Trend, TrendGroup
@@ -196,7 +197,7 @@ class _Series:
 
 
 @register("Observer")
-class Observer:
+class Observer(ObserverNotebookRepr):
     """Observation state of one graph (or one training loop): buffers, history, hooks.
 
     Args:

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from modjax.io.registry import deserialize, register, serialize
+from modjax.logger import get_logger
 from modjax.train.losses import AppliedLoss
+
+_log = get_logger("train")
 
 __all__ = ["Callback", "ExperimentCallback", "EarlyStopping", "Evaluation", "EvaluationMetric",
            "EvalLossMetric", "EvalMetric", "MetricCallback"]
@@ -142,6 +145,10 @@ class EarlyStopping(Callback):
                 self.stopped_epoch = epoch
                 results.stopped_early = True
                 phase.request_stop()
+                _log.info("%s: stopped phase %r after epoch %d: %s did not improve by more than "
+                          "%g for %d epoch(s) (best %.6g at epoch %d)", self.label, phase.label,
+                          epoch, self.monitor, self.min_delta, self._wait, self.best_value,
+                          self.best_epoch)
 
     def on_phase_end(self, *, phase: Any, results: Any, **kw: Any) -> None:
         if self.restore_best and self.best_epoch is not None:
@@ -154,6 +161,9 @@ class EarlyStopping(Callback):
                     if snap is not None:
                         break
             phase.restore_snapshot(snap if snap is not None else self._snapshot)
+            _log.info("%s: restored the variables of epoch %d (%s %.6g) in phase %r from %s",
+                      self.label, self.best_epoch, self.monitor, self.best_value, phase.label,
+                      "its Checkpointing" if snap is not None else "a snapshot in memory")
             if hasattr(results, "best_epoch"):
                 results.best_epoch = self.best_epoch
         results.callbacks.append({"callback": self.label, "best_epoch": self.best_epoch,

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
+from modjax.notebook import ResultsNotebookRepr
+
 __all__ = ["MetricStore", "PhaseResults", "TrainResults", "EvalResults", "FitResults",
            "PhaseGroupResults", "EpochRecord", "BindingRecord"]
 
@@ -105,7 +107,7 @@ class EpochRecord:
         return self.ended_at - self.started_at
 
 
-class PhaseResults:
+class PhaseResults(ResultsNotebookRepr):
     """Shared accessors of train/eval/fit results."""
 
     kind = "phase"
@@ -362,7 +364,7 @@ class FitResults(PhaseResults):
     kind = "fit"
 
 
-class PhaseGroupResults:
+class PhaseGroupResults(ResultsNotebookRepr):
     """Results in the same hierarchy as the PhaseGroup that produced them."""
 
     def __init__(self, label: str) -> None:

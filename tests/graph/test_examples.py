@@ -72,7 +72,7 @@ def test_build_forward_freeze_and_serialisation(tour_output):
     assert 'n2 -->|"(1, 12)"| n3' in build and "Rebuilt: True" in build
     props = tour_output["graph properties"]
     assert "Head nodes: ['EncoderA', 'EncoderB']" in props and "Tail nodes: ['Head']" in props
-    assert "total params: 145  trainable: 145  frozen: 0" in props
+    assert "total params: 145  trainable: 145  frozen: 0  bytes: 580" in props
     assert tour_output["forward"] == [
         "Number of input entries: 2", "Outputs per node:", "EncoderA: features=(500, 1, 8)",
         "EncoderB: features=(500, 1, 4)", "Merge: features=(500, 1, 12)",
