@@ -21,6 +21,7 @@ from modjax import (
     ModelGraph,
     ModelNode,
     Optimizer,
+    SampleData,
     SequentialMLP,
 )
 
@@ -76,13 +77,18 @@ def main() -> dict:
     print("Head nodes:", [n.label for n in branch.head_nodes.values()])
     print("Tail nodes:", [n.label for n in branch.tail_nodes.values()])
 
-    # -- forward: modjax keys inputs by head label (or FeatureSet label); ModularML's
-    # (node_id, featureset_ref) keys need the lead's forward-key support
-    x = fs_ref.resolve().get_features(fmt="numpy")
-    outputs = branch.forward({"SensorData": x})
-    for label, out in outputs.items():
-        print(f"  {label}: features={tuple(out.shape)}")
-    partial = branch.forward({"SensorData": x}, active_nodes=[merge])
+    # -- forward: ModularML's {(head node id, reference): SampleData} form returns
+    # {node_id: SampleData}; modjax's own form keys arrays by head or FeatureSet label
+    fsv = fs_ref.resolve()
+    sample_data = SampleData(features=fsv.get_features(fmt="numpy"),
+                             targets=fsv.get_targets(fmt="numpy"))
+    inputs = {(n_id, ref): sample_data for n_id, node in branch.head_nodes.items()
+              for ref in node.get_upstream_refs()}
+    print(f"Number of input entries: {len(inputs)}")
+    for n_id, out in branch.forward(inputs).items():
+        print(f"  {branch.nodes[n_id].label}: features={tuple(out.features.shape)}")
+    outputs = branch.forward({"SensorData": sample_data.features})
+    partial = branch.forward({"SensorData": sample_data.features}, active_nodes=[merge])
     print("Executed nodes:", list(partial))
 
     # -- mutation

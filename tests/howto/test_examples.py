@@ -69,6 +69,62 @@ def test_01_featureset_prints_modularml_numbers(capsys):
     assert out["ref"].columns[0] == "features.voltage.transformed"
 
 
+def test_02_modelnode_prints_modularml_shapes(capsys):
+    out, text = run("02_modelnode.py", capsys)
+    expected = [
+        "Eager MLP built: True\n  input_shape:  (1, 10)\n  output_shape: (1, 1)",
+        "Lazy MLP built: False\n  input_shape:  None\n  output_shape: (1, 1)",
+        "CNN built: True\n  input_shape:  (1, 10)\n  output_shape: (1, 1)",
+        "MyMLP  is_built: False", "By name: adam", "Has optimizer: True",
+        "is_built: True  input_shape: (1, 10)  output_shape: (1, 1)",
+        "Input features: (500, 1, 10)", "Output features: (500, 1, 1)",
+        # ModularML drops the key axis of a one-key target here ((500, 1)); modjax
+        # stacks keys on axis 1 in every domain
+        "Targets passed through: (500, 1, 1)",
+        "Before forward: is_built=False",
+        "After forward:  is_built=True  input_shape: (1, 10)  output_shape: (1, 1)",
+        "Regressor upstream: Encoder", "Chained calls equal graph forward: True",
+        "Frozen: False", "After freeze:   True", "After unfreeze: False",
+        "Graph frozen nodes: ['Encoder']",
+        "Model weight keys: ['layer_0.bias', 'layer_0.kernel', 'layer_1.bias'] ...",
+        "Models equal: True",
+    ]
+    for line in expected:
+        assert line in text, line
+    assert out["output"].features.shape == (500, 1, 1)
+
+
+def test_04_mergenode_prints_modularml_shapes(capsys):
+    out, text = run("04_mergenode.py", capsys)
+    expected = [
+        " - Data from EncoderA: (1, 10)\n - Data from EncoderB: (1, 5)\n"
+        " - Merged output shape: (2, 10)",
+        " - Data from EncoderA: (1, 8)\n - Data from EncoderB: (1, 8)\n"
+        " - Merged output shape: (2, 8)",
+        " - Merged output shape: (1, 16)",
+        " - Data from EncoderB: (1, 16)\n - Merged output shape: (1, 24)",
+        "Feature axis: 0  Target strategy: -1  Tags strategy: -1",
+        "target_strategy: MergeStrategy.FIRST\ntarget_strategy: MergeStrategy.MEAN\n"
+        "target_strategy: EncoderA",
+        "concat (default) targets shape: (200, 1, 2)",
+        "'first' strategy targets shape: (200, 1, 1)",
+        "Targets match (first == ref): True", "Targets match (first == mean): True",
+        " - Data from WideEncoder: (2, 8)\n - Data from TallEncoder: (3, 6)\n"
+        " - Merged output shape: (5, 8)",
+        "ValueError: ConcatNode 'NoPadMerge' cannot concatenate WideEncoder (2, 8), "
+        "TallEncoder (3, 6) along axis 0",
+        "  EncoderA: (1, 10) -> (1, 8)\n  EncoderB: (1, 10) -> (1, 4)\n"
+        "  Merge: None -> (1, 12)\n  Regressor: (1, 12) -> (1, 1)",
+        "Merge features: (200, 1, 12)  Merge targets: (200, 1, 1)",
+        "Regressor output: (200, 1, 1)", "Same as graph forward: True",
+        "Padded merge output: (200, 5, 8)",
+        "Padded region values (should be all zeros): [0.]",
+    ]
+    for line in expected:
+        assert line in text, line
+    assert out["padded"].features.shape == (200, 5, 8)
+
+
 def test_03_modelgraph_prints_modularml_shapes(capsys):
     out, text = run("03_modelgraph.py", capsys)
     for line in ["  Merge: ((1, 8), (1, 4)) -> (1, 12)", "  Head: ((1, 12),) -> (1, 1)",
