@@ -151,7 +151,7 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, FeatureSetNotebookRepr
     def from_dict(cls, label: str, data: Mapping[str, Any], feature_keys: str | Sequence[str],
                   target_keys: str | Sequence[str] | None,
                   tag_keys: str | Sequence[str] | None = None, *,
-                  register: bool = True) -> FeatureSet:
+                  register: bool = True, uuid_seed: int | None = None) -> FeatureSet:
         """Build a FeatureSet from ``{column: per-sample values}``.
 
         Args:
@@ -162,6 +162,9 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, FeatureSetNotebookRepr
             target_keys: key(s) used as targets (None or [] for none).
             tag_keys: key(s) used as tags (ids, conditions, strings allowed).
             register: register in the active ExperimentContext.
+            uuid_seed: make the generated ``sample_uuids`` deterministic (the same seed
+                and row count give the same uuids); None draws them from the OS.
+                Ignored when ``data`` has a ``"sample_uuids"`` entry.
 
         Returns:
             The FeatureSet (every column stored ``raw``).
@@ -206,6 +209,9 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, FeatureSetNotebookRepr
                 names.append(name)
         if SAMPLE_UUIDS in data:
             arrays.append(pa.array([str(u) for u in data[SAMPLE_UUIDS]], type=pa.string()))
+            names.append(SAMPLE_UUIDS)
+        elif uuid_seed is not None:
+            arrays.append(new_uuid_array(len(arrays[0]), seed=uuid_seed))
             names.append(SAMPLE_UUIDS)
         return cls(label, pa.Table.from_arrays(arrays, names=names), register=register)
 

@@ -1098,7 +1098,7 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
                          sorted(self._frozen_set() | self._model_frozen()))
 
     def get_optimizer_parameters(self) -> dict[str, Any]:
-        """What the global optimizer trains (seed 000).
+        """What the global optimizer trains (as in ModularML).
 
         Returns:
             ``{"backend", "contributing_nodes": set of node ids with trainable params,

@@ -197,7 +197,7 @@ class GraphNode(ExperimentNode):
 
 @register("ModelNode")
 class ModelNode(ModelNodeCalls, GraphNode):
-    """A node that runs one model on one input (seed 001 ``ModelNode``).
+    """A node that runs one model on one input (ModularML's ``ModelNode``).
 
     Besides its place in a graph, a node can be built, called, frozen, read, written,
     saved and loaded on its own (see :class:`~modjax.graph.node_calls.ModelNodeCalls`).
@@ -536,7 +536,7 @@ class MergeNode(GraphNode):
 
 @register("ConcatNode")
 class ConcatNode(MergeNode):
-    """Concatenate upstream outputs along a per-sample axis (seed 001 ``ConcatNode``).
+    """Concatenate upstream outputs along a per-sample axis (ModularML's ``ConcatNode``).
 
     Args:
         label: unique node label.

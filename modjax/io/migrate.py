@@ -1,4 +1,4 @@
-"""Rewrite a checkpoint under new label paths (seed 002 "Migrating checkpoints").
+"""Rewrite a checkpoint under new label paths (flodl's "Migrating checkpoints").
 
 ``migrate_checkpoint(src, dst, rename={"scan": "reader"})`` moves the subtree at each
 old label path to the new one, in ``params`` and ``state`` alike, and writes ``dst`` in

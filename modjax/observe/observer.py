@@ -14,7 +14,7 @@ Scan-driven training never touches the host per batch: the per-batch metrics com
 out of ``lax.scan`` as arrays and are pushed in one call per epoch with
 :meth:`Observer.record_batches`, then flushed.
 
-Tree (seed 002): a parent observer can :meth:`~Observer.attach_child` the observers
+Tree (as in flodl): a parent observer can :meth:`~Observer.attach_child` the observers
 of labelled child graphs. ``flush()`` and ``latest_metrics()`` then recurse and name
 child metrics with dotted paths (``encoder.loss``); ``flush_local()`` and
 ``latest_metrics_local()`` stay on this observer. A dotted tag whose first segment is

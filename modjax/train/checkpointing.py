@@ -1,4 +1,4 @@
-"""Checkpointing: when and where a TrainPhase or Experiment saves its state (seed 001).
+"""Checkpointing: when and where a TrainPhase or Experiment saves its state (as in ModularML).
 
 The parent calls :meth:`Checkpointing.maybe_save` at each lifecycle hook. In ``memory``
 mode the parent's ``get_state()`` pytree is kept (device arrays are immutable, so this

@@ -158,7 +158,7 @@ class CVResults:
 
 @register("CrossValidation")
 class CrossValidation:
-    """Run a TrainPhase or PhaseGroup once per fold (seed 001 ``CrossValidation``).
+    """Run a TrainPhase or PhaseGroup once per fold (ModularML's ``CrossValidation``).
 
     Args:
         label: label of the generated fold groups (``"<label>_fold<i>"``).

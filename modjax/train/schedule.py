@@ -1,4 +1,4 @@
-"""Batch scheduling across samplers, computed on index plans (seed 001).
+"""Batch scheduling across samplers, computed on index plans (as in ModularML).
 
 With samplers ``S1 = [b1, b2, b3]`` and ``S2 = [c1, c2]``:
 

@@ -1,4 +1,4 @@
-"""SequentialMLP: the reference multi-layer perceptron of seed 000."""
+"""SequentialMLP: ModularML's reference multi-layer perceptron."""
 
 from __future__ import annotations
 
