@@ -68,6 +68,9 @@ def run_processes(script: str, *args: str, n: int = 2, local_devices: int = 2,
         for f in outs + errs:
             f.close()
     texts = [(logs / f"out{i}").read_text() for i in range(n)]
+    for i, t in enumerate(texts):
+        assert t.strip(), f"process {i} of {script} printed nothing:\n" + \
+            (logs / f"err{i}").read_text()[-4000:]
     return [json.loads(t.strip().splitlines()[-1]) for t in texts]
 
 
@@ -77,5 +80,5 @@ def run_single(script: str, *args: str, devices: int = 1, timeout: float = 150.0
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     r = subprocess.run([sys.executable, str(HERE / script), "-1", "0", str(devices), *args],
                        capture_output=True, text=True, env=env, timeout=timeout)
-    assert r.returncode == 0, r.stderr[-4000:]
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr[-4000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
