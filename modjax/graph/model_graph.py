@@ -27,6 +27,7 @@ from modjax.errors import (
     closest_names,
 )
 from modjax.graph.definition import GraphDef, definition_hash
+from modjax.graph.freezing import FreezeStore
 from modjax.graph.nodes import GraphNode, MergeNode, ModelNode, NodeReference, ref_label
 from modjax.graph.paths import flatten_paths, get_at, join_path, path_mask, split_path
 from modjax.graph.sample_forward import is_sample_form, sample_forward
@@ -206,7 +207,9 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
         self._var_meta: dict[str, tuple[Any, ...]] = {}
         self._key: Any = None
         self._opt_state: Any = None
-        self._sub_frozen: set[tuple[str, ...]] = set()
+        # nodes frozen before they joined the graph stay frozen
+        self._freeze = FreezeStore({(n.label,): True for n in self._model_nodes()
+                                    if n.is_frozen})
         self._forward_cache: dict[Any, Any] = {}
         self._definition_at: Any = None
         if register:
@@ -268,7 +271,8 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
         topo = analyse(nodes, refs, graph_label=self.label)
         self._commit(nodes, refs, topo)
         alive = {n.label for n in nodes if isinstance(n, ModelNode)}
-        self._sub_frozen = {p for p in self._sub_frozen if p[0] in alive}
+        self._freeze.rekey(lambda q: q if q[0] in alive else None)
+        self._mirror_frozen()
         self._built = False
 
     def _sync_labels(self) -> None:
@@ -286,7 +290,7 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
         if self._variables is not None:
             self._variables = {c: {renamed.get(k, k): v for k, v in coll.items()}
                                for c, coll in self._variables.items()}
-        self._sub_frozen = {(renamed.get(p[0], p[0]), *p[1:]) for p in self._sub_frozen}
+        self._freeze.rekey(lambda q: (renamed.get(q[0], q[0]), *q[1:]))
         shapes = self._shapes  # keyed by node id: a rename does not change them
         self._commit(list(self._nodes.values()), refs, topo)
         self._shapes = shapes
@@ -927,6 +931,13 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
         for path, want in exp_flat.items():
             got = got_flat[path]
             shape, dtype = tuple(jnp.shape(got)), jnp.result_type(got)
+            if shape == tuple(want.shape) and dtype != want.dtype:
+                coll, _, rest = path.partition(".")
+                raise ShapeMismatchError(
+                    f"dtype change: variables {coll} at {rest!r} are {dtype}, graph "
+                    f"{self.label!r} stores {want.dtype} there (the shape {shape} matches); "
+                    f"cast them (e.g. jax.tree.map(lambda a: a.astype('{want.dtype}'), v)) or "
+                    "give the layer param_dtype=... to store another dtype")
             if shape != tuple(want.shape) or dtype != want.dtype:
                 coll, _, rest = path.partition(".")
                 raise ShapeMismatchError(
@@ -989,12 +1000,21 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
         return out
 
     def _set_frozen(self, paths: set[tuple[str, ...]]) -> None:
+        """Make exactly ``paths`` frozen (as a config restores it)."""
+        self._freeze.clear()
+        for p in paths:
+            self._freeze.mark(tuple(p), True)
+        self._mirror_frozen()
+
+    def _mirror_frozen(self) -> None:
+        """Nodes report ``is_frozen`` when the store freezes them as a whole."""
         for n in self._model_nodes():
-            n._frozen = (n.label,) in paths
-        self._sub_frozen = {p for p in paths if len(p) > 1}
+            p = (n.label,)
+            n._frozen = self._freeze.status(p) and all(self._freeze.marks_below(p).values())
 
     def _frozen_set(self) -> set[tuple[str, ...]]:
-        return {(n.label,) for n in self._model_nodes() if n.is_frozen} | set(self._sub_frozen)
+        params = self._variables["params"] if self._built and self._variables else None
+        return set(self._freeze.frozen_paths(params))
 
     def _model_frozen(self) -> set[tuple[str, ...]]:
         """Paths a node's model froze itself (a flow Graph's ``freeze("encoder")``),
@@ -1029,12 +1049,9 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
             self (nothing is rebuilt; the optimizer masks frozen paths)
         """
         self._sync_labels()
-        targets = self._freeze_targets(nodes)
-        paths = self._frozen_set()
-        for t in targets:
-            if not any(_is_prefix(p, t) for p in paths):
-                paths = {p for p in paths if not _is_prefix(t, p)} | {t}
-        self._set_frozen(paths)
+        for t in self._freeze_targets(nodes):
+            self._freeze.mark(t, True)
+        self._mirror_frozen()
         return self
 
     def unfreeze(self, nodes: Iterable[Any] | None = None) -> ModelGraph:
@@ -1046,39 +1063,23 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
         """
         self._sync_labels()
         if nodes is None:
-            self._set_frozen(set())
+            self._freeze.clear()
             self._thaw_models(None)
+            self._mirror_frozen()
             return self
         targets = self._freeze_targets(nodes)
-        paths = self._frozen_set()
-        for t in targets:
-            kept = set()
-            for p in paths:
-                if _is_prefix(t, p):
-                    continue  # p lies inside the thawed subtree
-                if _is_prefix(p, t) and p != t:
-                    if not self._built:
-                        raise RuntimeError(
-                            f"unfreezing {join_path(t)!r} inside frozen {join_path(p)!r} needs "
-                            "a built graph (to know the sibling paths)")
-                    kept |= self._siblings_outside(p, t)
-                    continue
-                kept.add(p)
-            paths = kept
+        if not self._built:
+            for t in targets:
+                outer = [q for q, v in self._freeze.ops.items() if v and _is_prefix(q, t) and q != t]
+                if outer:
+                    raise RuntimeError(
+                        f"unfreezing {join_path(t)!r} inside frozen {join_path(outer[0])!r} "
+                        "needs a built graph (to know the sibling paths)")
         self._thaw_models(targets)  # after every check: a refused unfreeze changes nothing
-        self._set_frozen(paths)
+        for t in targets:
+            self._freeze.mark(t, False)
+        self._mirror_frozen()
         return self
-
-    def _siblings_outside(self, outer: tuple[str, ...], inner: tuple[str, ...]) -> set:
-        out = set()
-        tree = get_at(self._variables["params"], outer)  # type: ignore[index]
-        prefix = outer
-        for part in inner[len(outer):]:
-            if not isinstance(tree, Mapping):
-                break
-            out |= {(*prefix, k) for k in tree if k != part}
-            prefix, tree = (*prefix, part), tree[part]
-        return out
 
     @property
     def frozen_paths(self) -> set[str]:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from modjax.errors import ShapeMismatchError
 from modjax.graph.models.activations import get_activation
 from modjax.graph.models.base import BaseModel, Shape, ShapePreservingModel
+from modjax.graph.models.dtypes import cast_tree, compute_cast, dtype_args, float_dtype
 from modjax.io.registry import register
 
 __all__ = ["Linear", "Conv1D", "Dropout", "Identity", "dropout"]
@@ -39,6 +40,8 @@ class Linear(BaseModel):
             shape (a tail node's target shape).
         use_bias: add a bias.
         input_shape: optional declared per-sample input shape.
+        dtype: compute dtype (e.g. ``"bfloat16"``); None: the promoted input dtype.
+        param_dtype: dtype the parameters are stored in (default float32).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -50,8 +53,11 @@ class Linear(BaseModel):
     """
 
     def __init__(self, features: int | None = None, use_bias: bool = True, *,
-                 input_shape: Any = None) -> None:
-        super().__init__(input_shape=input_shape, features=features, use_bias=bool(use_bias))
+                 input_shape: Any = None, dtype: Any = None, param_dtype: Any = None) -> None:
+        self.dtype = float_dtype(dtype, what="Linear dtype")
+        self.param_dtype = float_dtype(param_dtype, what="Linear param_dtype")
+        super().__init__(input_shape=input_shape, features=features, use_bias=bool(use_bias),
+                         **dtype_args(self.dtype, self.param_dtype))
         self.features = None if features is None else int(features)
         self.use_bias = bool(use_bias)
 
@@ -103,10 +109,11 @@ class Linear(BaseModel):
         params = torch_linear_from_uniform(u, self._dims(input_shape))[0]
         if not self.use_bias:
             del params["bias"]
-        return params, {}
+        return cast_tree(params, self.param_dtype), {}
 
     def apply(self, params: dict, state: dict, x: jax.Array, *, key: Any = None,
               train: bool = False) -> tuple[jax.Array, dict]:
+        x, params = compute_cast(x, params, self.dtype)
         y = x @ params["kernel"]
         if "bias" in params:
             y = y + params["bias"]
@@ -142,14 +149,18 @@ class Conv1D(BaseModel):
 
     def __init__(self, features: int | None = None, kernel_size: int = 3, strides: int = 1,
                  padding: str | int = "SAME", use_bias: bool = True,
-                 activation: str | None = None, *, input_shape: Any = None) -> None:
+                 activation: str | None = None, *, input_shape: Any = None, dtype: Any = None,
+                 param_dtype: Any = None) -> None:
+        self.dtype = float_dtype(dtype, what="Conv1D dtype")
+        self.param_dtype = float_dtype(param_dtype, what="Conv1D param_dtype")
         if isinstance(padding, str) and padding.upper() not in ("SAME", "VALID"):
             raise ValueError(f"Conv1D padding must be 'SAME', 'VALID' or an int, got {padding!r}")
         get_activation(activation)
         super().__init__(input_shape=input_shape, features=features,
                          kernel_size=int(kernel_size), strides=int(strides),
                          padding=padding.upper() if isinstance(padding, str) else int(padding),
-                         use_bias=bool(use_bias), activation=activation)
+                         use_bias=bool(use_bias), activation=activation,
+                         **dtype_args(self.dtype, self.param_dtype))
         self.features = None if features is None else int(features)
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)
@@ -191,10 +202,12 @@ class Conv1D(BaseModel):
                                  jnp.float32)}
         if self.use_bias:
             params["bias"] = jnp.zeros((feats,), jnp.float32)
-        return params, {}
+        return cast_tree(params, self.param_dtype), {}
 
     def apply(self, params: dict, state: dict, x: jax.Array, *, key: Any = None,
               train: bool = False) -> tuple[jax.Array, dict]:
+        x, params = compute_cast(x, params, self.dtype)
+        x = x.astype(jnp.result_type(x, params["kernel"]))  # conv needs one dtype
         y = jax.lax.conv_general_dilated(
             x, params["kernel"], (self.strides,), self._pad(),
             dimension_numbers=("NCH", "OIH", "NCH"))

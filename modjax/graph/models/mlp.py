@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from modjax.graph.models.activations import get_activation
 from modjax.graph.models.base import BaseModel, Shape
+from modjax.graph.models.dtypes import cast_tree, compute_cast, dtype_args, float_dtype
 from modjax.graph.models.layers import dropout
 from modjax.io.registry import register
 
@@ -83,6 +84,8 @@ class SequentialMLP(BaseModel):
         activation: activation name (``"relu"``, ``"gelu"``, ``"tanh"``, ...).
         dropout: dropout rate after each hidden activation (uses the apply ``key``).
         input_shape: optional declared per-sample input shape.
+        dtype: compute dtype (e.g. ``"bfloat16"``); None: the promoted input dtype.
+        param_dtype: dtype the parameters are stored in (default float32).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -95,7 +98,9 @@ class SequentialMLP(BaseModel):
 
     def __init__(self, output_shape: Any = None, n_layers: int = 2, hidden_dim: int = 32,
                  activation: str = "relu", dropout: float = 0.0, *,
-                 input_shape: Any = None) -> None:
+                 input_shape: Any = None, dtype: Any = None, param_dtype: Any = None) -> None:
+        self.dtype = float_dtype(dtype, what="SequentialMLP dtype")
+        self.param_dtype = float_dtype(param_dtype, what="SequentialMLP param_dtype")
         if int(n_layers) < 1:
             raise ValueError(f"SequentialMLP needs n_layers >= 1, got {n_layers}")
         if not 0.0 <= float(dropout) < 1.0:
@@ -103,7 +108,8 @@ class SequentialMLP(BaseModel):
         get_activation(activation)
         super().__init__(input_shape=input_shape, output_shape=output_shape,
                          n_layers=int(n_layers), hidden_dim=int(hidden_dim),
-                         activation=activation, dropout=float(dropout))
+                         activation=activation, dropout=float(dropout),
+                         **dtype_args(self.dtype, self.param_dtype))
         self.n_layers = int(n_layers)
         self.hidden_dim = int(hidden_dim)
         self.activation = activation
@@ -117,18 +123,19 @@ class SequentialMLP(BaseModel):
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
         """``{"layer_i": {"kernel", "bias"}}``, initialised like ``torch.nn.Linear``."""
         layers = torch_linear_init(key, self._widths(tuple(input_shape)))
-        return {f"layer_{i}": p for i, p in enumerate(layers)}, {}
+        return cast_tree({f"layer_{i}": p for i, p in enumerate(layers)}, self.param_dtype), {}
 
     def init_draws(self, input_shape: Shape) -> int:
         return linear_draws(self._widths(tuple(input_shape)))
 
     def init_from_draws(self, u: jax.Array, input_shape: Shape) -> tuple[dict, dict]:
         layers = torch_linear_from_uniform(u, self._widths(tuple(input_shape)))
-        return {f"layer_{i}": p for i, p in enumerate(layers)}, {}
+        return cast_tree({f"layer_{i}": p for i, p in enumerate(layers)}, self.param_dtype), {}
 
     def apply(self, params: dict, state: dict, x: jax.Array, *, key: Any = None,
               train: bool = False) -> tuple[jax.Array, dict]:
         act = get_activation(self.activation)
+        x, params = compute_cast(x, params, self.dtype)
         n = len(params)
         h = x.reshape(x.shape[0], -1)
         use_dropout = train and self.dropout > 0.0

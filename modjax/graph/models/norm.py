@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from modjax.errors import ShapeMismatchError
 from modjax.graph.models.base import Shape, ShapePreservingModel
+from modjax.graph.models.dtypes import compute_cast, dtype_args, float_dtype
 from modjax.io.registry import register
 
 __all__ = ["LayerNorm", "BatchNorm"]
@@ -33,6 +34,10 @@ def _per_sample_axes(axes: tuple[int, ...], input_shape: Shape, who: str) -> tup
 class _Norm(ShapePreservingModel):
     """What LayerNorm and BatchNorm share: per-sample axes, optional affine params."""
 
+    def _set_dtypes(self, who: str, dtype: Any, param_dtype: Any) -> None:
+        self.dtype = float_dtype(dtype, what=f"{who} dtype")
+        self.param_dtype = float_dtype(param_dtype, what=f"{who} param_dtype")
+
     def _set_common(self, axes: tuple[int, ...], epsilon: float, use_scale: bool,
                     use_bias: bool) -> None:
         self.axes = axes
@@ -50,9 +55,9 @@ class _Norm(ShapePreservingModel):
         fshape = tuple(input_shape[a] for a in axes)
         params = {}
         if self.use_scale:
-            params["scale"] = jnp.ones(fshape, jnp.float32)
+            params["scale"] = jnp.ones(fshape, self.param_dtype or jnp.float32)
         if self.use_bias:
-            params["bias"] = jnp.zeros(fshape, jnp.float32)
+            params["bias"] = jnp.zeros(fshape, self.param_dtype or jnp.float32)
         return params, fshape
 
     @staticmethod
@@ -85,12 +90,13 @@ class LayerNorm(_Norm):
 
     def __init__(self, axis: int | tuple[int, ...] = -1, epsilon: float = 1e-5,
                  use_scale: bool = True, use_bias: bool = True, *,
-                 input_shape: Any = None) -> None:
+                 input_shape: Any = None, dtype: Any = None, param_dtype: Any = None) -> None:
         axes = _axes(axis)
+        self._set_dtypes("LayerNorm", dtype, param_dtype)
         super().__init__(input_shape=input_shape,
                          axis=list(axes) if len(axes) > 1 else axes[0],
                          epsilon=float(epsilon), use_scale=bool(use_scale),
-                         use_bias=bool(use_bias))
+                         use_bias=bool(use_bias), **dtype_args(self.dtype, self.param_dtype))
         self._set_common(axes, epsilon, use_scale, use_bias)
 
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
@@ -98,6 +104,7 @@ class LayerNorm(_Norm):
 
     def apply(self, params: dict, state: dict, x: jax.Array, *, key: Any = None,
               train: bool = False) -> tuple[jax.Array, dict]:
+        x, params = compute_cast(x, params, self.dtype)
         sample_shape = x.shape[1:]
         axes = _per_sample_axes(self.axes, sample_shape, "LayerNorm")
         red = tuple(a + 1 for a in axes)
@@ -137,24 +144,28 @@ class BatchNorm(_Norm):
 
     def __init__(self, axis: int | tuple[int, ...] = -1, momentum: float = 0.99,
                  epsilon: float = 1e-5, use_scale: bool = True, use_bias: bool = True, *,
-                 input_shape: Any = None) -> None:
+                 input_shape: Any = None, dtype: Any = None, param_dtype: Any = None) -> None:
         if not 0.0 <= float(momentum) <= 1.0:
             raise ValueError(f"BatchNorm momentum must be in [0, 1], got {momentum}")
         axes = _axes(axis)
+        self._set_dtypes("BatchNorm", dtype, param_dtype)
         super().__init__(input_shape=input_shape,
                          axis=list(axes) if len(axes) > 1 else axes[0],
                          momentum=float(momentum), epsilon=float(epsilon),
-                         use_scale=bool(use_scale), use_bias=bool(use_bias))
+                         use_scale=bool(use_scale), use_bias=bool(use_bias),
+                         **dtype_args(self.dtype, self.param_dtype))
         self._set_common(axes, epsilon, use_scale, use_bias)
         self.momentum = float(momentum)
 
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
         params, fshape = self._affine(input_shape)
-        state = {"mean": jnp.zeros(fshape, jnp.float32), "var": jnp.ones(fshape, jnp.float32)}
+        sd = self.param_dtype or jnp.float32
+        state = {"mean": jnp.zeros(fshape, sd), "var": jnp.ones(fshape, sd)}
         return params, state
 
     def apply(self, params: dict, state: dict, x: jax.Array, *, key: Any = None,
               train: bool = False) -> tuple[jax.Array, dict]:
+        x, params = compute_cast(x, params, self.dtype)
         sample_shape = x.shape[1:]
         axes = _per_sample_axes(self.axes, sample_shape, "BatchNorm")
         red = (0,) + tuple(a + 1 for a in range(len(sample_shape)) if a not in axes)
@@ -165,8 +176,9 @@ class BatchNorm(_Norm):
             mean = x.mean(axis=red)
             var = jnp.square(x - mean.reshape(bshape)).mean(axis=red)
             m = self.momentum
-            new_state = {"mean": m * state["mean"] + (1.0 - m) * mean,
-                         "var": m * state["var"] + (1.0 - m) * var}
+            # running statistics keep their stored dtype whatever the compute dtype
+            new_state = {"mean": (m * state["mean"] + (1.0 - m) * mean).astype(state["mean"].dtype),
+                         "var": (m * state["var"] + (1.0 - m) * var).astype(state["var"].dtype)}
         else:
             mean, var, new_state = state["mean"], state["var"], state
         y = (x - mean.reshape(bshape)) * jax.lax.rsqrt(var.reshape(bshape) + self.epsilon)
