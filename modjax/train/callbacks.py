@@ -8,6 +8,9 @@ Callbacks run in ascending ``execution_order`` (a metric producer before the
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -18,7 +21,52 @@ from modjax.train.losses import AppliedLoss
 _log = get_logger("train")
 
 __all__ = ["Callback", "ExperimentCallback", "EarlyStopping", "Evaluation", "EvaluationMetric",
-           "EvalLossMetric", "EvalMetric", "MetricCallback"]
+           "EvalLossMetric", "EvalMetric", "MetricCallback", "ExecutionContext"]
+
+_HOOKS = ("on_phase_start", "on_epoch_start", "on_epoch_end", "on_batch_start", "on_batch_end",
+          "on_phase_end")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionContext:
+    """Where a hook fires, for callbacks written against ModularML's ``exec_ctx``.
+
+    Attributes:
+        phase_label: label of the running phase.
+        epoch_idx: current epoch (None at phase edges).
+        batch_idx: current batch (None outside batch hooks).
+    """
+
+    phase_label: str | None = None
+    epoch_idx: int | None = None
+    batch_idx: int | None = None
+
+
+def _adapt_hook(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Call ``fn`` with the keywords it declares, building ``exec_ctx`` if it asks for it.
+
+    Hooks written for modjax take ``**kw`` and get everything; hooks written for
+    ModularML (``on_epoch_end(self, *, experiment, phase, exec_ctx, results=None)``) get
+    an :class:`ExecutionContext` and none of the keywords they do not declare.
+    """
+    params = inspect.signature(fn).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if takes_all and "exec_ctx" not in params:
+        return fn
+    names = set(params)
+
+    @functools.wraps(fn)
+    def hook(self: Any, **kw: Any) -> Any:
+        if "exec_ctx" in names:
+            phase = kw.get("phase")
+            kw["exec_ctx"] = ExecutionContext(getattr(phase, "label", None), kw.get("epoch"),
+                                              kw.get("batch"))
+        if not takes_all:
+            kw = {k: v for k, v in kw.items() if k in names}
+        return fn(self, **kw)
+
+    hook._modjax_adapted = True  # type: ignore[attr-defined]
+    return hook
 
 
 class Callback:
@@ -28,8 +76,24 @@ class Callback:
     ``on_epoch_start(experiment, phase, epoch, results)``,
     ``on_epoch_end(experiment, phase, epoch, results)``,
     ``on_batch_start/on_batch_end(experiment, phase, epoch, batch, results)``,
-    ``on_phase_end(experiment, phase, results)``.
+    ``on_phase_end(experiment, phase, results)``. A hook that declares ``exec_ctx``
+    (ModularML's spelling) gets an :class:`ExecutionContext` with ``epoch_idx`` /
+    ``batch_idx``; a hook without ``**kw`` gets only the keywords it names.
+
+    Example:
+        >>> class Log(Callback):
+        ...     def on_epoch_end(self, *, experiment, phase, exec_ctx, results=None):
+        ...         print("epoch", exec_ctx.epoch_idx)
+        >>> Log().on_epoch_end(experiment=None, phase=None, epoch=2, results=None)
+        epoch 2
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _HOOKS:
+            fn = cls.__dict__.get(name)
+            if callable(fn) and not getattr(fn, "_modjax_adapted", False):
+                setattr(cls, name, _adapt_hook(fn))
 
     def __init__(self, *, label: str | None = None, execution_order: int = 0) -> None:
         self.label = label or type(self).__name__
@@ -253,16 +317,29 @@ class EvalMetric(EvaluationMetric):
 class Evaluation(Callback):
     """Run an EvalPhase every ``every_n`` epochs with the training variables; log metrics.
 
+    Each evaluation's EvalResults is kept in ``history`` and as an artifact of the
+    training results (``results.artifacts().where(name=<label>)``), and its aggregated
+    losses are reported in ``results.callbacks()``.
+
     Args:
         eval_phase: the EvalPhase to run (its losses gain the metrics' losses).
         metrics: EvaluationMetric objects (e.g. ``EvalLossMetric``) logged into the
             training phase's MetricStore.
         every_n: evaluate every n-th epoch (and always after the last one).
+        every_n_epochs: ModularML's name for ``every_n`` (give one of the two).
         label, execution_order: see :class:`Callback` (default 0: before EarlyStopping).
     """
 
     def __init__(self, *, eval_phase: Any, metrics: list[EvaluationMetric] | None = None,
-                 every_n: int = 1, label: str | None = None, execution_order: int = 0) -> None:
+                 every_n: int = 1, every_n_epochs: int | None = None, label: str | None = None,
+                 execution_order: int = 0) -> None:
+        if every_n_epochs is not None:
+            if every_n != 1 and every_n != every_n_epochs:
+                raise ValueError(f"Evaluation: every_n={every_n} and every_n_epochs="
+                                 f"{every_n_epochs} disagree; give one of them")
+            every_n = every_n_epochs
+        if int(every_n) < 1:
+            raise ValueError(f"Evaluation: every_n_epochs must be >= 1, got {every_n}")
         super().__init__(label=label or f"Evaluation[{eval_phase.label}]",
                          execution_order=execution_order)
         self.eval_phase = eval_phase
@@ -276,6 +353,28 @@ class Evaluation(Callback):
             if am is not None and all(x.label != am.label for x in eval_phase.metrics):
                 eval_phase.metrics.append(am)
         self.history: list[Any] = []
+
+    @classmethod
+    def from_split(cls, *, label: str, split: str, losses: list[AppliedLoss] | None = None,
+                   active_nodes: Any = None, batch_size: int | None = None,
+                   every_n_epochs: int = 1, metrics: list[EvaluationMetric] | None = None,
+                   execution_order: int = 0) -> Evaluation:
+        """An Evaluation of ``split`` (an ``EvalPhase.from_split`` named ``label``).
+
+        Example:
+            >>> ev = Evaluation.from_split(label="val", split="val", every_n_epochs=2)
+            >>> ev.label, ev.every_n, ev.eval_phase.label
+            ('val', 2, 'val')
+        """
+        from modjax.train.phases import EvalPhase
+
+        kw: dict[str, Any] = {"losses": list(losses or [])}
+        if active_nodes is not None:
+            kw["active_nodes"] = active_nodes
+        if batch_size is not None:
+            kw["batch_size"] = batch_size
+        return cls(eval_phase=EvalPhase.from_split(label, split=split, **kw), metrics=metrics,
+                   every_n_epochs=every_n_epochs, label=label, execution_order=execution_order)
 
     def on_phase_start(self, **kw: Any) -> None:
         self.history = []
@@ -291,6 +390,12 @@ class Evaluation(Callback):
             value = m.extract(ev)
             if value is not None:
                 results.metrics.log(m.name, value, epoch=epoch)
+        losses = {}
+        for node in sorted(set(ev.loss_nodes.values())):
+            losses.update(ev.aggregated_losses(node))
+        results.callbacks.append({"callback": self.label, "kind": "Evaluation", "epoch": epoch,
+                                  "edge": "epoch_end", "losses": losses})
+        results.log_artifact(self.label, ev, epoch=epoch, source=self.label)
 
     def get_config(self) -> dict[str, Any]:
         return {"eval_phase": serialize(self.eval_phase), "every_n": self.every_n,

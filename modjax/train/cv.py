@@ -20,6 +20,7 @@ from modjax.data.splitters import random_split
 from modjax.io.registry import deserialize, register, serialize
 from modjax.train.experiment import Experiment, PhaseGroup
 from modjax.train.phases import ExperimentPhase
+from modjax.train.query import AxisSeries
 from modjax.train.results import PhaseGroupResults, TrainResults
 
 __all__ = ["CVBinding", "CrossValidation", "CVResults"]
@@ -127,6 +128,47 @@ class CVResults:
     def n_folds(self) -> int:
         return len(self.folds)
 
+    @property
+    def fold_labels(self) -> list[str]:
+        """Fold group labels in run order (``"<cv label>_fold<i>"``)."""
+        return [f.label for f in self.folds]
+
+    def get_fold(self, fold: int | str) -> PhaseGroupResults:
+        """One fold's results, by index or by label."""
+        if isinstance(fold, int) and not isinstance(fold, bool):
+            if not -self.n_folds <= fold < self.n_folds:
+                raise IndexError(f"CV {self.label!r} has {self.n_folds} folds, no fold {fold}")
+            return self.folds[fold]
+        for f in self.folds:
+            if f.label == fold:
+                return f
+        raise KeyError(f"no fold {fold!r} in CV {self.label!r}; folds: {self.fold_labels}")
+
+    def collect(self, extractor: Any) -> AxisSeries:
+        """Apply ``extractor(fold_results)`` to every fold; key the answers by fold.
+
+        An extractor returning an AxisSeries gets ``fold`` prepended to its axes; any
+        other value is keyed ``(fold,)``.
+        """
+        parts = [(f.label, extractor(f)) for f in self.folds]
+        if parts and all(isinstance(v, AxisSeries) for _, v in parts):
+            return AxisSeries.merge([v.prepend("fold", lab) for lab, v in parts])
+        return AxisSeries(("fold",), {(lab,): v for lab, v in parts})
+
+    def losses(self, node: Any = None, *, phase: str | None = None) -> AxisSeries:
+        """Per-batch training losses of every fold, keyed ``(fold, epoch, batch, label)``.
+
+        Args:
+            node: only losses on this node (None: all).
+            phase: the TrainPhase label (needed when a fold holds several).
+        """
+        return self.collect(lambda f: f.get_train_result(phase).losses(node))
+
+    def epoch_losses(self, node: Any = None, *, phase: str | None = None,
+                     reducer: str = "mean") -> AxisSeries:
+        """Training losses reduced over batches, keyed ``(fold, epoch, label)``."""
+        return self.losses(node, phase=phase).collapse("batch", reducer)
+
     def fold_metrics(self) -> list[dict[str, float]]:
         """Per fold: ``{"<phase>.<metric>": value}`` (last epoch; eval losses too)."""
         out = []
@@ -203,6 +245,11 @@ class CrossValidation:
         return cls(label=config["label"], bindings=[deserialize(b, **kw) for b in config["bindings"]],
                    n_folds=config["n_folds"], seed=config["seed"],
                    phase=None if phase is None else deserialize(phase, **kw), experiment=experiment)
+
+    @property
+    def phase_template(self) -> PhaseGroup:
+        """The group each fold runs (the experiment's plan when no phase was given)."""
+        return self._template()
 
     def _template(self) -> PhaseGroup:
         if self.phase is None:

@@ -416,6 +416,12 @@ class Experiment(ExperimentPersistence):
         check_options("Experiment.preview_group", kwargs)
         return self._preview(lambda: self._execute_group(group, **kwargs), group)
 
+    def preview_run(self, **kwargs: Any) -> PhaseGroupResults:
+        """:meth:`run` the whole execution plan, then restore everything as
+        :meth:`preview_phase` does (nothing is added to :attr:`history`)."""
+        check_options("Experiment.preview_run", kwargs)
+        return self._preview(lambda: self._execute_group(self._plan, **kwargs), self._plan)
+
     # ----------------------------------------------------------------- state
     def _all_optimizers(self) -> dict[str, Any]:
         g = self._graph()

@@ -449,3 +449,11 @@ class AppliedLoss:
 
     def __repr__(self) -> str:
         return f"AppliedLoss({self.label!r}, on={self.node!r}, inputs={self.inputs!r})"
+
+    @property
+    def node_id(self) -> str:
+        """Id of the node (ModularML's spelling), looked up by label in the active context."""
+        from modjax.context import ExperimentContext
+
+        return ExperimentContext.get_active().get_node(label=self.node).node_id
+

@@ -100,6 +100,13 @@ class InputBinding:
         self.sampler = sampler
         self.stream = stream
 
+    @property
+    def node_id(self) -> str:
+        """Id of the node (ModularML's spelling), looked up by label in the active context."""
+        from modjax.context import ExperimentContext
+
+        return ExperimentContext.get_active().get_node(label=self.node).node_id
+
     @classmethod
     def for_training(cls, *, node: Any, sampler: Any, upstream: Any = None,
                      split: str | None = None, stream: str = DEFAULT_ROLE) -> InputBinding:

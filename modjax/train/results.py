@@ -16,9 +16,10 @@ import jax
 import numpy as np
 
 from modjax.notebook import ResultsNotebookRepr
+from modjax.train.query import ArtifactResult, AxisSeries
 
 __all__ = ["MetricStore", "PhaseResults", "TrainResults", "EvalResults", "FitResults",
-           "PhaseGroupResults", "EpochRecord", "BindingRecord"]
+           "PhaseGroupResults", "EpochRecord", "BindingRecord", "CallbackLog"]
 
 _REDUCERS = {"mean": np.mean, "sum": np.sum, "last": lambda a: a[-1], "first": lambda a: a[0],
              "min": np.min, "max": np.max}
@@ -77,6 +78,112 @@ class MetricStore:
     def to_dict(self) -> dict[str, list[float]]:
         return {n: self.series(n) for n in self.names}
 
+    def __call__(self) -> AxisSeries:
+        """Every entry as a query series keyed ``(name, epoch, batch)`` (epoch-level
+        entries have ``batch=None``; a coordinate logged twice keeps its last value).
+
+        Example:
+            >>> m = MetricStore(); m.log("val_loss", 0.5, epoch=0); m.log("val_loss", 0.2, epoch=1)
+            >>> m().where(name="val_loss", epoch=1).one()
+            0.2
+        """
+        return AxisSeries(("name", "epoch", "batch"),
+                          {(n, e, b): v for n in self.names for e, b, v in self._data[n]})
+
+
+def short_loss_label(label: str, node: str | None) -> str:
+    """ModularML's name for a loss: ``"mse"`` for modjax's default ``"<node>.mse"``.
+
+    Example:
+        >>> short_loss_label("Head.mse", "Head"), short_loss_label("custom", "Head")
+        ('mse', 'custom')
+    """
+    if node and label.startswith(f"{node}."):
+        return label[len(node) + 1:]
+    return label
+
+
+class LossAliases:
+    """Resolve ModularML's short loss names (``"mse"``) to modjax labels (``"Head.mse"``)
+    when exactly one loss has that short name."""
+
+    def __init__(self, loss_nodes: Mapping[str, str]) -> None:
+        self._full = set(loss_nodes)
+        self._short: dict[str, list[str]] = {}
+        for lbl, node in loss_nodes.items():
+            self._short.setdefault(short_loss_label(lbl, node), []).append(lbl)
+
+    def resolve(self, name: Any) -> Any:
+        if not isinstance(name, str) or name in self._full or name not in self._short:
+            return name
+        full = self._short[name]
+        if len(full) > 1:
+            raise KeyError(f"loss name {name!r} is ambiguous: it is {sorted(full)}; use the full "
+                           "label")
+        return full[0]
+
+
+class LossDict(dict):
+    """``{loss label: value}`` that also answers to the short name (``d["mse"]``).
+
+    Example:
+        >>> d = LossDict({"Head.mse": 0.5}, LossAliases({"Head.mse": "Head"}))
+        >>> d["mse"], d["Head.mse"]
+        (0.5, 0.5)
+    """
+
+    def __init__(self, values: Mapping[str, Any], aliases: LossAliases) -> None:
+        super().__init__(values)
+        self._aliases = aliases
+
+    def __missing__(self, key: Any) -> Any:
+        full = self._aliases.resolve(key)
+        if full == key or full not in self:
+            raise KeyError(f"no loss {key!r}; losses: {sorted(self)}")
+        return self[full]
+
+
+class LossSeries(AxisSeries):
+    """Loss query series whose ``where(label=...)`` also takes short names (``"mse"``)."""
+
+    def __init__(self, axes: Any, data: Mapping[tuple, Any], aliases: LossAliases) -> None:
+        super().__init__(axes, data)
+        self._aliases = aliases
+
+    def where(self, **coords: Any) -> AxisSeries:
+        if "label" in coords:
+            want = coords["label"]
+            if isinstance(want, (list, tuple, set, frozenset)):
+                coords["label"] = [self._aliases.resolve(w) for w in want]
+            else:
+                coords["label"] = self._aliases.resolve(want)
+        out = super().where(**coords)
+        return LossSeries(out.axes, dict(out.items()), self._aliases)
+
+
+class CallbackLog(list):
+    """What callbacks reported (JSON-friendly dicts); calling it gives the query series.
+
+    Each entry is a dict with at least ``"callback"`` (its label) and optionally
+    ``"kind"``, ``"epoch"``, ``"batch"`` and ``"edge"`` (the hook that wrote it).
+
+    Example:
+        >>> log = CallbackLog([{"callback": "EarlyStopping", "best_epoch": 3}])
+        >>> log().where(label="EarlyStopping").one()["best_epoch"]
+        3
+    """
+
+    def __call__(self) -> AxisSeries:
+        """Entries keyed ``(kind, label, epoch, batch, edge)``."""
+        data = {}
+        for i, d in enumerate(self):
+            d = d if isinstance(d, Mapping) else {"callback": str(d)}
+            label = d.get("callback", f"callback_{i}")
+            key = (d.get("kind", label), label, d.get("epoch"), d.get("batch"),
+                   d.get("edge", "phase_end"))
+            data[key] = d
+        return AxisSeries(("kind", "label", "epoch", "batch", "edge"), data)
+
 
 @dataclass
 class BindingRecord:
@@ -119,8 +226,62 @@ class PhaseResults(ResultsNotebookRepr):
         self.loss_nodes = dict(loss_nodes or {})   # loss label -> node label
         self.epochs: dict[int, EpochRecord] = {}
         self.metrics = MetricStore()
-        self.callbacks: list[Any] = []
+        self.callbacks = CallbackLog()
         self.stopped_early = False
+        self._artifacts: list[ArtifactResult] = []
+
+    @property
+    def callbacks(self) -> CallbackLog:
+        """Callback reports (a list; ``results.callbacks()`` queries it)."""
+        return self._callbacks
+
+    @callbacks.setter
+    def callbacks(self, entries: Any) -> None:
+        self._callbacks = CallbackLog(entries)
+
+    # ----------------------------------------------------------------- queries
+    def losses(self, node: Any = None) -> AxisSeries:
+        """Per-batch loss values keyed ``(epoch, batch, label)``.
+
+        Args:
+            node: only losses applied to this node (label or node); None: all.
+
+        Returns:
+            An :class:`~modjax.train.query.AxisSeries`; batches that held no real
+            samples (padding, inactive samplers) are left out. E.g.
+            ``results.losses("Head").collapse("batch", "mean")`` gives epoch means;
+            ``where(label="mse")`` takes ModularML's short loss name when unambiguous.
+        """
+        label = None if node is None else self._node_label(node)
+        if label is not None and label not in set(self.loss_nodes.values()):
+            raise KeyError(f"phase {self.label!r} has no loss on node {label!r}; losses are on "
+                           f"{sorted(set(self.loss_nodes.values()))}")
+        data = {}
+        for e in self.epoch_indices:
+            rec = self.epochs[e]
+            counts = self._batch_counts(rec)
+            real = counts > 0 if rec.bindings and (counts > 0).any() else np.ones_like(counts, bool)
+            for lbl, vals in rec.losses.items():
+                if label is not None and self.loss_nodes.get(lbl) != label:
+                    continue
+                for b, v in enumerate(np.asarray(vals, dtype=np.float64).reshape(-1)):
+                    if b < len(real) and real[b]:
+                        data[(e, b, lbl)] = float(v)
+        return LossSeries(("epoch", "batch", "label"), data, LossAliases(self.loss_nodes))
+
+    def log_artifact(self, name: str, value: Any, *, epoch: int | None = None,
+                     batch: int | None = None, source: str | None = None) -> ArtifactResult:
+        """Keep a named value (see :meth:`artifacts`); returns the record."""
+        art = ArtifactResult(name, value, epoch, batch, source)
+        self._artifacts.append(art)
+        return art
+
+    def artifacts(self) -> AxisSeries:
+        """Artifacts keyed ``(name, epoch, batch)`` (values are
+        :class:`~modjax.train.query.ArtifactResult`; an Evaluation callback stores its
+        EvalResults per epoch under its label)."""
+        return AxisSeries(("name", "epoch", "batch"),
+                          {(a.name, a.epoch, a.batch): a for a in self._artifacts})
 
     # ----------------------------------------------------------------- recording
     def add_epoch(self, rec: EpochRecord, *, keep_records: bool = True) -> None:
@@ -194,7 +355,7 @@ class PhaseResults(ResultsNotebookRepr):
                 out[lbl] = float(np.sum(vals * counts) / counts.sum())
             else:
                 out[lbl] = _reduce(vals[counts > 0] if (counts > 0).any() else vals, reducer)
-        return out
+        return LossDict(out, LossAliases(self.loss_nodes))
 
     def _batch_counts(self, rec: EpochRecord) -> np.ndarray:
         """Real (unmasked) samples per batch (max over bindings and roles)."""
