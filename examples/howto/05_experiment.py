@@ -91,6 +91,17 @@ def main() -> dict:
     print(f"State was restored: {before == len(exp.history)}")
     for i, run in enumerate(exp.history):
         print(f"  Run {i}: label={run.label!r}, status={run.status}")
+    preview = exp.preview_run()
+    print(f"Preview of the plan: {sorted(preview.flatten())}, history still {len(exp.history)}")
+
+    # -- querying results: per-batch losses keyed (epoch, batch, label)
+    train_res = results.get_train_result("train")
+    losses = train_res.losses(node)
+    print(f"Loss axes: {losses.axes}, shape: {losses.shape}")
+    per_epoch = losses.where(label="mse").collapse("batch", "mean").collapse("label", "first")
+    print(f"Epochs with a mean loss: {sorted(per_epoch.to_dict())}")
+    eval_mse = results.get_eval_result("eval").aggregated_losses(node)["mse"]
+    print(f"Eval loss is finite: {bool(np.isfinite(eval_mse))}")
 
     # -- groups
     cycle = PhaseGroup(label="train_eval_cycle")

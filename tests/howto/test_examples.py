@@ -149,6 +149,10 @@ def test_05_experiment_runs_the_plan(capsys):
                  "  Run 2: label='my_experiment', status=completed",
                  "Flattened: ['inner_train', 'outer_eval']",
                  "Available checkpoints: ['after_training']",
-                 "Loaded experiment: my_experiment"]:
+                 "Loaded experiment: my_experiment",
+                 "Preview of the plan: ['eval', 'train'], history still 3",
+                 "Loss axes: ('epoch', 'batch', 'label'), shape: {'epoch': 3, 'batch': 13, "
+                 "'label': 1}",
+                 "Epochs with a mean loss: [0, 1, 2]", "Eval loss is finite: True"]:
         assert line in text, line
     assert sorted(out["results"].flatten()) == ["eval", "train"]
