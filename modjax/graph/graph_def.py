@@ -50,7 +50,7 @@ def _snapshot(graph: Any) -> Any:
     snap._nodes = dict(graph._nodes)
     snap._shapes = dict(graph._shapes)
     snap._labels_at_commit = dict(graph._labels_at_commit)
-    snap._sub_frozen = set(graph._sub_frozen)
+    snap._freeze = graph._freeze.copy()
     snap._forward_cache = {}
     snap._definition = None
     snap._is_snapshot = True

@@ -1,4 +1,4 @@
-"""Graph-tree queries for flow graphs (seed 002): label paths across labelled subgraphs.
+"""Graph-tree queries for flow graphs (as in flodl): label paths across labelled subgraphs.
 
 A labelled :class:`~modjax.graph.flow.Graph` used as a step of another flow becomes a
 *child*: its variables nest under its label, its observer joins the parent's, and label
@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from modjax.errors import GraphStructureError, LabelPathError, closest_names
+from modjax.graph.freezing import FreezeStore
 from modjax.graph.paths import flatten_paths, get_at, join_path, split_path
 
 __all__ = ["GraphTree", "SUBGRAPH", "TAG"]
@@ -44,7 +45,7 @@ class GraphTree:
     # ---------------------------------------------------------------- children
     def _init_tree(self) -> None:
         self._children: dict[str, Any] = {}
-        self._frozen_ops: dict[tuple[str, ...], bool] = {}
+        self._freeze_store = FreezeStore()
         for e in self._entries:
             child = e.child
             if child is None:
@@ -58,8 +59,8 @@ class GraphTree:
             # the child becomes a view onto this graph's variables at its entry
             child._parent_ref = weakref.ref(self)
             child._path_in_parent = e.id
-            for p, v in child._frozen_ops.items():  # a child frozen on its own stays frozen
-                self._frozen_ops[(e.id, *p)] = v
+            for p, v in child._freeze_store.ops.items():  # frozen on its own stays frozen
+                self._freeze_store.mark((e.id, *p), v)
 
     def tree_children(self) -> dict[str, Any]:
         """``{label: child graph}`` of the direct labelled children.
@@ -270,17 +271,10 @@ class GraphTree:
 
     # ---------------------------------------------------------------- freezing
     def _status(self, p: tuple[str, ...]) -> bool:
-        best, value = -1, False
-        for q, v in self._frozen_ops.items():
-            if p[:len(q)] == q and len(q) > best:
-                best, value = len(q), v
-        return value
+        return self._freeze_store.status(p)
 
     def _set_frozen(self, p: tuple[str, ...], value: bool) -> None:
-        ops = {q: v for q, v in self._frozen_ops.items() if q[:len(p)] != p}
-        self._frozen_ops = ops
-        if self._status(p) != value:
-            ops[p] = value
+        self._freeze_store.mark(p, value)
 
     def freeze(self, paths: str | Iterable[str]) -> None:
         """Freeze every parameter under the given label path(s).
@@ -350,8 +344,7 @@ class GraphTree:
         p = self._param_path(path)
         flags = self._frozen_leaves(p)
         if not flags:
-            return self._status(p) and not any(
-                not v for q, v in self._frozen_ops.items() if len(q) > len(p) and q[:len(p)] == p)
+            return self._status(p) and all(self._freeze_store.marks_below(p).values())
         return all(flags)
 
     @property
@@ -360,29 +353,9 @@ class GraphTree:
 
         This is what the optimizer turns into an optax mask.
         """
-        ops = self._frozen_ops
-        if not ops:
-            return ()
         v = self.variables
-        if v is None:
-            return tuple(sorted(join_path(q) for q, val in ops.items() if val))
-        out: list[str] = []
-
-        def walk(tree: Any, p: tuple[str, ...]) -> None:
-            status = self._status(p)
-            below = any(len(q) > len(p) and q[:len(p)] == p for q in ops)
-            if p and not below:
-                if status:
-                    out.append(join_path(p))
-                return
-            if isinstance(tree, dict):
-                for k in tree:
-                    walk(tree[k], (*p, k))
-            elif status:
-                out.append(join_path(p))
-
-        walk(v["params"], ())
-        return tuple(out)
+        found = self._freeze_store.frozen_paths(None if v is None else v["params"])
+        return tuple(join_path(q) for q in found)
 
     def frozen_mask(self) -> Any:
         """Boolean pytree like ``params``: True where a leaf is frozen (for optax masks).
