@@ -42,7 +42,7 @@ __all__ = [
 MERGE_STRATEGIES = ("first", "last", "mean")
 
 
-class MergeStrategy(str, enum.Enum):
+class MergeStrategy(enum.StrEnum):
     """How a merge node combines targets or tags (ModularML's ``MergeStrategy``).
 
     Members equal their lower-case names, so ``"first"`` and ``MergeStrategy.FIRST``
