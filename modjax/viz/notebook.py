@@ -28,7 +28,7 @@ def model_graph_dot(graph: Any) -> str:
         >>> from modjax import FeatureSet, ModelGraph, ModelNode, SequentialMLP
         >>> import numpy as np
         >>> fs = FeatureSet.from_dict("dd", {"x": np.ones((4, 3)), "y": np.ones(4)}, "x", "y")
-        >>> g = ModelGraph([ModelNode("m", SequentialMLP(n_layers=1),
+        >>> g = ModelGraph([ModelNode("dotm", SequentialMLP(n_layers=1),
         ...                           upstream_ref=fs.reference())]).build(key=0)
         >>> print(model_graph_dot(g).splitlines()[3])
           "fs:dd" [shape=ellipse, label="dd"];
