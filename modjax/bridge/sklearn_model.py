@@ -68,8 +68,10 @@ class ScikitModelWrapper(BaseModel):
             ``transform`` for transformers without ``predict``, else ``predict``).
         partial_fit_kwargs: keyword arguments of every ``partial_fit`` call (e.g.
             ``{"classes": [0, 1]}``).
-        output_shape: per-sample output shape; needed when it cannot be found otherwise
-            (class probabilities of an unfitted classifier: ``(n_classes,)``).
+        output_shape: per-sample output shape; needed when it cannot be found otherwise.
+            An unfitted classifier's ``predict_proba``/``decision_function`` width is
+            the number of distinct values of the target column that reaches the node
+            (counted at ``build()``); without targets, pass ``(n_classes,)``.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -128,6 +130,9 @@ class ScikitModelWrapper(BaseModel):
         self.partial_fit_kwargs = dict(partial_fit_kwargs or {})
         self._table = FitTable()
         self._initial = self._table.add(model, pinned=True) if _is_fitted(model) else UNFITTED
+        #: sorted class values counted in the target column (classifier outputs only)
+        self.classes: np.ndarray | None = None
+        self._target_kind: str | None = None
         self._what = f"scikit-learn node ({name})"
 
     @staticmethod
@@ -142,10 +147,48 @@ class ScikitModelWrapper(BaseModel):
         return "predict"
 
     # ------------------------------------------------------------------ shapes
+    def _per_class(self) -> bool:
+        from sklearn.base import is_classifier
+
+        return is_classifier(self.estimator) and self.output_method in (
+            "predict_proba", "decision_function")
+
+    def bind_target_source(self, ref: Any) -> None:
+        """Count the classes in the target column that reaches this node (called by the
+        graph before :meth:`build`; only classifier outputs per class use it).
+
+        Args:
+            ref: the FeatureSet reference whose targets reach the node.
+        """
+        if not self._per_class() or not getattr(ref, "targets", ()):
+            return
+        try:
+            y = ref.resolve().get_domain("targets", list(ref.targets), rep=ref.rep)
+        except Exception:  # no data registered (e.g. a graph loaded alone): keep the saved
+            return
+        from sklearn.utils.multiclass import type_of_target
+
+        y = np.asarray(y).reshape(len(y), -1)
+        kind = "multi-column" if y.shape[1] != 1 else "text" if y.dtype == object else \
+            type_of_target(y[:, 0])
+        if kind not in ("binary", "multiclass"):
+            self.classes, self._target_kind = None, kind  # not class labels: width unknown
+            return
+        self.classes, self._target_kind = np.unique(y[:, 0].astype(np.float32)), None
+
+    def _class_width(self) -> int:
+        k = len(self.classes)  # type: ignore[arg-type]
+        return 1 if self.output_method == "decision_function" and k == 2 else k
+
     def _resolve(self, input_shape: Shape) -> None:
         if self._declared_output is not None:
             return
         est, method = self.estimator, self.output_method
+        if self.classes is not None and self._per_class():
+            self._output_shape = (self._class_width(),)
+            if _is_fitted(est):
+                self._class_columns(est)  # a prefitted estimator's classes must be known
+            return
         if _is_fitted(est):
             y = getattr(est, method)(np.zeros((1, int(np.prod(input_shape)))))
             self._output_shape = tuple(np.asarray(y).shape[1:]) or (1,)
@@ -159,7 +202,11 @@ class ScikitModelWrapper(BaseModel):
         raise ValueError(
             f"ScikitModelWrapper({type(est).__name__}) cannot tell its {method} output shape "
             "before it is fitted: pass output_shape=(n_classes,) / (n_components,) "
-            + ("or use it as a tail node with targets" if method == "predict" else ""))
+            + ("or use it as a tail node with targets" if method == "predict" else
+               "or feed it from a FeatureSet with one class-label target column"
+               + (f" (its target column holds {self._target_kind} values)"
+                  if self._target_kind else "")
+               if self._per_class() else ""))
 
     # ------------------------------------------------------------------ protocol
     def init(self, key: Any, input_shape: Shape) -> tuple[dict, dict]:
@@ -175,6 +222,7 @@ class ScikitModelWrapper(BaseModel):
             return np.zeros((n, *out_shape), np.float32)
         est = self._table.get(fit_id, what=self._what)
         y = np.asarray(getattr(est, self.output_method)(xs.reshape(n, -1)))
+        y = self._spread_classes(est, y)
         if y.size != n * int(np.prod(out_shape)):
             raise ShapeMismatchError(
                 f"{self._what}: {self.output_method} returned shape {y.shape} for {n} samples, "
@@ -188,6 +236,29 @@ class ScikitModelWrapper(BaseModel):
         y = jax.pure_callback(self._predict_host, out, state["fit_id"],
                               jax.lax.stop_gradient(x), vmap_method="sequential")
         return y, state
+
+    def _class_columns(self, est: Any) -> np.ndarray | None:
+        """Where each of the estimator's classes sits among :attr:`classes` (None: the
+        estimator's columns are used as they are)."""
+        if self.classes is None or self.output_method != "predict_proba":
+            return None
+        seen = np.asarray(est.classes_).astype(np.float32)
+        pos = np.searchsorted(self.classes, seen).clip(0, len(self.classes) - 1)
+        unknown = seen[self.classes[pos] != seen]
+        if unknown.size:
+            raise ShapeMismatchError(
+                f"{self._what}: the estimator knows classes {unknown.tolist()} that the "
+                f"target column does not hold ({self.classes.tolist()})")
+        return pos
+
+    def _spread_classes(self, est: Any, y: np.ndarray) -> np.ndarray:
+        # a split may lack some classes: their probability is 0, the width stays n_classes
+        pos = self._class_columns(est)
+        if pos is None or (len(pos) == len(self.classes) and y.shape[1:] == (len(pos),)):
+            return y
+        full = np.zeros((y.shape[0], len(self.classes)), y.dtype)  # type: ignore[arg-type]
+        full[:, pos] = y.reshape(y.shape[0], -1)
+        return full
 
     def _xy(self, x: Any, y: Any, mask: Any = None) -> tuple[np.ndarray, Any]:
         xs = np.asarray(x)
@@ -220,7 +291,7 @@ class ScikitModelWrapper(BaseModel):
             fid = state["fit_id"]
             est = self._table.copy_of(fid, what=self._what) if np.any(np.asarray(fid)) \
                 else clone(self.estimator)
-            est.partial_fit(X, Y, **self.partial_fit_kwargs, **kw)
+            est.partial_fit(X, Y, **self._partial_kwargs(), **kw)
         else:
             est = clone(self.estimator)
             est.fit(X, Y, **kw)
@@ -230,7 +301,8 @@ class ScikitModelWrapper(BaseModel):
 
     def _check_output(self, est: Any, X: np.ndarray) -> None:
         want = self._require_output_shape()
-        got = np.asarray(getattr(est, self.output_method)(X[:1])).shape[1:] or (1,)
+        got = self._spread_classes(est, np.asarray(getattr(est, self.output_method)(
+            X[:1]))).shape[1:] or (1,)
         if int(np.prod(got)) != int(np.prod(want)):
             raise ShapeMismatchError(
                 f"{self._what}: after fitting, {self.output_method} gives per-sample shape "
@@ -245,8 +317,15 @@ class ScikitModelWrapper(BaseModel):
             return np.asarray(fit_id, np.uint32)
         est = self._table.copy_of(fit_id, what=self._what) if np.any(np.asarray(fit_id)) \
             else clone(self.estimator)
-        est.partial_fit(X, Y, **self.partial_fit_kwargs)
+        est.partial_fit(X, Y, **self._partial_kwargs())
         return self._table.add(est, pinned=False)
+
+    def _partial_kwargs(self) -> dict[str, Any]:
+        # a classifier's first partial_fit must name every class: take the target column's
+        kw = dict(self.partial_fit_kwargs)
+        if self.classes is not None and "classes" not in kw and self._per_class():
+            kw["classes"] = self.classes
+        return kw
 
     def partial_fit_step(self, state: Any, x: jax.Array, y: jax.Array, mask: jax.Array) -> dict:
         """Traced ``partial_fit`` of one batch (an ordered ``io_callback``): new state."""
@@ -273,6 +352,8 @@ class ScikitModelWrapper(BaseModel):
                    output_method=self.output_method,
                    partial_fit_kwargs=self.partial_fit_kwargs,
                    fitted=self._table.to_config(), initial=_hex(self._initial))
+        if self.classes is not None:
+            cfg["classes"] = self.classes.tolist()
         return cfg
 
     def _template_text(self) -> str:
@@ -300,6 +381,8 @@ class ScikitModelWrapper(BaseModel):
                     output_shape=config.get("output_shape"))
         model._table = FitTable.from_config(config.get("fitted", {}),
                                             allow_packaged_code=allow_packaged_code, what=what)
+        if config.get("classes") is not None:
+            model.classes = np.asarray(config["classes"], np.float32)
         initial = config.get("initial")
         model._initial = UNFITTED if not initial else np.frombuffer(
             bytes.fromhex(initial), np.uint32).copy()

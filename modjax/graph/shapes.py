@@ -170,6 +170,21 @@ def _merge_node_shapes(node: MergeNode, srcs: list[str], in_shapes: list[tuple[i
     return NodeShapes(tuple(in_shapes), tuple(y.shape[1:]), target)
 
 
+def _offer_target_source(nid: str, nodes: Mapping[str, Any], topo: Topology) -> None:
+    """Give a model that asks for it (``bind_target_source``) the FeatureSet reference
+    whose targets reach it through model nodes, before it is built: a classifier counts
+    its classes there. Nothing is offered through merge nodes."""
+    bind = getattr(nodes[nid].model, "bind_target_source", None)
+    if not callable(bind):
+        return
+    item = topo.inputs[nid][0]
+    while isinstance(item, str):
+        if not isinstance(nodes[item], ModelNode):
+            return
+        item = topo.inputs[item][0]
+    bind(item)
+
+
 def infer_shapes(nodes: Mapping[str, Any], topo: Topology) -> dict[str, NodeShapes]:
     """Shapes of every node, in topological order.
 
@@ -189,6 +204,7 @@ def infer_shapes(nodes: Mapping[str, Any], topo: Topology) -> dict[str, NodeShap
                 in_shapes.append(tuple(int(s) for s in item.feature_shape))
                 targets.append(featureset_target_shape(item))
         if isinstance(node, ModelNode):
+            _offer_target_source(nid, nodes, topo)
             shapes[nid] = _model_node_shapes(node, srcs[0], in_shapes[0], targets[0],
                                              not topo.downstream[nid])
         else:

@@ -20,7 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def test_bridges_page_runs_and_prints_what_it_says():
     n_blocks, checked = run_doc_page("bridges.md", ellipsis=True)
-    assert n_blocks == 8 and len(checked) == 11
+    assert n_blocks == 9 and len(checked) == 12
 
 
 def test_bridges_tour_trains_fits_and_reloads(monkeypatch):

@@ -196,3 +196,73 @@ def test_prefitted_estimator_needs_no_fit_phase_and_gradients_stop():
     assert float(jnp.abs(g).sum()) == 0.0
     ys = jax.vmap(lambda xx: m.apply(p, s, xx)[0])(jnp.stack([x[:4], x[4:8]]))
     np.testing.assert_allclose(np.asarray(ys)[1, :, 0], est.predict(x[4:8]), rtol=1e-5)
+
+
+def _three_class_featureset(n: int = 120):
+    """Class = argmax of 3 noisy scores; the train split holds classes 0 and 1 only."""
+    from modjax.data import FeatureSet
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = np.argmax(x[:, :3], axis=1).astype(np.float32)
+    order = np.argsort(y == 2, kind="stable")  # class-2 rows last: only val sees them
+    x, y = x[order], y[order]
+    data = {f"x{i}": x[:, i] for i in range(4)}
+    data["y"] = y
+    fs = FeatureSet.from_dict("fs3", data, [f"x{i}" for i in range(4)], "y")
+    cut = int((y != 2).sum()) - 10
+    fs.add_split(fs.take(np.arange(cut), label="train"), "train")
+    fs.add_split(fs.take(np.arange(cut, n), label="val"), "val")
+    return fs
+
+
+def test_classifier_width_comes_from_the_target_column(tmp_path):
+    from sklearn.linear_model import SGDClassifier
+
+    fs = _three_class_featureset()
+    assert set(np.unique(fs.get_split("train").get_targets())) == {0.0, 1.0}
+    g = _graph(fs, LogisticRegression(), label="clf")  # no output_shape declared
+    model = _model(g, "clf")
+    assert model.output_shape == (3,) and model.classes.tolist() == [0.0, 1.0, 2.0]
+    FitPhase.from_split("fit", split="train").execute(g)
+    xtr, xva = (fs.get_split(s).get_features() for s in ("train", "val"))
+    ref = LogisticRegression().fit(_encoded(g, xtr), fs.get_split("train").get_targets()[:, 0])
+    got = np.asarray(g.forward({"enc": xva})["clf"])
+    assert got.shape == (len(xva), 3)
+    # classes 0/1 are the estimator's own columns; class 2 was never seen: probability 0
+    np.testing.assert_allclose(got[:, :2], ref.predict_proba(_encoded(g, xva)), rtol=1e-5,
+                               atol=1e-6)
+    assert np.all(got[:, 2] == 0.0)
+    # multi-class decision_function: one column per class, the estimator's own values
+    g2 = _graph(fs, ScikitModelWrapper(LogisticRegression(), output_method="decision_function"),
+                label="df")
+    assert _model(g2, "df").output_shape == (3,)
+    # binary decision_function: one column
+    g3 = _graph(make_featureset(n=64, classes=True),
+                ScikitModelWrapper(LogisticRegression(), output_method="decision_function"),
+                label="bin")
+    assert _model(g3, "bin").output_shape == (1,)
+    # partial_fit classifiers get classes= from the target column on their first step
+    pf2 = ScikitModelWrapper(SGDClassifier(loss="log_loss", random_state=0),
+                             training_mode="partial_fit")
+    g4 = _graph(fs, pf2, label="pf")
+    p, s = g4.variables["params"]["pf"], g4.variables["state"]["pf"]
+    xe = _encoded(g4, xtr)
+    p, s = pf2.fit(p, s, xe, fs.get_split("train").get_targets())
+    assert pf2.fitted_estimator(s).classes_.tolist() == [0.0, 1.0, 2.0]
+    # the class list travels in the config: a graph rebuilt without the data keeps the width
+    cfg = model.get_config()
+    assert cfg["classes"] == [0.0, 1.0, 2.0]
+    again = ScikitModelWrapper.from_config(cfg)
+    assert again.classes.tolist() == [0.0, 1.0, 2.0]
+    again.build((5,))
+    assert again.output_shape == (3,)
+
+
+def test_classifier_on_continuous_targets_is_a_build_error_naming_the_kind():
+    fs = make_featureset(n=64)  # continuous y
+    g = ModelGraph([ModelNode("clf", LogisticRegression(), upstream_ref=fs.reference())],
+                   optimizer=Optimizer("adam"))
+    with pytest.raises(ShapeMismatchError, match=r"node 'clf'.*output_shape=\(n_classes,\).*"
+                                                 r"continuous values"):
+        g.build()
