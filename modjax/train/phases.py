@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.data.device import DeviceStore
+from modjax.data.device import shared_store
 from modjax.data.plan import IndexPlan
 from modjax.distributed import put_global, spans_processes, to_host
 from modjax.errors import ConfigError, GraphStructureError, closest_names
@@ -187,10 +187,12 @@ class _Feed:
         self.binding = binding
         self.node, self.ref, self.view, self.key = binding.resolve(graph, owner=owner)
         tag_keys = [t for t in tags if t in self.view.tag_keys]
-        self.store = DeviceStore(self.view, features=list(self.ref.features),
-                                 targets=list(self.ref.targets), tags=tag_keys,
-                                 rep=self.ref.rep, mesh=mesh, byte_budget=byte_budget,
-                                 shard_rows=shard_rows)
+        # shared with every phase/evaluation reading the same rows and columns: the data
+        # goes to the device once per FeatureSet version, not once per execute
+        self.store = shared_store(self.view, features=list(self.ref.features),
+                                  targets=list(self.ref.targets), tags=tag_keys,
+                                  rep=self.ref.rep, mesh=mesh, byte_budget=byte_budget,
+                                  shard_rows=shard_rows)
         self.sampler = binding.sampler
         if self.sampler is not None:
             src = getattr(self.sampler, "source", None)
@@ -438,6 +440,10 @@ class TrainPhase(ExperimentPhase):
         capture: tag paths to record per batch.
         observer: a ``modjax.observe.Observer`` fed each epoch's per-batch losses
             (default: the Experiment's ``observer`` if it has one).
+        replicas: train an ensemble of this many seeds as one vmapped program
+            (``modjax.train.ensemble``): replica ``r`` is the run with graph key, phase
+            seed and sampler seeds shifted by ``r``; the graph keeps replica 0 and an
+            EvalPhase on it reports every replica and the ensemble mean.
     """
 
     kind = "train"
@@ -451,9 +457,13 @@ class TrainPhase(ExperimentPhase):
                  mesh: Any = None, seed: int = 0, capture: Sequence[str] = (),
                  observer: Any = None, byte_budget: int | None = None,
                  shard_data: bool | None = None, shard_params: Mapping[str, Any] | None = None,
-                 compute_dtype: Any = None) -> None:
+                 compute_dtype: Any = None, replicas: int = 1) -> None:
         super().__init__(label, input_sources=input_sources, losses=losses,
                          active_nodes=active_nodes, callbacks=callbacks)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ValueError(f"TrainPhase {label!r}: replicas must be a positive int, got "
+                             f"{replicas!r}")
+        self.replicas = replicas
         self.shard_data = shard_data
         self.shard_params = None if not shard_params else dict(shard_params)
         self.compute_dtype = None if compute_dtype is None else str(jnp.dtype(compute_dtype))
@@ -648,6 +658,9 @@ class TrainPhase(ExperimentPhase):
         """
         from modjax.train.progress import EpochProgress
 
+        if self.replicas > 1:
+            from modjax.train.ensemble import execute_ensemble
+            return execute_ensemble(self, graph, experiment=experiment)
         if not graph.is_built:
             graph.build()
         owner = f"TrainPhase {self.label!r}"
@@ -922,6 +935,8 @@ class TrainPhase(ExperimentPhase):
 
     def get_config(self) -> dict[str, Any]:
         cfg = self._base_config()
+        if self.replicas > 1:
+            cfg["replicas"] = self.replicas
         cfg.update(n_epochs=self.n_epochs, batch_schedule=self.batch_schedule.value,
                    result_recording=self.result_recording.value, nan_policy=self.nan_policy.value,
                    seed=self.seed, capture=list(self.capture), byte_budget=self.byte_budget,
@@ -944,6 +959,7 @@ class TrainPhase(ExperimentPhase):
                       capture=config.get("capture", ()), byte_budget=config.get("byte_budget"),
                       shard_data=config.get("shard_data"), compute_dtype=config.get("compute_dtype"),
                       shard_params=_specs_from_config(config.get("shard_params")),
+                      replicas=config.get("replicas", 1),
                       checkpointing=None if config.get("checkpointing") is None else
                       deserialize(config["checkpointing"]))
         if config.get("split") is not None and not config["input_sources"]:
@@ -1080,6 +1096,11 @@ class EvalPhase(ExperimentPhase):
         """
         if not graph.is_built:
             graph.build()
+        if variables is None:
+            from modjax.train.ensemble import ensemble_of, evaluate_ensemble
+            ens = ensemble_of(graph)
+            if ens is not None:  # the graph was trained as an ensemble: every replica + mean
+                return evaluate_ensemble(self, graph, ens, experiment=experiment)
         owner = f"EvalPhase {self.label!r}"
         self._graph = graph
         feeds = [_Feed(b, graph, owner=owner, mesh=self.mesh, tags=self._loss_tags())
