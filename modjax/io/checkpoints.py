@@ -28,6 +28,7 @@ from typing import Any
 from modjax.errors import CheckpointError, ConfigError
 from modjax.io import async_writer, multiprocess
 from modjax.io.atomic import MANIFEST_FILE, atomic_artifact, read_pointer, resolve_artifact
+from modjax.io.progress import add_steps, advance, human_bytes, log_event
 from modjax.io.pytree_store import TreeSpec, restore_tree, save_trees
 
 __all__ = [
@@ -69,15 +70,16 @@ def file_digest(path: Path) -> str:
 
 def _file_records(gen: Path) -> tuple[dict[str, int], dict[str, str]]:
     sizes, digests = {}, {}
-    for dirpath, _dirs, fnames in os.walk(gen):
-        for f in fnames:
-            p = Path(dirpath) / f
-            if p.is_symlink():
-                raise CheckpointError(f"refusing to record symbolic link {str(p)!r} in an "
-                                      "artifact (it would point outside it)")
-            rel = p.relative_to(gen).as_posix()
-            sizes[rel] = p.stat().st_size
-            digests[rel] = file_digest(p)
+    paths = [Path(dirpath) / f for dirpath, _dirs, fnames in os.walk(gen) for f in fnames]
+    add_steps(len(paths))
+    for p in paths:
+        if p.is_symlink():
+            raise CheckpointError(f"refusing to record symbolic link {str(p)!r} in an "
+                                  "artifact (it would point outside it)")
+        rel = p.relative_to(gen).as_posix()
+        sizes[rel] = p.stat().st_size
+        digests[rel] = file_digest(p)
+        advance(1, f"digest {rel}")
     return sizes, digests
 
 
@@ -148,12 +150,16 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
     async_writer.wait_path(path)
     with multiprocess.ArtifactLead() as lead, atomic_artifact(path, kind, overwrite=overwrite) as gen:
         lead.share(gen)
+        add_steps(len(items) + len(json_files) + (writer is not None))
         specs = save_trees(gen / "arrays", items)
+        advance(len(items), "arrays")
         for name, data in json_files.items():
             (gen / name).parent.mkdir(parents=True, exist_ok=True)
             (gen / name).write_text(json.dumps(data, indent=1, sort_keys=True))
+            advance(1, name)
         if writer is not None:
             writer(gen)
+            advance(1, "tables")
         files, digests = _file_records(gen)
         if structural_hash is None and hash_item is not None:
             structural_hash = specs[hash_item]["hash"]
@@ -170,6 +176,8 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
             "extra": extra,
         }
         (gen / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    log_event("saved %s %r: %d pytree items, %d files, %s", kind, str(path), len(items),
+              len(files), human_bytes(sum(files.values())))
     return path
 
 
@@ -216,8 +224,10 @@ class Artifact:
     def restore(self, item: str, target: Any = None, *, template: Any = None) -> Any:
         """Restore pytree ``item`` (onto ``target``'s structure and shardings if given,
         reusing ``template``'s custom node types otherwise)."""
-        return restore_tree(self.directory / "arrays", self.spec(item), target, item=item,
+        tree = restore_tree(self.directory / "arrays", self.spec(item), target, item=item,
                             template=template, where=f"checkpoint {str(self.path)!r} item {item!r}")
+        advance(1, item)
+        return tree
 
     def read_json(self, name: str) -> Any:
         f = self.directory / name
@@ -252,6 +262,9 @@ def open_artifact(path: str | Path, *, kind: str | tuple[str, ...] | None = None
         raise CheckpointError(
             f"{str(path)!r} has checkpoint format version {version!r}; this modjax reads up to "
             f"{CHECKPOINT_FORMAT_VERSION}: upgrade modjax to load it")
+    # steps of a load: every file verified, then (at most) every pytree item read
+    add_steps(sum(len(v) for v in (manifest.get("files"), manifest.get("items"))
+                  if isinstance(v, dict)))
     _verify_files(path, gen, manifest)
     return Artifact(path, gen, manifest)
 
@@ -298,6 +311,7 @@ def _verify_files(path: Path, gen: Path, manifest: dict[str, Any]) -> None:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} is corrupt: file {rel!r} does not match its "
                 f"{DIGEST_ALGORITHM} digest in the manifest (edited or damaged on disk)")
+        advance(1, f"verify {rel}")
 
 
 def save_pytree(path: str | Path, tree: Any, *, meta: Mapping[str, Any] | None = None,

@@ -37,6 +37,7 @@ from modjax.io.featureset_io import featureset_payload, read_featureset_files, w
 from modjax.io.graph_io import frozen_paths_of, set_frozen
 from modjax.io.history import history_from_payload, history_payload
 from modjax.io.objects import CONFIG_FILE, config_envelope, object_from_artifact
+from modjax.io.progress import check_progress_args, io_progress, log_event
 from modjax.io.registry import registered_name
 
 __all__ = [
@@ -114,20 +115,27 @@ def _read_history(exp: Any, art: Any) -> list[Any] | None:
                                 where=f"{str(art.path)!r} history")
 
 
+def _label(exp: Any) -> str:
+    return repr(getattr(exp, "label", "?"))
+
+
 def save_experiment_checkpoint(exp: Any, name: str | Path, *, overwrite: bool = False,
-                               meta: dict[str, Any] | None = None,
-                               blocking: bool = True) -> Path | Future:
+                               meta: dict[str, Any] | None = None, blocking: bool = True,
+                               show_progress: bool = False,
+                               progress_file: Any = None) -> Path | Future:
     """Write ``exp.get_state()`` as an atomic checkpoint named ``name`` (in the background
     with ``blocking=False``: returns a Future of the path)."""
+    check_progress_args(show_progress, blocking, what="save_checkpoint")
     path = _checkpoint_path(exp, name)
     json_files, hist_items = _history_files(exp)
-    return write_artifact(path, "experiment_checkpoint",
-                          items={"experiment": exp.get_state(), **hist_items},
-                          json_files=json_files, meta=meta,
-                          extra={"experiment_label": getattr(exp, "label", None),
-                                 "class": registered_name(exp),
-                                 "frozen_paths": _graph_frozen(exp)},
-                          overwrite=overwrite, blocking=blocking)
+    with io_progress(show_progress, f"checkpoint experiment {_label(exp)}", file=progress_file):
+        return write_artifact(path, "experiment_checkpoint",
+                              items={"experiment": exp.get_state(), **hist_items},
+                              json_files=json_files, meta=meta,
+                              extra={"experiment_label": getattr(exp, "label", None),
+                                     "class": registered_name(exp),
+                                     "frozen_paths": _graph_frozen(exp)},
+                              overwrite=overwrite, blocking=blocking)
 
 
 def _set_state_atomically(exp: Any, new_state: Any) -> None:
@@ -161,7 +169,8 @@ def _restore_state(exp: Any, art: Any) -> None:
         _history_list(exp)[:] = runs
 
 
-def restore_experiment_checkpoint(exp: Any, name_or_path: str | Path) -> None:
+def restore_experiment_checkpoint(exp: Any, name_or_path: str | Path, *,
+                                  show_progress: bool = False, progress_file: Any = None) -> None:
     """Restore by checkpoint name (see :func:`available_checkpoints`) or path.
 
     An experiment checkpoint restores the whole experiment state; a graph checkpoint
@@ -183,15 +192,22 @@ def restore_experiment_checkpoint(exp: Any, name_or_path: str | Path) -> None:
             raise CheckpointError(
                 f"no checkpoint named {str(name_or_path)!r} and no such path; available "
                 f"checkpoints like it: {closest_names(str(name_or_path), available)}")
+    check_progress_args(show_progress, what="restore_checkpoint")
     kind = read_pointer(path).get("kind")
     if kind == "experiment_checkpoint":
-        _restore_state(exp, open_artifact(path, kind=kind))
+        with io_progress(show_progress, f"restore experiment {_label(exp)}", file=progress_file):
+            _restore_state(exp, open_artifact(path, kind=kind))
+        log_event("restored experiment %s from checkpoint %r (%s)", _label(exp),
+                  str(name_or_path), str(path))
     elif kind in ("graph_checkpoint", "graph"):
         graph = getattr(exp, "model_graph", None)
         if graph is None:
             raise CheckpointError(f"{str(path)!r} is a graph checkpoint but Experiment "
                                   f"{getattr(exp, 'label', '?')!r} has no model graph")
-        graph.restore_checkpoint(path)
+        # the graph's restore advances this bar and logs the event
+        with io_progress(show_progress, f"restore graph of experiment {_label(exp)}",
+                         file=progress_file):
+            graph.restore_checkpoint(path)
     else:
         raise TypeError(f"{str(path)!r} holds a {kind!r} artifact, neither an experiment nor a "
                         "model graph checkpoint")
@@ -274,8 +290,10 @@ def _experiment_featuresets(exp: Any) -> list[Any]:
     return sorted(ctx.available_featuresets.values(), key=lambda fs: fs.label)
 
 
-def save_experiment(exp: Any, path: str | Path, *, overwrite: bool = False) -> Path:
+def save_experiment(exp: Any, path: str | Path, *, overwrite: bool = False,
+                    show_progress: bool = False, progress_file: Any = None) -> Path:
     """Atomically write config, state, FeatureSets, history and checkpoints of ``exp``."""
+    check_progress_args(show_progress, what="save")
     json_files = {CONFIG_FILE: config_envelope(exp)}
     items: dict[str, Any] = {"experiment": exp.get_state()}
     hist_json, hist_items = _history_files(exp)
@@ -299,21 +317,49 @@ def save_experiment(exp: Any, path: str | Path, *, overwrite: bool = False) -> P
         if has_ckpts:
             _copy_without_links(Path(ckpt_dir), gen / "checkpoints")
 
-    return write_artifact(path, "experiment", items=items, json_files=json_files, writer=writer,
-                          extra={"featuresets": fs_ids, "checkpoints": bool(has_ckpts),
-                                 "label": getattr(exp, "label", None)},
-                          overwrite=overwrite)
+    with io_progress(show_progress, f"save experiment {_label(exp)}", file=progress_file):
+        return write_artifact(path, "experiment", items=items, json_files=json_files,
+                              writer=writer, extra={"featuresets": fs_ids,
+                                                    "checkpoints": bool(has_ckpts),
+                                                    "label": getattr(exp, "label", None)},
+                              overwrite=overwrite)
 
 
 def load_experiment(cls: type, path: str | Path, *, checkpoint_dir: str | Path | None = None,
-                    allow_packaged_code: bool = False, overwrite: bool = False) -> Any:
+                    allow_packaged_code: bool = False, overwrite: bool = False,
+                    show_progress: bool = False, progress_file: Any = None) -> Any:
     """Rebuild an Experiment saved with :func:`save_experiment`.
 
     FeatureSets are loaded into the active ExperimentContext first (so the graph's
     references resolve), then the Experiment is built from its config and its state
     restored; saved checkpoints are copied into ``checkpoint_dir`` when given.
     """
-    art = open_artifact(path, kind="experiment")
+    check_progress_args(show_progress, what="load")
+    with io_progress(show_progress, f"load experiment {str(path)!r}", file=progress_file):
+        art = open_artifact(path, kind="experiment")
+        exp = _experiment_from_artifact(art, cls, overwrite=overwrite,
+                                        allow_packaged_code=allow_packaged_code)
+    if art.extra.get("checkpoints"):
+        if checkpoint_dir is None:
+            warnings.warn(f"{str(path)!r} contains checkpoints; pass checkpoint_dir= to restore "
+                          "them (they were not extracted)", stacklevel=3)
+        else:
+            dest = Path(checkpoint_dir)
+            shutil.copytree(art.file("checkpoints"), dest, dirs_exist_ok=True, symlinks=True)
+            set_checkpoint_dir(exp, dest)
+    hist = _history_list(exp)
+    log_event("loaded experiment %s from %r (%d FeatureSets, %s runs in its history%s)",
+              _label(exp), str(path), len(art.extra.get("featuresets", [])),
+              "no" if not hist else len(hist),
+              f"; checkpoints copied to {str(checkpoint_dir)!r}"
+              if art.extra.get("checkpoints") and checkpoint_dir is not None else "")
+    return exp
+
+
+def _experiment_from_artifact(art: Any, cls: type, *, overwrite: bool,
+                              allow_packaged_code: bool) -> Any:
+    """FeatureSets first (the graph's references resolve to them), then the Experiment
+    from its config, then its state; all or nothing."""
     id_map = {}
     # all or nothing: a load that fails part-way leaves no FeatureSet or node registered
     with ExperimentContext.get_active().all_or_nothing():
@@ -326,12 +372,4 @@ def load_experiment(cls: type, path: str | Path, *, checkpoint_dir: str | Path |
         exp = object_from_artifact(art, cls, overwrite=overwrite,
                                    allow_packaged_code=allow_packaged_code, id_map=id_map)
         _restore_state(exp, art)
-    if art.extra.get("checkpoints"):
-        if checkpoint_dir is None:
-            warnings.warn(f"{str(path)!r} contains checkpoints; pass checkpoint_dir= to restore "
-                          "them (they were not extracted)", stacklevel=3)
-        else:
-            dest = Path(checkpoint_dir)
-            shutil.copytree(art.file("checkpoints"), dest, dirs_exist_ok=True, symlinks=True)
-            set_checkpoint_dir(exp, dest)
     return exp

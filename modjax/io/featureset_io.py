@@ -20,6 +20,7 @@ from modjax.context import ExperimentContext
 from modjax.errors import CheckpointError, ConfigError
 from modjax.io.checkpoints import Artifact, open_artifact, write_artifact
 from modjax.io.objects import CONFIG_FILE, config_envelope, read_envelope, registration_scope
+from modjax.io.progress import check_progress_args, io_progress, log_event
 from modjax.io.registry import get_registered
 
 __all__ = ["save_featureset", "load_featureset", "featureset_payload", "write_table",
@@ -74,7 +75,8 @@ def read_featureset_files(art: Artifact, cls: type | None, *, overwrite: bool,
                                   allow_packaged_code=allow_packaged_code)
 
 
-def save_featureset(fs: Any, path: str | Path, *, overwrite: bool = False) -> Path:
+def save_featureset(fs: Any, path: str | Path, *, overwrite: bool = False,
+                    show_progress: bool = False, progress_file: Any = None) -> Path:
     """Atomically write a FeatureSet artifact (kind ``"featureset"``).
 
     Example:
@@ -86,17 +88,25 @@ def save_featureset(fs: Any, path: str | Path, *, overwrite: bool = False) -> Pa
         >>> FeatureSet.load(p).get_targets()[:, 0].tolist()
         [0.5, 0.7]
     """
+    check_progress_args(show_progress, what="save")
     json_files, items, table = featureset_payload(fs)
-    return write_artifact(path, "featureset", items=items, json_files=json_files,
-                          writer=lambda gen: write_table(table, gen),
-                          extra={"label": fs.label, "n_samples": int(table.num_rows)},
-                          overwrite=overwrite)
+    with io_progress(show_progress, f"save FeatureSet {fs.label!r}", file=progress_file):
+        return write_artifact(path, "featureset", items=items, json_files=json_files,
+                              writer=lambda gen: write_table(table, gen),
+                              extra={"label": fs.label, "n_samples": int(table.num_rows)},
+                              overwrite=overwrite)
 
 
 def load_featureset(cls: type, path: str | Path, *, overwrite: bool = False,
-                    allow_packaged_code: bool = False) -> Any:
+                    allow_packaged_code: bool = False, show_progress: bool = False,
+                    progress_file: Any = None) -> Any:
     """Read a FeatureSet artifact written by :func:`save_featureset`."""
-    art = open_artifact(path, kind="featureset")
-    with ExperimentContext.get_active().all_or_nothing():
-        return read_featureset_files(art, cls, overwrite=overwrite,
-                                     allow_packaged_code=allow_packaged_code)
+    check_progress_args(show_progress, what="load")
+    with io_progress(show_progress, f"load FeatureSet {str(path)!r}", file=progress_file):
+        art = open_artifact(path, kind="featureset")
+        with ExperimentContext.get_active().all_or_nothing():
+            fs = read_featureset_files(art, cls, overwrite=overwrite,
+                                       allow_packaged_code=allow_packaged_code)
+    log_event("loaded FeatureSet %r from %r (%d samples, splits %s)", fs.label, str(path),
+              fs.n_samples, list(getattr(fs, "available_splits", [])))
+    return fs

@@ -20,6 +20,7 @@ from modjax.errors import CheckpointError
 from modjax.graph.paths import join_path, split_path
 from modjax.io.checkpoints import Artifact, open_artifact, write_artifact
 from modjax.io.objects import CONFIG_FILE, config_envelope, object_from_artifact
+from modjax.io.progress import check_progress_args, io_progress, log_event
 from modjax.io.reports import LoadReport
 from modjax.io.subtree import extract_subtree, load_subtree
 
@@ -96,41 +97,58 @@ def _definition_hash(graph: Any, at: str | None) -> str | None:
     return fn(at) if callable(fn) else None
 
 
-def save_graph(graph: Any, path: str | Path, *, overwrite: bool = False) -> Path:
+def _label(graph: Any) -> str:
+    return repr(getattr(graph, "label", "?"))
+
+
+def save_graph(graph: Any, path: str | Path, *, overwrite: bool = False,
+               show_progress: bool = False, progress_file: Any = None) -> Path:
     """Write config + variables + optimizer state + frozen set (kind ``"graph"``)."""
+    check_progress_args(show_progress, what="save")
     items, extra = _items(graph, None) if _built_variables(graph) is not None else (
         {}, {"frozen_paths": _frozen(graph), "at": None})
     extra["built"] = "variables" in items
-    return write_artifact(path, "graph", items=items, extra=extra, hash_item=(
-        "variables" if items else None), json_files={CONFIG_FILE: config_envelope(graph)},
-        overwrite=overwrite)
+    with io_progress(show_progress, f"save graph {_label(graph)}", file=progress_file):
+        return write_artifact(path, "graph", items=items, extra=extra, hash_item=(
+            "variables" if items else None), json_files={CONFIG_FILE: config_envelope(graph)},
+            overwrite=overwrite)
 
 
 def load_graph(cls: type, path: str | Path, *, overwrite: bool = False,
-               allow_packaged_code: bool = False) -> Any:
+               allow_packaged_code: bool = False, show_progress: bool = False,
+               progress_file: Any = None) -> Any:
     """Rebuild a graph saved with :func:`save_graph` (new object, state restored)."""
-    art = open_artifact(path, kind="graph")
-    # all or nothing: a load that fails part-way leaves no node registered
-    with ExperimentContext.get_active().all_or_nothing():
-        graph = object_from_artifact(art, cls, overwrite=overwrite,
-                                     allow_packaged_code=allow_packaged_code)
-        if art.extra.get("built") and "variables" in art.items:
-            _apply_checkpoint(graph, art)
+    check_progress_args(show_progress, what="load")
+    with io_progress(show_progress, f"load graph {str(path)!r}", file=progress_file):
+        art = open_artifact(path, kind="graph")
+        # all or nothing: a load that fails part-way leaves no node registered
+        with ExperimentContext.get_active().all_or_nothing():
+            graph = object_from_artifact(art, cls, overwrite=overwrite,
+                                         allow_packaged_code=allow_packaged_code)
+            restored = art.extra.get("built") and "variables" in art.items
+            if restored:
+                _apply_checkpoint(graph, art)
+    log_event("loaded graph %s from %r (%s)", _label(graph), str(path),
+              "variables restored" if restored else "not built: config only")
     return graph
 
 
 def save_graph_checkpoint(graph: Any, path: str | Path, *, overwrite: bool = False,
                           meta: dict[str, Any] | None = None, at: str | None = None,
-                          blocking: bool = True) -> Path | Future:
+                          blocking: bool = True, show_progress: bool = False,
+                          progress_file: Any = None) -> Path | Future:
     """Checkpoint the graph's learned values (or the subtree ``at``) atomically
     (in the background with ``blocking=False``: returns a Future of the path)."""
+    check_progress_args(show_progress, blocking, what="save_checkpoint")
     items, extra = _items(graph, at)
-    return write_artifact(path, "graph_checkpoint", items=items, extra=extra, meta=meta,
-                          hash_item="variables", overwrite=overwrite, blocking=blocking)
+    with io_progress(show_progress, f"checkpoint graph {_label(graph)}", file=progress_file):
+        return write_artifact(path, "graph_checkpoint", items=items, extra=extra, meta=meta,
+                              hash_item="variables", overwrite=overwrite, blocking=blocking)
 
 
-def _apply_checkpoint(graph: Any, art: Artifact) -> None:
-    """Restore variables, optimizer state and frozen set; all or nothing."""
+def _apply_checkpoint(graph: Any, art: Artifact) -> list[str]:
+    """Restore variables, optimizer state and frozen set; all or nothing. Returns the
+    names of what was restored (for the log line)."""
     where = f"graph {getattr(graph, 'label', '?')!r}"
     old_vars = _built_variables(graph)
     if old_vars is not None:
@@ -160,6 +178,8 @@ def _apply_checkpoint(graph: Any, art: Artifact) -> None:
             graph.set_variables(old_vars)
             graph.set_opt_state(old_opt)
         raise
+    done = ["variables"] + (["optimizer state"] if new_opt is not None else [])
+    return done + [f"{len(new_frozen)} frozen paths"] if new_frozen else done
 
 
 def _reset_opt_state(graph: Any, variables: Any, art: Artifact) -> None:
@@ -174,15 +194,21 @@ def _reset_opt_state(graph: Any, variables: Any, art: Artifact) -> None:
                   "instead of keeping the values of the variables it replaced", stacklevel=4)
 
 
-def restore_graph_checkpoint(graph: Any, path: str | Path) -> Any:
+def restore_graph_checkpoint(graph: Any, path: str | Path, *, show_progress: bool = False,
+                             progress_file: Any = None) -> Any:
     """Restore a checkpoint into ``graph`` in place (strict); returns the graph."""
-    art = open_artifact(path, kind=GRAPH_KINDS)
-    _apply_checkpoint(graph, art)
+    check_progress_args(show_progress, what="restore_checkpoint")
+    with io_progress(show_progress, f"restore graph {_label(graph)}", file=progress_file):
+        art = open_artifact(path, kind=GRAPH_KINDS)
+        done = _apply_checkpoint(graph, art)
+    log_event("restored graph %s from %s %r (%s)", _label(graph), art.kind, str(path),
+              ", ".join(done))
     return graph
 
 
 def load_graph_subtree(graph: Any, path_in_graph: str, checkpoint: str | Path, *,
-                       strict: bool = True, match: str = "definition") -> LoadReport:
+                       strict: bool = True, match: str = "definition",
+                       show_progress: bool = False, progress_file: Any = None) -> LoadReport:
     """Load a (sub)graph checkpoint or saved graph into the subtree ``path_in_graph``.
 
     ``match="definition"`` (default) also compares the architecture hashes (model
@@ -192,6 +218,17 @@ def load_graph_subtree(graph: Any, path_in_graph: str, checkpoint: str | Path, *
     """
     if match not in ("definition", "shapes"):
         raise ValueError(f"match must be 'definition' or 'shapes', got {match!r}")
+    check_progress_args(show_progress, what="load_subgraph_checkpoint")
+    with io_progress(show_progress, f"load subtree {path_in_graph!r} of graph {_label(graph)}",
+                     file=progress_file):
+        report = _load_subtree(graph, path_in_graph, checkpoint, strict=strict, match=match)
+    log_event("loaded subtree %r of graph %s from %r (%s)", path_in_graph, _label(graph),
+              str(checkpoint), report.summary())
+    return report
+
+
+def _load_subtree(graph: Any, path_in_graph: str, checkpoint: str | Path, *, strict: bool,
+                  match: str) -> LoadReport:
     art = open_artifact(checkpoint, kind=GRAPH_KINDS)
     where = f"graph {getattr(graph, 'label', '?')!r}"
     saved = art.extra.get("definition_hash") if isinstance(art.extra, dict) else None

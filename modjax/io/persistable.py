@@ -20,67 +20,92 @@ __all__ = ["FeatureSetPersistence", "GraphPersistence", "ExperimentPersistence"]
 class FeatureSetPersistence:
     """Parquet/JSON ``save``/``load`` for FeatureSet."""
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | Path, *, overwrite: bool = False, show_progress: bool = False,
+             progress_file: Any = None) -> Path:
         """Write the table (Parquet) and schema/records/splits (JSON) atomically.
 
         Args:
             path: artifact directory to create.
             overwrite: replace an existing FeatureSet artifact at ``path``.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
 
         Returns:
             ``path`` as a Path.
         """
         from modjax.io.featureset_io import save_featureset
 
-        return save_featureset(self, path, overwrite=overwrite)
+        return save_featureset(self, path, overwrite=overwrite, show_progress=show_progress,
+                               progress_file=progress_file)
 
     @classmethod
     def load(cls, path: str | Path, *, overwrite: bool = False,
-             allow_packaged_code: bool = False) -> Any:
+             allow_packaged_code: bool = False, show_progress: bool = False,
+             progress_file: Any = None) -> Any:
         """Read a FeatureSet written by :meth:`save` (same uuids, splits and records).
 
         Args:
             path: the artifact directory.
             overwrite: replace colliding labels/ids in the active ExperimentContext.
             allow_packaged_code: import user classes (scalers) named in the config.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
         """
         from modjax.io.featureset_io import load_featureset
 
         return load_featureset(cls, path, overwrite=overwrite,
-                               allow_packaged_code=allow_packaged_code)
+                               allow_packaged_code=allow_packaged_code,
+                               show_progress=show_progress, progress_file=progress_file)
 
 
 class GraphPersistence:
     """Config + Orbax ``save``/``load`` and checkpoints for ModelGraph and flow Graphs."""
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | Path, *, overwrite: bool = False, show_progress: bool = False,
+             progress_file: Any = None) -> Path:
         """Save config, variables, optimizer state and frozen paths to ``path``.
+
+        Args:
+            path: artifact directory to create.
+            overwrite: replace an existing artifact at ``path``.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
 
         Returns:
             ``path`` as a Path.
         """
         from modjax.io.graph_io import save_graph
 
-        return save_graph(self, path, overwrite=overwrite)
+        return save_graph(self, path, overwrite=overwrite, show_progress=show_progress,
+                          progress_file=progress_file)
 
     @classmethod
     def load(cls, path: str | Path, *, overwrite: bool = False,
-             allow_packaged_code: bool = False) -> Any:
+             allow_packaged_code: bool = False, show_progress: bool = False,
+             progress_file: Any = None) -> Any:
         """Rebuild a graph saved with :meth:`save` as a new object.
 
         Args:
             path: the artifact directory.
             overwrite: replace colliding node labels/ids in the active ExperimentContext.
             allow_packaged_code: import unregistered model classes from their module.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
         """
         from modjax.io.graph_io import load_graph
 
         return load_graph(cls, path, overwrite=overwrite,
-                          allow_packaged_code=allow_packaged_code)
+                          allow_packaged_code=allow_packaged_code,
+                          show_progress=show_progress, progress_file=progress_file)
 
     def save_checkpoint(self, path: str | Path, *, overwrite: bool = False,
                         meta: dict[str, Any] | None = None, at: str | None = None,
-                        blocking: bool = True) -> Any:
+                        blocking: bool = True, show_progress: bool = False,
+                        progress_file: Any = None) -> Any:
         """Atomically checkpoint variables, optimizer state and frozen set.
 
         Args:
@@ -90,6 +115,9 @@ class GraphPersistence:
             at: label path of a subtree to save standalone, in its own namespace.
             blocking: with False the values are frozen now (shared, immutable) and written on a
                 background thread; a Future of the path is returned.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default (needs blocking=True).
+            progress_file: stream for the bar (default stderr).
 
         Returns:
             ``path`` as a Path (or a Future of it).
@@ -97,16 +125,31 @@ class GraphPersistence:
         from modjax.io.graph_io import save_graph_checkpoint
 
         return save_graph_checkpoint(self, path, overwrite=overwrite, meta=meta, at=at,
-                                     blocking=blocking)
+                                     blocking=blocking, show_progress=show_progress,
+                                     progress_file=progress_file)
 
-    def restore_checkpoint(self, path: str | Path) -> Any:
-        """Restore a checkpoint into this graph (strict: same structure). Returns self."""
+    def restore_checkpoint(self, path: str | Path, *, show_progress: bool = False,
+                           progress_file: Any = None) -> Any:
+        """Restore a checkpoint into this graph (strict: same structure).
+
+        Args:
+            path: a graph checkpoint or saved graph directory.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
+
+        Returns:
+            self. The restore is logged at INFO on the ``modjax.io`` logger.
+        """
         from modjax.io.graph_io import restore_graph_checkpoint
 
-        return restore_graph_checkpoint(self, path)
+        return restore_graph_checkpoint(self, path, show_progress=show_progress,
+                                        progress_file=progress_file)
 
     def load_subgraph_checkpoint(self, path_in_graph: str, checkpoint: str | Path, *,
-                                 strict: bool = True, match: str = "definition") -> LoadReport:
+                                 strict: bool = True, match: str = "definition",
+                                 show_progress: bool = False,
+                                 progress_file: Any = None) -> LoadReport:
         """Load a standalone (sub)graph checkpoint into the subtree at ``path_in_graph``.
 
         Args:
@@ -118,27 +161,45 @@ class GraphPersistence:
                 classes and configs, e.g. an activation): a different one is an error
                 under ``strict`` and ``hash_matched=False`` otherwise. ``"shapes"`` is
                 the looser mode: parameter paths, shapes and dtypes only.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
 
         Returns:
             The :class:`LoadReport`, names in the subtree's own namespace.
         """
         from modjax.io.graph_io import load_graph_subtree
 
-        return load_graph_subtree(self, path_in_graph, checkpoint, strict=strict, match=match)
+        return load_graph_subtree(self, path_in_graph, checkpoint, strict=strict, match=match,
+                                  show_progress=show_progress, progress_file=progress_file)
 
 
 class ExperimentPersistence:
     """Experiment ``save``/``load`` and named checkpoints."""
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Save config, state, FeatureSets, history and checkpoints to ``path``."""
+    def save(self, path: str | Path, *, overwrite: bool = False, show_progress: bool = False,
+             progress_file: Any = None) -> Path:
+        """Save config, state, FeatureSets, history and checkpoints to ``path``.
+
+        Args:
+            path: artifact directory to create.
+            overwrite: replace an existing artifact at ``path``.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
+
+        Returns:
+            ``path`` as a Path.
+        """
         from modjax.io.experiment_io import save_experiment
 
-        return save_experiment(self, path, overwrite=overwrite)
+        return save_experiment(self, path, overwrite=overwrite, show_progress=show_progress,
+                               progress_file=progress_file)
 
     @classmethod
     def load(cls, path: str | Path, *, checkpoint_dir: str | Path | None = None,
-             allow_packaged_code: bool = False, overwrite: bool = False) -> Any:
+             allow_packaged_code: bool = False, overwrite: bool = False,
+             show_progress: bool = False, progress_file: Any = None) -> Any:
         """Rebuild an Experiment saved with :meth:`save`.
 
         Args:
@@ -147,11 +208,15 @@ class ExperimentPersistence:
                 when None and the artifact has some).
             allow_packaged_code: import unregistered user classes from their module.
             overwrite: replace colliding labels/ids in the active ExperimentContext.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
         """
         from modjax.io.experiment_io import load_experiment
 
         return load_experiment(cls, path, checkpoint_dir=checkpoint_dir,
-                               allow_packaged_code=allow_packaged_code, overwrite=overwrite)
+                               allow_packaged_code=allow_packaged_code, overwrite=overwrite,
+                               show_progress=show_progress, progress_file=progress_file)
 
     def set_checkpoint_dir(self, path: str | Path, *, create: bool = True) -> None:
         """Directory for named experiment checkpoints (and phase checkpoints without one)."""
@@ -176,7 +241,8 @@ class ExperimentPersistence:
         return disable_checkpointing(self)
 
     def save_checkpoint(self, name: str | Path, *, overwrite: bool = False,
-                        meta: dict[str, Any] | None = None, blocking: bool = True) -> Any:
+                        meta: dict[str, Any] | None = None, blocking: bool = True,
+                        show_progress: bool = False, progress_file: Any = None) -> Any:
         """Save the full experiment state as checkpoint ``name`` (in the checkpoint dir).
 
         Args:
@@ -185,6 +251,9 @@ class ExperimentPersistence:
             meta: JSON-serialisable metadata stored in the manifest.
             blocking: with False the state is frozen now (NumPy leaves copied) and written on a
                 background thread; a Future of the path is returned.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default (needs blocking=True).
+            progress_file: stream for the bar (default stderr).
 
         Returns:
             The checkpoint path (or a Future of it).
@@ -192,13 +261,23 @@ class ExperimentPersistence:
         from modjax.io.experiment_io import save_experiment_checkpoint
 
         return save_experiment_checkpoint(self, name, overwrite=overwrite, meta=meta,
-                                          blocking=blocking)
+                                          blocking=blocking, show_progress=show_progress,
+                                          progress_file=progress_file)
 
-    def restore_checkpoint(self, name_or_path: str | Path) -> None:
-        """Restore an experiment checkpoint, or a graph checkpoint into the model graph."""
+    def restore_checkpoint(self, name_or_path: str | Path, *, show_progress: bool = False,
+                           progress_file: Any = None) -> None:
+        """Restore an experiment checkpoint, or a graph checkpoint into the model graph.
+
+        Args:
+            name_or_path: a name from :attr:`available_checkpoints`, or a path.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
+        """
         from modjax.io.experiment_io import restore_experiment_checkpoint
 
-        restore_experiment_checkpoint(self, name_or_path)
+        restore_experiment_checkpoint(self, name_or_path, show_progress=show_progress,
+                                      progress_file=progress_file)
 
     @property
     def available_checkpoints(self) -> dict[str, Path]:
