@@ -51,7 +51,7 @@ from modjax.io.registry import register
 from modjax.train.losses import LossRef, _fit_to
 
 __all__ = ["AppliedMetric", "METRIC_NAMES", "probabilities", "predicted_classes", "finalize_all",
-           "check_class_targets"]
+           "check_class_targets", "logged_names", "log_epoch_metrics"]
 
 _CLASSIFICATION = ("accuracy", "top_k_accuracy", "precision", "recall", "f1")
 _REGRESSION = ("mae", "mse", "rmse", "r2")
@@ -371,3 +371,50 @@ def _upstream(graph: Any, label: str) -> set[str]:
         seen.add(n)
         stack.extend(u for u in graph.upstream_of(n) if u in graph.node_labels)
     return seen
+
+
+def logged_names(metrics: Sequence[AppliedMetric], prefix: str, *, owner: str
+                 ) -> dict[str, str]:
+    """``{metric label: name in the results}``: ``prefix + metric`` (``train_accuracy``),
+    or ``prefix + label`` for a metric given its own ``label=``.
+
+    Raises:
+        ValueError: two metrics would log under one name (names them; pass ``label=``).
+
+    Example:
+        >>> logged_names([AppliedMetric("accuracy", on="a"),
+        ...               AppliedMetric("accuracy", on="b", label="b_acc")], "train_", owner="p")
+        {'a.accuracy': 'train_accuracy', 'b_acc': 'train_b_acc'}
+    """
+    out: dict[str, str] = {}
+    for m in metrics:
+        name = prefix + (m.name if m.label == f"{m.node}.{m.name}" else m.label)
+        clash = [lbl for lbl, n in out.items() if n == name]
+        if clash or m.label in out:
+            raise ValueError(f"{owner}: metrics {clash or [m.label]} and {m.label!r} would both "
+                             f"be logged as {name!r}; give one of them label=...")
+        out[m.label] = name
+    return out
+
+
+def log_epoch_metrics(metrics: Sequence[AppliedMetric], stats: Mapping[str, Any] | None,
+                      results: Any, epoch: int, *, prefix: str = "train_",
+                      owner: str = "TrainPhase") -> dict[str, float]:
+    """Finalize an epoch's stacked per-batch statistics on the device and log each value
+    in ``results.metrics`` (``train_accuracy``, ...). Returns ``{name: value}``.
+
+    Example:
+        >>> from modjax.train.results import MetricStore
+        >>> class R: metrics = MetricStore()
+        >>> m = AppliedMetric("mae", on="h")
+        >>> s = jax.tree.map(lambda a: a[None], m.batch_stats([jnp.ones((2, 1)), jnp.zeros((2, 1))]))
+        >>> log_epoch_metrics([m], {"h.mae": s}, R, 0)
+        {'train_mae': 1.0}
+    """
+    if not metrics or stats is None:
+        return {}
+    names = logged_names(metrics, prefix, owner=owner)
+    out = {names[label]: value for label, value in finalize_all(metrics, stats).items()}
+    for name, value in out.items():
+        results.metrics.log(name, value, epoch=epoch)
+    return out

@@ -27,7 +27,7 @@ from modjax.errors import ConfigError, GraphStructureError, closest_names
 from modjax.io.registry import register, registered_name, serialize
 from modjax.train.callbacks import Callback
 from modjax.train.losses import AppliedLoss
-from modjax.train.metrics import AppliedMetric, check_class_targets
+from modjax.train.metrics import AppliedMetric, check_class_targets, log_epoch_metrics
 from modjax.train.programs import counting_traces, note_trace, program, spec_of
 from modjax.train.results import BindingRecord, EpochRecord, EvalResults, FitResults, TrainResults
 from modjax.train.schedule import BatchSchedulingPolicy, schedule_plans
@@ -395,6 +395,24 @@ def _host_plan(plan: IndexPlan) -> tuple[dict, dict]:
             {r: np.asarray(v) for r, v in plan.mask.items()})
 
 
+def _train_metrics(label: str, metrics: Sequence[AppliedMetric] | None, replicas: int
+                   ) -> list[AppliedMetric]:
+    """A TrainPhase's metrics, checked: AppliedMetrics with distinct logged names."""
+    from modjax.train.metrics import logged_names
+
+    out = list(metrics or [])
+    for m in out:
+        if not isinstance(m, AppliedMetric):
+            raise TypeError(f"TrainPhase {label!r}: metrics must be AppliedMetric objects "
+                            f"(e.g. AppliedMetric('accuracy', on='head')), got {m!r}")
+    if out and replicas != 1:
+        raise ValueError(f"TrainPhase {label!r}: training metrics are not computed for "
+                         f"ensembles (replicas={replicas}); evaluate the ensemble with an "
+                         "EvalPhase(metrics=...) instead")
+    logged_names(out, "train_", owner=f"TrainPhase {label!r}")
+    return out
+
+
 def _specs_from_config(rules: Mapping[str, Any] | None) -> dict[str, Any] | None:
     from jax.sharding import PartitionSpec
     if not rules:
@@ -444,6 +462,10 @@ class TrainPhase(ExperimentPhase):
             (``modjax.train.ensemble``): replica ``r`` is the run with graph key, phase
             seed and sampler seeds shifted by ``r``; the graph keeps replica 0 and an
             EvalPhase on it reports every replica and the ensemble mean.
+        metrics: :class:`~modjax.train.metrics.AppliedMetric` s computed inside the
+            jitted step on each batch's training forward pass; each epoch's per-batch
+            statistics are combined on the device and logged as ``train_<metric>``
+            (``train_accuracy``; ``train_<label>`` for a metric given ``label=``).
     """
 
     kind = "train"
@@ -457,9 +479,11 @@ class TrainPhase(ExperimentPhase):
                  mesh: Any = None, seed: int = 0, capture: Sequence[str] = (),
                  observer: Any = None, byte_budget: int | None = None,
                  shard_data: bool | None = None, shard_params: Mapping[str, Any] | None = None,
-                 compute_dtype: Any = None, replicas: int = 1) -> None:
+                 compute_dtype: Any = None, replicas: int = 1,
+                 metrics: Sequence[AppliedMetric] | None = None) -> None:
         super().__init__(label, input_sources=input_sources, losses=losses,
                          active_nodes=active_nodes, callbacks=callbacks)
+        self.metrics = _train_metrics(label, metrics, replicas)
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
             raise ValueError(f"TrainPhase {label!r}: replicas must be a positive int, got "
                              f"{replicas!r}")
@@ -597,7 +621,8 @@ class TrainPhase(ExperimentPhase):
         sig = ("train_epoch", graph.definition, tuple(spec_of(al) for al in self.losses),
                spec_of(optimizer), tuple(f.key for f in feeds), chunked, skip_empty, self.mesh,
                tuple(f.store.shard_rows for f in feeds), spec_of(self.compute_dtype),
-               tuple(record), self.capture, spec_of(self.active_nodes))
+               tuple(record), self.capture, spec_of(self.active_nodes),
+               tuple(spec_of(m) for m in self.metrics))
         return program(sig, lambda: self._make_epoch(graph, feeds, optimizer, record, skip_empty))
 
     def _make_epoch(self, graph: Any, feeds: Sequence[_Feed], optimizer: Any,
@@ -605,7 +630,7 @@ class TrainPhase(ExperimentPhase):
         from modjax.train.precision import compute_graph
         step = make_train_step(compute_graph(graph, self.compute_dtype), self.losses, optimizer,
                                active_nodes=self.active_nodes, capture=self.capture,
-                               record=record)
+                               record=record, metrics=self.metrics)
         gathers = {f.key: f.store.gather_fn() for f in feeds}
         keys = [f.key for f in feeds]
         labels = [al.label for al in self.losses]
@@ -623,7 +648,9 @@ class TrainPhase(ExperimentPhase):
                 # total and per-label losses in one row: the epoch's only host transfer;
                 # what a non-finite loss does is decided on the host from these rows
                 row = jnp.stack([m["loss"]] + [m["losses"][lbl] for lbl in labels])
-                return new, {"loss_table": row, "records": m["records"]}
+                # metric statistics stay on the device; combined once per epoch
+                return new, {"loss_table": row, "records": m["records"],
+                             "metric_stats": m["metric_stats"]}
 
             return jax.lax.scan(body, carry, plans)
 
@@ -672,7 +699,7 @@ class TrainPhase(ExperimentPhase):
                  for b in self._bindings(graph)]
         if not feeds:
             raise ValueError(f"{owner}: no input bindings")
-        check_class_targets(graph, self.losses, feeds, owner=owner)
+        check_class_targets(graph, [*self.losses, *self.metrics], feeds, owner=owner)
         optimizer = graph_optimizers(graph)
         streaming = not all(f.store.fits for f in feeds)
         fn = self._epoch_fn(graph, feeds, optimizer, chunked=False, skip_empty=streaming)
@@ -746,6 +773,8 @@ class TrainPhase(ExperimentPhase):
                 counts = results._batch_counts(rec)
                 train_loss = float(np.sum(rec.loss * counts) / max(counts.sum(), 1.0))
                 results.metrics.log("train_loss", train_loss, epoch=epoch)
+                log_epoch_metrics(self.metrics, rec.__dict__.pop("metric_stats", None), results,
+                                  epoch, owner=owner)
                 self.epochs_run += 1
                 for cb in cbs:
                     cb.on_epoch_end(epoch=epoch, results=results, **ctx)
@@ -869,6 +898,7 @@ class TrainPhase(ExperimentPhase):
         nonfinite = np.flatnonzero(~np.isfinite(loss))
         bad = int(nonfinite[0]) if nonfinite.size else -1
         rec = EpochRecord(epoch, loss, losses, out["records"], bindings)
+        rec.metric_stats = out["metric_stats"]  # type: ignore[attr-defined]
         if bad >= 0 and self.nan_policy is not NanPolicy.IGNORE:
             if self.nan_policy is NanPolicy.RAISE:
                 raise FloatingPointError(
@@ -946,6 +976,8 @@ class TrainPhase(ExperimentPhase):
                        for k, v in self.shard_params.items()},
                    sampler=None if self._sampler is None else serialize(self._sampler),
                    checkpointing=None if self.checkpointing is None else serialize(self.checkpointing))
+        if self.metrics:
+            cfg["metrics"] = [serialize(m) for m in self.metrics]
         return cfg
 
     @classmethod
@@ -960,6 +992,7 @@ class TrainPhase(ExperimentPhase):
                       shard_data=config.get("shard_data"), compute_dtype=config.get("compute_dtype"),
                       shard_params=_specs_from_config(config.get("shard_params")),
                       replicas=config.get("replicas", 1),
+                      metrics=[deserialize(c) for c in config.get("metrics", [])],
                       checkpointing=None if config.get("checkpointing") is None else
                       deserialize(config["checkpointing"]))
         if config.get("split") is not None and not config["input_sources"]:

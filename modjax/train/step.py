@@ -278,6 +278,17 @@ def _loss_terms(wiring: _Wiring, losses: Sequence[AppliedLoss], roles, outs, tgt
     return terms
 
 
+def _metric_stats(wiring: _Wiring, metrics: Sequence[AppliedMetric], roles, outs, tgts,
+                  batch) -> dict[str, Any]:
+    """Each metric's sufficient statistics of the batch (weights and padding honoured)."""
+    stats = {}
+    for am in metrics:
+        vals = [wiring.value(am, ref, roles, outs, tgts, batch) for ref in am.refs]
+        mask, weights = wiring.mask_weights(am, roles, batch)
+        stats[am.label] = am.batch_stats(vals, weights=weights, mask=mask)
+    return stats
+
+
 def _records(record: Iterable[str], capture: Sequence[str], outs: dict, tgts: dict) -> dict:
     rec: dict[str, Any] = {"outputs": {}, "targets": {}, "tags": {}}
     for node in record:
@@ -293,7 +304,8 @@ def _records(record: Iterable[str], capture: Sequence[str], outs: dict, tgts: di
 # --------------------------------------------------------------------------- train step
 def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimizer | None = None,
                     *, active_nodes: Sequence[str] | None = None, capture: Sequence[str] = (),
-                    record: Sequence[str] = ()) -> Callable[[dict, dict], tuple[dict, dict]]:
+                    record: Sequence[str] = (), metrics: Sequence[AppliedMetric] = ()
+                    ) -> Callable[[dict, dict], tuple[dict, dict]]:
     """Build the pure training step ``step(carry, batch) -> (carry, metrics)``.
 
     Args:
@@ -305,10 +317,13 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
         active_nodes: restrict the forward pass to these node labels.
         capture: tag paths to return per batch in ``metrics["records"]["tags"]``.
         record: node labels whose outputs/targets go to ``metrics["records"]``.
+        metrics: :class:`~modjax.train.metrics.AppliedMetric` s computed on the batch's
+            training forward pass (the outputs the gradient was taken at).
 
     Returns:
         A pure function. ``metrics`` holds ``loss`` (total), ``losses`` (per label),
-        ``finite`` and ``records``.
+        ``finite``, ``records`` and ``metric_stats`` (per AppliedMetric label, the
+        batch's sufficient statistics; ``AppliedMetric.finalize`` combines a stack).
 
     Raises:
         ValueError: no losses; stage-wise training with a trainable node lacking an
@@ -330,6 +345,7 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
         raise ValueError("make_train_step: no losses given; a TrainPhase needs at least one AppliedLoss")
     core = traced_graph(graph)
     wiring = _Wiring(core, losses, what="make_train_step")
+    metric_wiring = _Wiring(core, metrics, what="make_train_step")
     opt = graph_optimizers(graph, optimizer)
     stage_wise = isinstance(opt, dict)
     active = None if active_nodes is None else list(active_nodes)
@@ -403,9 +419,10 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
         new_carry = dict(carry)
         new_carry.update(variables={"params": new_params, "state": new_state},
                          opt_state=new_opt, step=carry["step"] + 1)
-        metrics = {"loss": total, "losses": terms, "finite": jnp.isfinite(total),
-                   "records": _records(record, capture, outs, tgts)}
-        return new_carry, metrics
+        return new_carry, {"loss": total, "losses": terms, "finite": jnp.isfinite(total),
+                           "records": _records(record, capture, outs, tgts),
+                           "metric_stats": _metric_stats(metric_wiring, metrics, roles, outs,
+                                                         tgts, batch)}
 
     step.wiring = wiring  # type: ignore[attr-defined]
     step.stage_wise = stage_wise  # type: ignore[attr-defined]
@@ -475,11 +492,7 @@ def make_eval_step(graph: Any, losses: Sequence[AppliedLoss] = (), *,
                                  active_nodes=active, capture=capture)
         terms = _loss_terms(wiring, losses, roles, outs, tgts, batch)
         total = sum(terms.values()) if terms else jnp.zeros(())
-        stats = {}
-        for am in metrics:
-            vals = [metric_wiring.value(am, ref, roles, outs, tgts, batch) for ref in am.refs]
-            mask, weights = metric_wiring.mask_weights(am, roles, batch)
-            stats[am.label] = am.batch_stats(vals, weights=weights, mask=mask)
+        stats = _metric_stats(metric_wiring, metrics, roles, outs, tgts, batch)
         return {"loss": total, "losses": terms, "finite": jnp.isfinite(total),
                 "records": _records(record, capture, outs, tgts), "metric_stats": stats}
 

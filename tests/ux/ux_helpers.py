@@ -16,17 +16,17 @@ def blobs(n: int = 240, n_classes: int = 3, seed: int = 0) -> dict[str, np.ndarr
     return {"x": x, "y": y.astype(np.int32)}
 
 
-def classifier(n_classes: int = 3, *, width: int | None = None, seed: int = 0
-               ) -> tuple[FeatureSet, ModelGraph]:
+def classifier(n_classes: int = 3, *, width: int | None = None, seed: int = 0,
+               lr: float = 1e-2) -> tuple[FeatureSet, ModelGraph]:
     fs = FeatureSet.from_dict("blobs", blobs(n_classes=n_classes, seed=seed), "x", "y")
     fs.split_random({"train": 0.75, "test": 0.25}, seed=seed)
     node = ModelNode("clf", SequentialMLP(output_shape=(width or n_classes,), n_layers=2,
                                           hidden_dim=16), upstream_ref=fs.reference())
-    graph = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": 1e-2})).build(key=0)
+    graph = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": lr})).build(key=0)
     return fs, graph
 
 
-def regression(n: int = 200, seed: int = 0, scale_targets: bool = True
+def regression(n: int = 200, seed: int = 0, scale_targets: bool = True, lr: float = 1e-2
                ) -> tuple[FeatureSet, ModelGraph]:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3)).astype(np.float32) * 5 + 10
@@ -37,5 +37,5 @@ def regression(n: int = 200, seed: int = 0, scale_targets: bool = True
     if scale_targets:
         fs.fit_transform("StandardScaler", domain="targets", fit_to_split="train")
     node = ModelNode("head", SequentialMLP(n_layers=2, hidden_dim=16), upstream_ref=fs.reference())
-    graph = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": 1e-2})).build(key=0)
+    graph = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": lr})).build(key=0)
     return fs, graph
