@@ -4,8 +4,9 @@
    split train/val/test (stratified by the label) and the pixels standardised,
 2. a logits head: ``SequentialMLP(output_shape=(10,))`` trained with
    ``sparse_cross_entropy`` against the integer labels (no one-hot needed),
-3. validation accuracy and macro F1 computed inside the jitted evaluation each epoch
-   (``Evaluation`` + ``EvalMetric``), early stopping on the validation loss,
+3. training accuracy computed inside the jitted training step (``TrainPhase(metrics=...)``,
+   logged as ``train_accuracy``), validation accuracy inside the jitted evaluation each
+   epoch (``Evaluation`` + ``EvalMetric``), early stopping on the validation loss,
 4. test metrics from an ``EvalPhase`` with ``AppliedMetric`` s, class probabilities from
    the logits, and ``graph.predict`` on raw pixels.
 
@@ -62,7 +63,7 @@ def main(n_epochs: int = 40, seed: int = 0, verbose: bool = True) -> dict[str, f
     val = EvalPhase.from_split("val", split="val")
     train = TrainPhase.from_split(
         "train", split="train", sampler=SimpleSampler(64, seed=seed), losses=[ce],
-        n_epochs=n_epochs, seed=seed,
+        n_epochs=n_epochs, seed=seed, metrics=[accuracy],
         callbacks=[Evaluation(eval_phase=val, metrics=[EvalLossMetric(loss=ce),
                                                        EvalMetric(metric=accuracy)]),
                    EarlyStopping(monitor="val_loss", patience=5, restore_best=True)])
@@ -76,6 +77,7 @@ def main(n_epochs: int = 40, seed: int = 0, verbose: bool = True) -> dict[str, f
     predicted = graph.predict(raw_pixels).argmax(-1)   # scaled like training, in chunks
     report = {
         "epochs_run": tr.n_epochs,
+        "last_train_accuracy": tr.metrics.series("train_accuracy")[-1],
         "best_val_accuracy": max(tr.metrics.series("val_accuracy")),
         "test_accuracy": test.metrics.last("clf.accuracy"),
         "test_macro_f1": test.metrics.last("clf.f1"),
@@ -84,7 +86,8 @@ def main(n_epochs: int = 40, seed: int = 0, verbose: bool = True) -> dict[str, f
     }
     if verbose:
         print(tr)
-        print(f"trained {report['epochs_run']} epochs, best val accuracy "
+        print(f"trained {report['epochs_run']} epochs, train accuracy "
+              f"{report['last_train_accuracy']:.3f}, best val accuracy "
               f"{report['best_val_accuracy']:.3f}")
         print(f"test accuracy {report['test_accuracy']:.3f}, macro F1 "
               f"{report['test_macro_f1']:.3f}, mean top-class probability "

@@ -20,4 +20,5 @@ def test_classification_digits_example():
     assert report["test_accuracy"] > 0.93
     assert report["test_macro_f1"] > 0.93
     assert report["predict_agrees"] == 1.0
+    assert 0.9 < report["last_train_accuracy"] <= 1.0  # computed in the training step
     assert 0.5 < report["mean_top_probability"] <= 1.0
