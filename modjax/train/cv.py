@@ -116,6 +116,17 @@ class CVBinding:
         return out
 
 
+def template_phase_states(template: PhaseGroup) -> list[tuple[Any, Any]]:
+    """``(phase, state)`` of every phase of ``template`` that keeps state (TrainPhases)."""
+    return [(p, p.get_state()) for p in template.flatten() if hasattr(p, "epochs_run")]
+
+
+def restore_phase_states(states: list[tuple[Any, Any]]) -> None:
+    """Put back what :func:`template_phase_states` recorded."""
+    for p, st in states:
+        p.set_state(st)
+
+
 class CVResults:
     """Per-fold results plus mean/std of each phase's final metrics."""
 
@@ -209,11 +220,17 @@ class CrossValidation:
         seed: RNG seed for the fold assignment.
         phase: template to run per fold (default: the experiment's execution plan).
         experiment: the Experiment (default: the active context's).
+        parallel: train the folds together: each TrainPhase of the group runs as one
+            vmapped program over the folds (``modjax.train.cv_parallel``); per-fold
+            results equal the sequential run's.
+        mesh: with ``parallel``, a ``Mesh`` with a ``"replica"`` axis to shard the
+            folds over.
     """
 
     def __init__(self, *, label: str = "CV", bindings: CVBinding | Sequence[CVBinding],
                  n_folds: int = 5, seed: int = 13, phase: Any = None,
-                 experiment: Experiment | None = None) -> None:
+                 experiment: Experiment | None = None, parallel: bool = False,
+                 mesh: Any = None) -> None:
         if isinstance(bindings, CVBinding):
             bindings = [bindings]
         if not bindings or not all(isinstance(b, CVBinding) for b in bindings):
@@ -230,12 +247,14 @@ class CrossValidation:
                             f"{type(phase).__name__}")
         self.label, self.bindings, self.n_folds, self.seed = label, list(bindings), n_folds, seed
         self.phase, self.experiment = phase, experiment
+        self.parallel, self.mesh = bool(parallel), mesh
 
     def get_config(self) -> dict[str, Any]:
         """JSON config (the experiment is the active context's on load)."""
         return {"label": self.label, "bindings": [serialize(b) for b in self.bindings],
                 "n_folds": self.n_folds, "seed": self.seed,
-                "phase": None if self.phase is None else serialize(self.phase)}
+                "phase": None if self.phase is None else serialize(self.phase),
+                "parallel": self.parallel}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], *, experiment: Experiment | None = None,
@@ -244,7 +263,8 @@ class CrossValidation:
         phase = config.get("phase")
         return cls(label=config["label"], bindings=[deserialize(b, **kw) for b in config["bindings"]],
                    n_folds=config["n_folds"], seed=config["seed"],
-                   phase=None if phase is None else deserialize(phase, **kw), experiment=experiment)
+                   phase=None if phase is None else deserialize(phase, **kw), experiment=experiment,
+                   parallel=config.get("parallel", False))
 
     @property
     def phase_template(self) -> PhaseGroup:
@@ -267,10 +287,16 @@ class CrossValidation:
         """
         from modjax.train.options import check_options
         check_options("CrossValidation.run", kwargs)
+        if self.parallel:
+            from modjax.train.cv_parallel import run_parallel
+            return run_parallel(self, mesh=self.mesh, **kwargs)
         exp = self.experiment
         folds = [b.folds(self.n_folds, self.seed) for b in self.bindings]
         template = self._template()
         start = exp.get_state()
+        # a template outside the experiment's plan is not in its state: its phase counters
+        # and sampler RNG are reset per fold too, so every fold starts alike
+        phases = template_phase_states(template)
         saved = []
         for b in self.bindings:
             names = (b.train_split_name, b.val_split_name)
@@ -287,6 +313,7 @@ class CrossValidation:
                     self._bind(b, tr, va, i)
                     rows[b.fs.label] = (tr, va)
                 exp.set_state(start)
+                restore_phase_states(phases)
                 group = PhaseGroup(f"{self.label}_fold{i}", list(template.all))
                 out.folds.append(exp._execute_group(group, **kwargs))
                 out.fold_rows.append(rows)
@@ -299,6 +326,7 @@ class CrossValidation:
                 for n, v in old.items():
                     b.fs.add_split(v, n)
             exp.set_state(start)
+            restore_phase_states(phases)
         return out
 
     @staticmethod

@@ -132,6 +132,23 @@ def _make(graph, losses, optimizer, keys, gathers, shared, record, capture, acti
 
 
 # --------------------------------------------------------------------------- stacking
+@jax.jit
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+@jax.jit
+def _take(tree: Any, k: Any) -> Any:
+    return jax.tree.map(lambda a: a[k], tree)
+
+
+@jax.jit
+def _put(tree: Any, k: Any, value: Any) -> Any:
+    return jax.tree.map(lambda a, v: a.at[k].set(v), tree, value)
+
+
+# one compiled program per tree structure, whatever the replica index (a Python int
+# index would compile one program per leaf shape and index)
 def stack_trees(trees: Sequence[Any]) -> Any:
     """One pytree whose leaves stack the given trees' leaves on a new leading axis.
 
@@ -139,7 +156,7 @@ def stack_trees(trees: Sequence[Any]) -> Any:
         >>> stack_trees([{"w": jnp.ones(2)}, {"w": jnp.zeros(2)}])["w"].shape
         (2, 2)
     """
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+    return _stack(list(trees))
 
 
 def take_replica(tree: Any, k: int) -> Any:
@@ -149,7 +166,7 @@ def take_replica(tree: Any, k: int) -> Any:
         >>> take_replica({"w": jnp.arange(4.0).reshape(2, 2)}, 1)["w"].tolist()
         [2.0, 3.0]
     """
-    return jax.tree.map(lambda a: a[k], tree)
+    return _take(tree, np.int32(k))
 
 
 def put_replica(tree: Any, k: int, value: Any) -> Any:
@@ -159,7 +176,7 @@ def put_replica(tree: Any, k: int, value: Any) -> Any:
         >>> put_replica({"w": jnp.zeros((2, 2))}, 0, {"w": jnp.ones(2)})["w"].tolist()
         [[1.0, 1.0], [0.0, 0.0]]
     """
-    return jax.tree.map(lambda a, v: a.at[k].set(v), tree, value)
+    return _put(tree, np.int32(k), value)
 
 
 def pad_rows(trees: Sequence[Any]) -> Any:
