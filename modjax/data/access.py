@@ -8,10 +8,24 @@ axis 1: keys of per-sample shape ``s`` give ``(n, n_keys, *s)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
+from modjax.data.accessor_types import (
+    AccessorData,
+    DictFormat,
+    DictJaxFormat,
+    DictListFormat,
+    DictTorchFormat,
+    FormatName,
+    JaxFormat,
+    KeySelection,
+    ListFormat,
+    NumpyFormat,
+    PandasFormat,
+    TorchFormat,
+)
 from modjax.data.compat import ModularMLAccessMixin, format_column
 from modjax.data.formats import (
     STACKED_FORMATS,
@@ -34,6 +48,10 @@ from modjax.data.schema import (
 from modjax.errors import ShapeMismatchError, closest_names
 
 if TYPE_CHECKING:
+    import jax
+    import pandas as pd
+    import torch
+
     from modjax.data.featureset import FeatureSet
 
 __all__ = ["DataAccessMixin", "FORMATS"]
@@ -202,8 +220,21 @@ class DataAccessMixin(ModularMLAccessMixin):
         col = column_name(domain, key, self.resolve_rep(domain, key, rep))
         return self._take_rows(self._fs._numpy_column(col))
 
-    def get_domain(self, domain: str, keys: str | Sequence[str] | None = None, *,
-                   rep: str | None = None, fmt: str = "numpy") -> Any:
+    @overload
+    def get_domain(self, domain: str, keys: KeySelection = ..., *, rep: str | None = ...,
+                   fmt: Literal["numpy"] = ...) -> np.ndarray: ...
+    @overload
+    def get_domain(self, domain: str, keys: KeySelection = ..., *, rep: str | None = ...,
+                   fmt: Literal["jax"]) -> jax.Array: ...
+    @overload
+    def get_domain(self, domain: str, keys: KeySelection = ..., *, rep: str | None = ...,
+                   fmt: Literal["dict"]) -> dict[str, np.ndarray]: ...
+    @overload
+    def get_domain(self, domain: str, keys: KeySelection = ..., *, rep: str | None = ...,
+                   fmt: str) -> np.ndarray | jax.Array | dict[str, np.ndarray]: ...
+
+    def get_domain(self, domain: str, keys: KeySelection = None, *, rep: str | None = None,
+                   fmt: str = "numpy") -> np.ndarray | jax.Array | dict[str, np.ndarray]:
         """Data of one domain.
 
         Args:
@@ -214,7 +245,8 @@ class DataAccessMixin(ModularMLAccessMixin):
                 (``{key: (n, *s)}`` numpy arrays).
 
         Returns:
-            The stacked array or the dict.
+            The stacked ``numpy.ndarray`` (``jax.Array`` for ``"jax"``) or the dict
+            (typed per ``fmt`` literal for type checkers).
 
         Raises:
             KeyError: unknown key or rep. ShapeMismatchError: keys of different shapes
@@ -249,7 +281,7 @@ class DataAccessMixin(ModularMLAccessMixin):
         return out
 
     def _get_compat(self, domain: str, keys: Any, selectors: Any, rep: str | None, fmt: Any,
-                    include_domain_prefix: bool, include_rep_suffix: bool) -> Any:
+                    include_domain_prefix: bool, include_rep_suffix: bool) -> AccessorData:
         """Shared body of get_features/get_targets/get_tags (both call conventions)."""
         if keys is not None and is_format_name(keys) and (
                 not isinstance(keys, str) or keys not in self._keys(domain)):
@@ -277,10 +309,51 @@ class DataAccessMixin(ModularMLAccessMixin):
         stacked = self.get_domain(domain, ks, rep=rep) if f in STACKED_FORMATS else None
         return convert_columns(cols, f, stacked=stacked)
 
-    def get_features(self, keys: Any = None, *, rep: str | None = None, fmt: Any = "numpy",
-                     features: str | Sequence[str] | None = None,
+    @overload
+    def get_features(self, keys: Any = ..., *, rep: str | None = ..., fmt: NumpyFormat = ...,
+                     features: KeySelection = ..., include_domain_prefix: bool = ...,
+                     include_rep_suffix: bool = ...) -> np.ndarray: ...
+    @overload
+    def get_features(self, keys: Any = ..., *, rep: str | None = ..., fmt: JaxFormat,
+                     features: KeySelection = ..., include_domain_prefix: bool = ...,
+                     include_rep_suffix: bool = ...) -> jax.Array: ...
+    @overload
+    def get_features(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictFormat,
+                     features: KeySelection = ..., include_domain_prefix: bool = ...,
+                     include_rep_suffix: bool = ...) -> dict[str, np.ndarray]: ...
+    @overload
+    def get_features(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictJaxFormat,
+                     features: KeySelection = ..., include_domain_prefix: bool = ...,
+                     include_rep_suffix: bool = ...) -> dict[str, jax.Array]: ...
+    @overload
+    def get_features(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictListFormat,
+                     features: KeySelection = ..., include_domain_prefix: bool = ...,
+                     include_rep_suffix: bool = ...) -> dict[str, list[Any]]: ...
+    @overload
+    def get_features(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictTorchFormat,
+                     features: KeySelection = ..., include_domain_prefix: bool = ...,
+                     include_rep_suffix: bool = ...) -> dict[str, torch.Tensor]: ...
+    @overload
+    def get_features(self, keys: Any = ..., *, rep: str | None = ..., fmt: PandasFormat,
+                     features: KeySelection = ..., include_domain_prefix: bool = ...,
+                     include_rep_suffix: bool = ...) -> pd.DataFrame: ...
+    @overload
+    def get_features(self, keys: Any = ..., *, rep: str | None = ..., fmt: ListFormat,
+                     features: KeySelection = ..., include_domain_prefix: bool = ...,
+                     include_rep_suffix: bool = ...) -> list[Any]: ...
+    @overload
+    def get_features(self, keys: Any = ..., *, rep: str | None = ..., fmt: TorchFormat,
+                     features: KeySelection = ..., include_domain_prefix: bool = ...,
+                     include_rep_suffix: bool = ...) -> torch.Tensor: ...
+    @overload
+    def get_features(self, keys: Any = ..., *, rep: str | None = ..., fmt: FormatName,
+                     features: KeySelection = ..., include_domain_prefix: bool = ...,
+                     include_rep_suffix: bool = ...) -> AccessorData: ...
+
+    def get_features(self, keys: Any = None, *, rep: str | None = None,
+                     fmt: FormatName = "numpy", features: KeySelection = None,
                      include_domain_prefix: bool = False,
-                     include_rep_suffix: bool = False) -> Any:
+                     include_rep_suffix: bool = False) -> AccessorData:
         """Feature data: stacked ``(n, n_keys, *s)`` by default.
 
         Args:
@@ -293,7 +366,11 @@ class DataAccessMixin(ModularMLAccessMixin):
             include_domain_prefix, include_rep_suffix: key spelling of keyed formats.
 
         Returns:
-            The data in ``fmt``.
+            The data in ``fmt``: ``numpy.ndarray`` (``"numpy"``), ``jax.Array``,
+            ``dict[str, numpy.ndarray]`` (``"dict"``/``"dict_numpy"``),
+            ``pandas.DataFrame`` (``"pandas"``), ``torch.Tensor``, ... The method is
+            overloaded on the ``fmt=`` literal, so type checkers see the precise type
+            (ModularML's positional fmt reads as ``keys`` to them: pass ``fmt=`` to get it).
 
         Example:
             >>> from modjax.data import FeatureSet
@@ -307,17 +384,99 @@ class DataAccessMixin(ModularMLAccessMixin):
         return self._get_compat(DOMAIN_FEATURES, keys, features, rep, fmt,
                                 include_domain_prefix, include_rep_suffix)
 
-    def get_targets(self, keys: Any = None, *, rep: str | None = None, fmt: Any = "numpy",
-                    targets: str | Sequence[str] | None = None,
+    @overload
+    def get_targets(self, keys: Any = ..., *, rep: str | None = ..., fmt: NumpyFormat = ...,
+                    targets: KeySelection = ..., include_domain_prefix: bool = ...,
+                    include_rep_suffix: bool = ...) -> np.ndarray: ...
+    @overload
+    def get_targets(self, keys: Any = ..., *, rep: str | None = ..., fmt: JaxFormat,
+                    targets: KeySelection = ..., include_domain_prefix: bool = ...,
+                    include_rep_suffix: bool = ...) -> jax.Array: ...
+    @overload
+    def get_targets(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictFormat,
+                    targets: KeySelection = ..., include_domain_prefix: bool = ...,
+                    include_rep_suffix: bool = ...) -> dict[str, np.ndarray]: ...
+    @overload
+    def get_targets(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictJaxFormat,
+                    targets: KeySelection = ..., include_domain_prefix: bool = ...,
+                    include_rep_suffix: bool = ...) -> dict[str, jax.Array]: ...
+    @overload
+    def get_targets(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictListFormat,
+                    targets: KeySelection = ..., include_domain_prefix: bool = ...,
+                    include_rep_suffix: bool = ...) -> dict[str, list[Any]]: ...
+    @overload
+    def get_targets(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictTorchFormat,
+                    targets: KeySelection = ..., include_domain_prefix: bool = ...,
+                    include_rep_suffix: bool = ...) -> dict[str, torch.Tensor]: ...
+    @overload
+    def get_targets(self, keys: Any = ..., *, rep: str | None = ..., fmt: PandasFormat,
+                    targets: KeySelection = ..., include_domain_prefix: bool = ...,
+                    include_rep_suffix: bool = ...) -> pd.DataFrame: ...
+    @overload
+    def get_targets(self, keys: Any = ..., *, rep: str | None = ..., fmt: ListFormat,
+                    targets: KeySelection = ..., include_domain_prefix: bool = ...,
+                    include_rep_suffix: bool = ...) -> list[Any]: ...
+    @overload
+    def get_targets(self, keys: Any = ..., *, rep: str | None = ..., fmt: TorchFormat,
+                    targets: KeySelection = ..., include_domain_prefix: bool = ...,
+                    include_rep_suffix: bool = ...) -> torch.Tensor: ...
+    @overload
+    def get_targets(self, keys: Any = ..., *, rep: str | None = ..., fmt: FormatName,
+                    targets: KeySelection = ..., include_domain_prefix: bool = ...,
+                    include_rep_suffix: bool = ...) -> AccessorData: ...
+
+    def get_targets(self, keys: Any = None, *, rep: str | None = None,
+                    fmt: FormatName = "numpy", targets: KeySelection = None,
                     include_domain_prefix: bool = False,
-                    include_rep_suffix: bool = False) -> Any:
+                    include_rep_suffix: bool = False) -> AccessorData:
         """Target data ``(n, n_keys, *s)`` by default (arguments as :meth:`get_features`)."""
         return self._get_compat(DOMAIN_TARGETS, keys, targets, rep, fmt,
                                 include_domain_prefix, include_rep_suffix)
 
-    def get_tags(self, keys: Any = None, *, rep: str | None = None, fmt: Any = "numpy",
-                 tags: str | Sequence[str] | None = None, include_domain_prefix: bool = False,
-                 include_rep_suffix: bool = False) -> Any:
+    @overload
+    def get_tags(self, keys: Any = ..., *, rep: str | None = ..., fmt: NumpyFormat = ...,
+                 tags: KeySelection = ..., include_domain_prefix: bool = ...,
+                 include_rep_suffix: bool = ...) -> np.ndarray: ...
+    @overload
+    def get_tags(self, keys: Any = ..., *, rep: str | None = ..., fmt: JaxFormat,
+                 tags: KeySelection = ..., include_domain_prefix: bool = ...,
+                 include_rep_suffix: bool = ...) -> jax.Array: ...
+    @overload
+    def get_tags(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictFormat,
+                 tags: KeySelection = ..., include_domain_prefix: bool = ...,
+                 include_rep_suffix: bool = ...) -> dict[str, np.ndarray]: ...
+    @overload
+    def get_tags(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictJaxFormat,
+                 tags: KeySelection = ..., include_domain_prefix: bool = ...,
+                 include_rep_suffix: bool = ...) -> dict[str, jax.Array]: ...
+    @overload
+    def get_tags(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictListFormat,
+                 tags: KeySelection = ..., include_domain_prefix: bool = ...,
+                 include_rep_suffix: bool = ...) -> dict[str, list[Any]]: ...
+    @overload
+    def get_tags(self, keys: Any = ..., *, rep: str | None = ..., fmt: DictTorchFormat,
+                 tags: KeySelection = ..., include_domain_prefix: bool = ...,
+                 include_rep_suffix: bool = ...) -> dict[str, torch.Tensor]: ...
+    @overload
+    def get_tags(self, keys: Any = ..., *, rep: str | None = ..., fmt: PandasFormat,
+                 tags: KeySelection = ..., include_domain_prefix: bool = ...,
+                 include_rep_suffix: bool = ...) -> pd.DataFrame: ...
+    @overload
+    def get_tags(self, keys: Any = ..., *, rep: str | None = ..., fmt: ListFormat,
+                 tags: KeySelection = ..., include_domain_prefix: bool = ...,
+                 include_rep_suffix: bool = ...) -> list[Any]: ...
+    @overload
+    def get_tags(self, keys: Any = ..., *, rep: str | None = ..., fmt: TorchFormat,
+                 tags: KeySelection = ..., include_domain_prefix: bool = ...,
+                 include_rep_suffix: bool = ...) -> torch.Tensor: ...
+    @overload
+    def get_tags(self, keys: Any = ..., *, rep: str | None = ..., fmt: FormatName,
+                 tags: KeySelection = ..., include_domain_prefix: bool = ...,
+                 include_rep_suffix: bool = ...) -> AccessorData: ...
+
+    def get_tags(self, keys: Any = None, *, rep: str | None = None, fmt: FormatName = "numpy",
+                 tags: KeySelection = None, include_domain_prefix: bool = False,
+                 include_rep_suffix: bool = False) -> AccessorData:
         """Tag data (arguments as :meth:`get_features`); strings give object arrays."""
         return self._get_compat(DOMAIN_TAGS, keys, tags, rep, fmt,
                                 include_domain_prefix, include_rep_suffix)

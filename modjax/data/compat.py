@@ -11,11 +11,24 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import numpy as np
 import pyarrow as pa
 
+from modjax.data.accessor_types import (
+    AccessorData,
+    DictFormat,
+    DictJaxFormat,
+    DictListFormat,
+    DictTorchFormat,
+    FormatName,
+    JaxFormat,
+    ListFormat,
+    NumpyFormat,
+    PandasFormat,
+    TorchFormat,
+)
 from modjax.data.formats import DataFormat, convert_columns, normalize_format
 from modjax.data.schema import (
     DOMAIN_FEATURES,
@@ -30,6 +43,10 @@ from modjax.data.schema import (
 from modjax.errors import closest_names
 
 if TYPE_CHECKING:
+    import jax
+    import pandas as pd
+    import torch
+
     from modjax.data.view import FeatureSetView
 
 __all__ = ["ModularMLAccessMixin", "format_column", "resolve_column_selectors"]
@@ -272,9 +289,51 @@ class ModularMLAccessMixin:
                                  include_domain_prefix)
 
     # ------------------------------------------------------------------ data
+    @overload
+    def get_data(self, *, columns: Any = ..., features: Any = ..., targets: Any = ...,
+                 tags: Any = ..., rep: str | None = ..., fmt: DictFormat = ...,
+                 include_domain_prefix: bool = ..., include_rep_suffix: bool = ...) -> dict[str, np.ndarray]: ...
+    @overload
+    def get_data(self, *, columns: Any = ..., features: Any = ..., targets: Any = ...,
+                 tags: Any = ..., rep: str | None = ..., fmt: NumpyFormat,
+                 include_domain_prefix: bool = ..., include_rep_suffix: bool = ...) -> np.ndarray: ...
+    @overload
+    def get_data(self, *, columns: Any = ..., features: Any = ..., targets: Any = ...,
+                 tags: Any = ..., rep: str | None = ..., fmt: JaxFormat,
+                 include_domain_prefix: bool = ..., include_rep_suffix: bool = ...) -> jax.Array: ...
+    @overload
+    def get_data(self, *, columns: Any = ..., features: Any = ..., targets: Any = ...,
+                 tags: Any = ..., rep: str | None = ..., fmt: DictJaxFormat,
+                 include_domain_prefix: bool = ..., include_rep_suffix: bool = ...) -> dict[str, jax.Array]: ...
+    @overload
+    def get_data(self, *, columns: Any = ..., features: Any = ..., targets: Any = ...,
+                 tags: Any = ..., rep: str | None = ..., fmt: DictListFormat,
+                 include_domain_prefix: bool = ..., include_rep_suffix: bool = ...) -> dict[str, list[Any]]: ...
+    @overload
+    def get_data(self, *, columns: Any = ..., features: Any = ..., targets: Any = ...,
+                 tags: Any = ..., rep: str | None = ..., fmt: DictTorchFormat,
+                 include_domain_prefix: bool = ..., include_rep_suffix: bool = ...) -> dict[str, torch.Tensor]: ...
+    @overload
+    def get_data(self, *, columns: Any = ..., features: Any = ..., targets: Any = ...,
+                 tags: Any = ..., rep: str | None = ..., fmt: PandasFormat,
+                 include_domain_prefix: bool = ..., include_rep_suffix: bool = ...) -> pd.DataFrame: ...
+    @overload
+    def get_data(self, *, columns: Any = ..., features: Any = ..., targets: Any = ...,
+                 tags: Any = ..., rep: str | None = ..., fmt: ListFormat,
+                 include_domain_prefix: bool = ..., include_rep_suffix: bool = ...) -> list[Any]: ...
+    @overload
+    def get_data(self, *, columns: Any = ..., features: Any = ..., targets: Any = ...,
+                 tags: Any = ..., rep: str | None = ..., fmt: TorchFormat,
+                 include_domain_prefix: bool = ..., include_rep_suffix: bool = ...) -> torch.Tensor: ...
+    @overload
+    def get_data(self, *, columns: Any = ..., features: Any = ..., targets: Any = ...,
+                 tags: Any = ..., rep: str | None = ..., fmt: FormatName,
+                 include_domain_prefix: bool = ..., include_rep_suffix: bool = ...) -> AccessorData: ...
+
     def get_data(self, *, columns: Any = None, features: Any = None, targets: Any = None,
-                 tags: Any = None, rep: str | None = None, fmt: str | DataFormat = "dict_numpy",
-                 include_domain_prefix: bool = True, include_rep_suffix: bool = True) -> Any:
+                 tags: Any = None, rep: str | None = None, fmt: FormatName = "dict_numpy",
+                 include_domain_prefix: bool = True, include_rep_suffix: bool = True
+                 ) -> AccessorData:
         """Columns of several domains in one call (ModularML's unified accessor).
 
         Args:
@@ -286,7 +345,8 @@ class ModularMLAccessMixin:
             include_domain_prefix, include_rep_suffix: spelling of the returned keys.
 
         Returns:
-            The data in ``fmt``.
+            The data in ``fmt`` (``dict[str, numpy.ndarray]`` by default; overloaded on
+            the ``fmt=`` literal like :meth:`get_features`).
 
         Example:
             >>> from modjax.data import FeatureSet
@@ -317,7 +377,14 @@ class ModularMLAccessMixin:
                 return jnp.asarray(stacked)
         return convert_columns(data, f, stacked=stacked)
 
-    def get_sample_uuids(self, fmt: str | DataFormat = "numpy") -> Any:
+    @overload
+    def get_sample_uuids(self, fmt: Literal["numpy", "np"] = ...) -> np.ndarray: ...
+    @overload
+    def get_sample_uuids(self, fmt: Literal["list"]) -> list[str]: ...
+    @overload
+    def get_sample_uuids(self, fmt: FormatName) -> np.ndarray | list[str]: ...
+
+    def get_sample_uuids(self, fmt: FormatName = "numpy") -> np.ndarray | list[str]:
         """Sample uuids of these rows (``fmt="numpy"``: an object array of str; ``"list"``).
 
         Example:
@@ -342,7 +409,7 @@ class ModularMLAccessMixin:
         rows = getattr(self, "_rows", None)
         return table if rows is None else table.take(pa.array(rows))
 
-    def to_pandas(self) -> Any:
+    def to_pandas(self) -> pd.DataFrame:
         """These rows as a pandas DataFrame (array cells as arrays).
 
         Example:
@@ -384,7 +451,7 @@ class ModularMLAccessMixin:
         return "\n".join([head, *body, "└" + "─" * width + "┘"])
 
     @property
-    def collection(self) -> Any:
+    def collection(self) -> Self:
         """ModularML's ``SampleCollection`` of this data: here the object itself (the
         Arrow table lives on the FeatureSet, views read it through their indices)."""
         return self
