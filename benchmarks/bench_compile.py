@@ -28,13 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from bench_train_loop import (
-    BATCH,
-    CompileCounter,
-    init_mlp,
-    make_data,
-    sgd_step,
-)
 
 from modjax import (
     AppliedLoss,
@@ -55,7 +48,52 @@ except ImportError:  # a version without the process-wide program cache (before/
     def clear_program_cache() -> None:
         return None
 
-N, N_TRAIN = 5000, 4000
+N, N_TRAIN, BATCH, LR = 5000, 4000, 32, 1e-3
+TX = optax.adam(LR)
+
+
+class CompileCounter:
+    """Counts XLA backend compilations while active."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def _listener(self, event: str, duration: float, **kw) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            self.n += 1
+
+    def __enter__(self) -> CompileCounter:
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        jax.monitoring.unregister_event_duration_listener(self._listener)
+
+
+def make_data(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 10)).astype(np.float32)
+    w = rng.normal(size=(10,)).astype(np.float32) / np.sqrt(10)
+    y = (np.tanh(x @ w) + 0.1 * rng.normal(size=n)).astype(np.float32)
+    return x, y
+
+
+def init_mlp(key, n_in=10, hidden=32):
+    k1, k2 = jax.random.split(key)
+    return {"l0": {"w": jax.random.normal(k1, (n_in, hidden)) * jnp.sqrt(2.0 / n_in),
+                   "b": jnp.zeros(hidden)},
+            "l1": {"w": jax.random.normal(k2, (hidden, 1)) * jnp.sqrt(1.0 / hidden),
+                   "b": jnp.zeros(1)}}
+
+
+def sgd_step(p, s, xb, yb):
+    def loss_fn(p):
+        h = jax.nn.relu(xb @ p["l0"]["w"] + p["l0"]["b"])
+        return jnp.mean(jnp.square(h @ p["l1"]["w"] + p["l1"]["b"] - yb))
+
+    loss, g = jax.value_and_grad(loss_fn)(p)
+    u, s = TX.update(g, s, p)
+    return optax.apply_updates(p, u), s, loss
 
 
 def build(x, y, seed: int = 0):
@@ -67,7 +105,7 @@ def build(x, y, seed: int = 0):
         fs.add_split(fs.take(np.arange(N_TRAIN), label="train"), "train")
         node = ModelNode("mlp", SequentialMLP(n_layers=2, hidden_dim=32),
                          upstream_ref=fs.reference(features=[f"x{i}" for i in range(10)]))
-        graph = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": 1e-3})).build(
+        graph = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": LR})).build(
             key=seed)
     return ctx, graph
 
@@ -105,7 +143,7 @@ def floor_round(xd, yd) -> tuple[float, float]:
 
     fn = jax.jit(epoch)  # a new function: the first call compiles
     p = init_mlp(jax.random.key(0))
-    s = optax.adam(1e-3).init(p)
+    s = TX.init(p)
     rng = np.random.default_rng(0)
     nb = N_TRAIN // BATCH
     times = []
