@@ -16,10 +16,15 @@ warm-up epoch that compiles):
                  ``modularml`` is importable here or ``--modularml-python`` names an
                  interpreter that has it (run in a subprocess; skipped otherwise).
 
+The torch and ModularML loops run with as many torch threads as the callbacks use
+(``modjax.bridge.torch_call.callback_threads()``, 1 by default), so all torch work is
+compared at one thread count; ``--torch-threads N`` sets it for all of them.
+
 The callback overhead per batch is (modjax-torch - torch) / batches per epoch: what the
 two host round trips and the JAX side (optax, gather, scan) add to torch's own work.
 
 Run:  .venv/bin/python benchmarks/bench_bridges.py [--epochs 3] [--modularml-python PATH]
+      [--torch-threads N]
 """
 
 from __future__ import annotations
@@ -112,6 +117,8 @@ def torch_epochs(epochs: int) -> list[float]:
 MODULARML_SCRIPT = textwrap.dedent("""
     import json, sys, time
     import numpy as np
+    import torch
+    torch.set_num_threads({threads})
     import modularml as mm
     from modularml.models.torch import SequentialMLP
     from modularml.samplers import SimpleSampler
@@ -143,7 +150,7 @@ MODULARML_SCRIPT = textwrap.dedent("""
 """)
 
 
-def modularml_epochs(epochs: int, python: str | None) -> list[float] | None:
+def modularml_epochs(epochs: int, python: str | None, threads: int) -> list[float] | None:
     """ModularML's own torch loop, in this interpreter or ``python``; None if unavailable."""
     if python is None:
         try:
@@ -151,7 +158,8 @@ def modularml_epochs(epochs: int, python: str | None) -> list[float] | None:
         except ImportError:
             return None
         python = sys.executable
-    code = MODULARML_SCRIPT.format(N=N, D=D, BATCH=BATCH, HIDDEN=HIDDEN, LR=LR, epochs=epochs)
+    code = MODULARML_SCRIPT.format(N=N, D=D, BATCH=BATCH, HIDDEN=HIDDEN, LR=LR, epochs=epochs,
+                                   threads=threads)
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         print("ModularML run failed:", out.stderr[-1500:])
@@ -165,16 +173,26 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--modularml-python", default=None,
                     help="an interpreter with modularml installed (run in a subprocess)")
+    ap.add_argument("--torch-threads", type=int, default=None,
+                    help="torch intra-op threads for every loop (default: the callbacks' own)")
     args = ap.parse_args()
+    import torch
+
+    from modjax.bridge.torch_call import callback_threads
+
+    threads = args.torch_threads or callback_threads() or torch.get_num_threads()
+    callback_threads(threads)
+    torch.set_num_threads(threads)
     n_batches = -(-N // BATCH)
     rows = {"modjax-torch": modjax_epochs("torch", args.epochs),
             "modjax-jax": modjax_epochs("jax", args.epochs),
             "torch": torch_epochs(args.epochs)}
-    mml = modularml_epochs(args.epochs, args.modularml_python)
+    mml = modularml_epochs(args.epochs, args.modularml_python, threads)
     if mml is not None:
         rows["ModularML"] = mml
     med = {k: statistics.median(v) for k, v in rows.items()}
-    print(f"{N} x {D}, MLP {D}-{HIDDEN}-{HIDDEN}-1, Adam, batch {BATCH} ({n_batches} batches/epoch)")
+    print(f"{N} x {D}, MLP {D}-{HIDDEN}-{HIDDEN}-1, Adam, batch {BATCH} ({n_batches} batches/epoch), "
+          f"torch threads {threads}")
     print(f"{'loop':<14}{'s/epoch':>10}{'ms/batch':>10}")
     for k, v in med.items():
         print(f"{k:<14}{v:>10.3f}{1e3 * v / n_batches:>10.3f}")

@@ -253,3 +253,49 @@ def test_bad_input_errors_name_the_node():
         m.apply(p, s, jnp.ones((2, 4)))
     with pytest.raises(TypeError, match="wrap_model: expected"):
         wrap_model(object())
+
+
+def test_backward_uses_the_kept_forward_and_restores_torch_globals():
+    from modjax.bridge.torch_call import callback_threads
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Dropout(0.3),
+                                 torch.nn.Linear(8, 1))
+    m = TorchModelWrapper(module)
+    m.build((4,))
+    p, s = m.init(jax.random.key(0), (4,))
+    xs = jnp.asarray(np.random.default_rng(0).normal(size=(5, 16, 4)), jnp.float32)
+    keys = jax.random.split(jax.random.key(7), 5)
+
+    def loss(pp, x, k):
+        return jnp.sum(m.apply(pp, s, x, key=k, train=True)[0] ** 2)
+
+    @jax.jit
+    def scanned(pp):  # operands of each step's callbacks are scan temporaries
+        return jax.lax.scan(lambda c, xk: (c, jax.grad(loss)(pp, *xk)), 0, (xs, keys))[1]
+
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    host = m._require_host()
+    before = host.replays
+    grads = scanned(p)
+    assert host.replays == before  # no forward was replayed
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
+    # each step equals a replayed backward (no kept graph) and torch's own autograd
+    for i in range(5):
+        seed = int(jax.random.bits(keys[i], (), jnp.uint32))
+        flat = [p["0"]["weight"], p["0"]["bias"], p["3"]["weight"], p["3"]["bias"]]
+        gy = 2 * np.asarray(m.apply(p, s, xs[i], key=keys[i], train=True)[0])
+        g_replay = host.backward(True, flat, [], xs[i], seed, gy)
+        assert host.replays == before + i + 1
+        np.testing.assert_allclose(np.asarray(grads["0"]["weight"][i]), g_replay[0][0],
+                                   atol=1e-6)
+        torch.manual_seed(seed)
+        module.train()
+        module.zero_grad()
+        (module(torch.from_numpy(np.array(xs[i]))) ** 2).sum().backward()
+        np.testing.assert_allclose(np.asarray(grads["3"]["weight"][i]),
+                                   module[3].weight.grad.numpy(), atol=1e-5)
+    module.eval()
+    with pytest.raises(ValueError, match="positive int or None"):
+        callback_threads(0)
+    assert callback_threads() == 1
