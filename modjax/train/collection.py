@@ -100,7 +100,7 @@ class ExperimentCollection(CollectionViews):
         self.template = template
         if experiments is not None:
             items = experiments.items() if isinstance(experiments, Mapping) else [
-                (e.label, e) for e in experiments]
+                (getattr(e, "label", None), e) for e in experiments]
             for lab, exp in items:
                 self.add(exp, label=lab)
         if members is not None:
@@ -109,7 +109,7 @@ class ExperimentCollection(CollectionViews):
             items = members.items() if isinstance(members, Mapping) else [
                 (f"member{i}", ov) for i, ov in enumerate(members)]
             for lab, ov in items:
-                self.add_member(lab, **ov)
+                self.add_member(lab, **_check_overrides(lab, ov))
 
     # ----------------------------------------------------------------- members
     @property

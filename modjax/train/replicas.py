@@ -109,6 +109,8 @@ def vectorizable(phase: TrainPhase) -> str | None:
         return "it has its own mesh"
     if phase.byte_budget is not None:
         return "it streams its data (byte_budget)"
+    if getattr(phase, "metrics", None):
+        return "it computes training metrics in its step"
     return None
 
 
