@@ -132,8 +132,14 @@ def write_artifact(path: str | Path, kind: str, *, items: Mapping[str, Any] | No
     json_files = dict(json_files or {})
     for name, data in json_files.items():
         _check_json(data, f"{name} of {str(path)!r}")
-    if multiprocess.active():  # Orbax's multi-process save is collective: no background
-        blocking = True          # writes, and processes other than 0 only write shards
+    if multiprocess.active() and not blocking:
+        # Orbax's multi-process save is collective: it runs now in every process, and a
+        # caller that asked for a background write gets a finished Future
+        return multiprocess.finished(
+            write_artifact, path, kind, items=items, json_files=json_files, meta=meta,
+            extra=extra, hash_item=hash_item, structural_hash=structural_hash, writer=writer,
+            overwrite=overwrite)
+    if multiprocess.active():  # processes other than 0 only write shards
         items = multiprocess.storable_items(items)
         if multiprocess.is_follower():
             return multiprocess.follow_artifact_write(path, items)

@@ -16,6 +16,8 @@ In one process every function here is a no-op, so the single-process path is unc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,8 @@ import numpy as np
 
 from modjax.errors import CheckpointError
 
-__all__ = ["active", "is_follower", "ArtifactLead", "follow_artifact_write", "storable_items"]
+__all__ = ["active", "is_follower", "ArtifactLead", "follow_artifact_write", "storable_items",
+           "finished"]
 
 _FAILED = "\x00failed"
 
@@ -118,3 +121,19 @@ def follow_artifact_write(path: Path, items: dict[str, Any]) -> Path:
     save_trees(Path(gen) / "arrays", storable_items(items))
     barrier("modjax-artifact-published")
     return Path(path)
+
+
+def finished(write: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """Run ``write(*args, blocking=True, **kwargs)`` now and return a finished Future of
+    its result (or its exception), for callers that asked for a background write.
+
+    Example:
+        >>> finished(lambda x, blocking: (x, blocking), 3).result()
+        (3, True)
+    """
+    fut: Future = Future()
+    try:
+        fut.set_result(write(*args, blocking=True, **kwargs))
+    except Exception as e:  # the caller reads it from the Future, as from a background write
+        fut.set_exception(e)
+    return fut

@@ -1159,6 +1159,8 @@ class EvalPhase(ExperimentPhase):
         out, stats = _eval_segments(self._fn(graph, feeds), self, feeds, plans, v,
                                     show_progress=show_progress, persist=persist_progress,
                                     file=progress_file)
+        if spans_processes(self.mesh):  # sharded over other processes' devices: gather
+            out, stats = to_host(out), to_host(stats)
         results.add_epoch(_single_pass_record(out, feeds, plans))
         for al in self.losses:
             results.metrics.log(al.label, results.aggregated_losses(al.node)[al.label], epoch=0)

@@ -9,4 +9,4 @@ def pytest_configure(config):
 
 
 # worker scripts run as subprocesses with their own argv; they are not test modules
-collect_ignore = ["mp_train.py", "mesh8.py"]
+collect_ignore = ["mp_train.py", "mp_experiment.py", "mesh8.py"]
