@@ -11,8 +11,16 @@ from modjax.train.callbacks import (
     MetricCallback,
 )
 from modjax.train.checkpointing import EXPERIMENT_HOOKS, PHASE_HOOKS, Checkpointing
+from modjax.train.collection import ExperimentCollection
 from modjax.train.cv import CrossValidation, CVBinding, CVResults
+from modjax.train.ensemble import (
+    Ensemble,
+    EnsembleEvalResults,
+    EnsembleTrainResults,
+    ensemble_of,
+)
 from modjax.train.experiment import Experiment, ExperimentRun, PhaseGroup
+from modjax.train.hyperparams import HyperOptimizer, get_hyperparams, set_hyperparams
 from modjax.train.losses import LOSS_NAMES, AppliedLoss, Loss
 from modjax.train.metrics import METRIC_NAMES, AppliedMetric, predicted_classes, probabilities
 from modjax.train.optim import OPTIMIZER_NAMES, Optimizer, freezable, frozen_mask
@@ -48,3 +56,5 @@ __all__ += ["Callback", "EarlyStopping", "EvalLossMetric", "Evaluation", "Evalua
 __all__ += ["CrossValidation", "CVBinding", "CVResults"]
 __all__ += ["AppliedMetric", "METRIC_NAMES", "EvalMetric", "probabilities", "predicted_classes"]
 __all__ += ["freezable", "enable_compilation_cache", "clear_program_cache"]
+__all__ += ["ExperimentCollection", "HyperOptimizer", "set_hyperparams", "get_hyperparams",
+            "Ensemble", "EnsembleTrainResults", "EnsembleEvalResults", "ensemble_of"]

@@ -22,7 +22,7 @@ from modjax.data.plan import IndexPlan
 from modjax.train.metrics import check_class_targets
 from modjax.train.programs import counting_traces, note_trace, program, spec_of
 from modjax.train.results import EvalResults, TrainResults
-from modjax.train.vectorized import REPLICA_AXIS, stack_trees, take_replica
+from modjax.train.vectorized import REPLICA_AXIS, take_replica
 
 __all__ = ["Ensemble", "ensemble_of", "EnsembleTrainResults", "EnsembleEvalResults",
            "execute_ensemble", "evaluate_ensemble"]
@@ -140,7 +140,7 @@ def execute_ensemble(phase: Any, graph: Any, *, experiment: Any = None) -> Ensem
     phase.epochs_run = outs[0].epochs_run
     for orig, copy_ in _originals(phase, outs[0].samplers):
         orig.set_state(copy_.get_state())
-    ens = Ensemble(graph.definition, stack_trees([o.variables for o in outs]),
+    ens = Ensemble(graph.definition, outs[0].stacked_variables,
                    [s.label for s in specs], jax.tree.leaves(graph.variables))
     _ENSEMBLES[graph] = ens
     phase.ensemble = ens

@@ -85,14 +85,16 @@ class ReplicaSpec:
 
 @dataclass
 class ReplicaOutcome:
-    """What one replica ends with: its results, variables, optimizer state, epochs run
-    and its sampler copies (``{id(original): copy}``)."""
+    """What one replica ends with: its results, variables, optimizer state, epochs run,
+    its sampler copies (``{id(original): copy}``) and the stacked variables of all
+    replicas (one shared tree, placed as the run placed it)."""
 
     results: TrainResults
     variables: Any
     opt_state: Any
     epochs_run: int
     samplers: dict[int, Any]
+    stacked_variables: Any = None
 
 
 def vectorizable(phase: TrainPhase) -> str | None:
@@ -360,7 +362,8 @@ def run_replicas(phase: TrainPhase, specs: Sequence[ReplicaSpec], *, mesh: Any =
         _hooks(run, views, results, "on_epoch_end", epoch=epoch, only=done)
     _hooks(run, views, results, "on_phase_end")
     return [ReplicaOutcome(results[k], take_replica(run.carry["variables"], k),
-                           take_replica(run.carry["opt_state"], k), epochs[k], s.samplers)
+                           take_replica(run.carry["opt_state"], k), epochs[k], s.samplers,
+                           run.carry["variables"])
             for k, s in enumerate(specs)]
 
 
