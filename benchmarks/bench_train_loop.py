@@ -1,25 +1,27 @@
-"""Training-loop speed of modjax against a hand-written floor and the per-step habit.
+"""Training-loop speed of modjax against the strongest hand-written floor.
 
-Reference workload (issue 4): n samples x 10 features (80% train), target
-``tanh(x @ w) + noise``, ``SequentialMLP(n_layers=2, hidden_dim=32)`` (10 -> 32 relu -> 1),
-Adam(1e-3), MSE, batch 32, reshuffled every epoch, 20 epochs.
+Reference workload: n samples x 10 features (80% train), target ``tanh(x @ w) + noise``,
+``SequentialMLP(n_layers=2, hidden_dim=32)`` (10 -> 32 relu -> 1), Adam(1e-3), MSE,
+reshuffled every epoch, 20 epochs per run, at n = 5k / 20k / 100k and batch 32 / 256 / 1024.
 
-Three loops, measured in the same process, interleaved, median of ``--repeats``:
+Loops measured in the same process, interleaved, median of ``--repeats`` runs:
 
-  modjax   ``TrainPhase.execute`` (FeatureSet -> DeviceStore -> sampler index plan ->
-           one jitted ``lax.scan`` per epoch, results and metrics recorded).
-  floor    hand-written jax + optax: the train set on the device, a numpy permutation
-           per epoch, one jitted ``lax.scan`` per epoch gathering batches on the device.
-  per-step a Python loop calling a jitted step per batch with numpy batches (the usual
-           Flax NNX / PyTorch-style loop).
+  modjax      one ``TrainPhase.execute`` of 20 epochs, timed as a whole (phase setup,
+              device placement, every epoch's plan and losses, results and the write-back
+              to the graph included), divided by 20.
+  floor/each  hand-written jax + optax: the train set already on the device, a numpy
+              permutation per epoch on the host, one jitted ``lax.scan`` per epoch gathering
+              the batches on the device, the epoch's mean loss read back every epoch.
+  floor/end   the same, but the losses are read only once, after the last epoch (the host
+              never waits for the device between epochs: the strongest floor).
 
-Steady-state epoch time = median wall time of an epoch (plan on the host, scan, losses
-back on the host), first epoch of every run excluded; the whole-run time / 20 (which
-includes modjax's per-phase setup: device placement, carry, write-back with validation)
-is printed too. Each loop blocks on its losses once per epoch. Compilations are counted with
-``jax.monitoring`` (backend compiles) and the phase's trace counter.
+Both use ``drop_last=True`` (the floor drops the partial batch; modjax's sampler does too), so
+they do the same work. A second table shows what the padded last batch costs when
+``drop_last=False``. Compilations are counted with ``jax.monitoring`` (backend compiles):
+runs after the first must compile nothing.
 
-Run:  .venv/bin/python benchmarks/bench_train_loop.py [--repeats 5] [--sizes 5000 100000]
+Run:  .venv/bin/python benchmarks/bench_train_loop.py [--repeats 5] [--sizes 5000 20000 100000]
+      [--batches 32 256 1024] [--per-step]
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ from modjax import (
     TrainPhase,
 )
 
-EPOCHS, BATCH, HIDDEN, LR = 20, 32, 32, 1e-3
+EPOCHS, HIDDEN, LR = 20, 32, 1e-3
+GOAL = 1.15
 
 
 class CompileCounter:
@@ -77,7 +80,7 @@ def make_data(n: int, seed: int = 0):
 
 
 # ----------------------------------------------------------------------------- modjax
-def build_modjax(x, y, n_train):
+def build_modjax(x, y, n_train, batch, drop_last=True):
     ctx = ExperimentContext(registration_policy="overwrite")
     with ctx.activate():
         data = {f"x{i}": x[:, i] for i in range(10)}
@@ -87,19 +90,20 @@ def build_modjax(x, y, n_train):
         node = ModelNode("mlp", SequentialMLP(n_layers=2, hidden_dim=HIDDEN),
                          upstream_ref=fs.reference(features=[f"x{i}" for i in range(10)]))
         graph = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": LR})).build(key=0)
+        sampler = SimpleSampler(batch, shuffle=True, seed=0, drop_last=drop_last)
         phase = TrainPhase("train", input_sources=[InputBinding.for_training(
-            node="mlp", sampler=SimpleSampler(BATCH, shuffle=True, seed=0), split="train")],
+            node="mlp", sampler=sampler, split="train")],
             losses=[AppliedLoss("mse", on="mlp", inputs=["outputs", "targets"])],
             n_epochs=EPOCHS, result_recording="none")
     return ctx, graph, phase
 
 
 def run_modjax(ctx, graph, phase):
-    """(whole-run seconds, per-epoch seconds, per-epoch train loss)."""
+    """(whole-execute seconds, per-epoch train loss)."""
     with ctx.activate():
         t = time.perf_counter()
         res = phase.execute(graph, show_training_progress=False)
-        return time.perf_counter() - t, res.epoch_durations, res.metrics.series("train_loss")
+        return time.perf_counter() - t, res.metrics.series("train_loss")
 
 
 # ----------------------------------------------------------------------------- floor
@@ -138,117 +142,132 @@ def floor_epoch(p, s, x, y, idx):
     return p, s, losses
 
 
-def run_floor(xd, yd, n_train):
+def run_floor(xd, yd, n_train, batch, read_each: bool):
+    """(whole-loop seconds, per-epoch mean loss); parameters are made before timing."""
     p = init_mlp(jax.random.key(0))
     s = TX.init(p)
+    jax.block_until_ready((p, s))
     rng = np.random.default_rng(0)
-    nb = n_train // BATCH
+    nb = n_train // batch
     t = time.perf_counter()
-    means, durations = [], []
+    kept = []
     for _ in range(EPOCHS):
-        t0 = time.time()
-        idx = rng.permutation(n_train)[: nb * BATCH].reshape(nb, BATCH).astype(np.int32)
+        idx = rng.permutation(n_train)[: nb * batch].reshape(nb, batch).astype(np.int32)
         p, s, losses = floor_epoch(p, s, xd, yd, idx)
-        means.append(float(losses.mean()))
-        durations.append(time.time() - t0)
-    return time.perf_counter() - t, durations, means
+        kept.append(float(losses.mean()) if read_each else losses)
+    means = kept if read_each else [float(v) for v in np.asarray(jnp.stack(kept)).mean(axis=1)]
+    jax.block_until_ready(p)
+    return time.perf_counter() - t, means
 
 
 step_jit = jax.jit(sgd_step)
 
 
-def run_per_step(x_train, y_train):
+def run_per_step(x_train, y_train, batch):
     p = init_mlp(jax.random.key(0))
     s = TX.init(p)
     rng = np.random.default_rng(0)
     n = len(x_train)
     t = time.perf_counter()
-    means, durations = [], []
     for _ in range(EPOCHS):
-        t0 = time.time()
         order = rng.permutation(n)
         losses = []
-        for b in range(n // BATCH):
-            i = order[b * BATCH:(b + 1) * BATCH]
+        for b in range(n // batch):
+            i = order[b * batch:(b + 1) * batch]
             p, s, loss = step_jit(p, s, x_train[i], y_train[i])
             losses.append(loss)
-        means.append(float(jnp.mean(jnp.stack(losses))))
-        durations.append(time.time() - t0)
-    return time.perf_counter() - t, durations, means
+        float(jnp.mean(jnp.stack(losses)))
+    return time.perf_counter() - t
 
 
 # ----------------------------------------------------------------------------- main
-def bench(n: int, repeats: int, per_step: bool) -> dict:
+def bench(n: int, batch: int, repeats: int) -> dict:
     n_train = int(n * 0.8)
     x, y = make_data(n)
     xd, yd = jax.device_put(x[:n_train]), jax.device_put(y[:n_train, None])
-    ctx, graph, phase = build_modjax(x, y, n_train)
+    ctx, graph, phase = build_modjax(x, y, n_train, batch)
     init_vars = graph.variables
-
     with CompileCounter() as c1:
-        first_t, _, first_losses = run_modjax(ctx, graph, phase)
-    traces_after_first = phase.n_traces
-    run_floor(xd, yd, n_train)  # compile the floor
-    if per_step:
-        run_per_step(x[:n_train], y[:n_train, None])
-    runs = {"modjax": [], "floor": [], "per_step": []}
-    epochs = {"modjax": [], "floor": [], "per_step": []}
+        first_t, first_losses = run_modjax(ctx, graph, phase)
+    run_floor(xd, yd, n_train, batch, True)  # compile both floors
+    run_floor(xd, yd, n_train, batch, False)
+    times = {"modjax": [], "floor/each": [], "floor/end": []}
     with CompileCounter() as c2:
         for _ in range(repeats):
             graph.set_variables(init_vars)
-            for name, fn in (("modjax", lambda: run_modjax(ctx, graph, phase)),
-                             ("floor", lambda: run_floor(xd, yd, n_train))):
-                total, per_epoch, _ = fn()
-                runs[name].append(total / EPOCHS)
-                epochs[name].extend(per_epoch[1:])  # steady state: skip each run's first epoch
-    if per_step:
-        for _ in range(max(1, repeats // 2)):
-            total, per_epoch, _ = run_per_step(x[:n_train], y[:n_train, None])
-            runs["per_step"].append(total / EPOCHS)
-            epochs["per_step"].extend(per_epoch[1:])
-    med = {k: statistics.median(v) for k, v in epochs.items() if v}
-    best = {k: min(v) for k, v in epochs.items() if v}
-    whole = {k: statistics.median(v) for k, v in runs.items() if v}
-    out = {"n": n, "epoch_s": med, "run_epoch_s": whole, "best_epoch_s": best,
-           "modjax_over_floor": med["modjax"] / med["floor"],
-           "best_modjax_over_floor": best["modjax"] / best["floor"],
-           "run_modjax_over_floor": whole["modjax"] / whole["floor"],
-           "compiles_first_run": c1.n, "epoch_traces": traces_after_first,
-           "compiles_reruns": c2.n, "first_run_s": first_t,
-           "loss_first_last": (first_losses[0], first_losses[-1])}
-    if "per_step" in med:
-        out["per_step_over_modjax"] = med["per_step"] / med["modjax"]
-    return out
+            times["modjax"].append(run_modjax(ctx, graph, phase)[0] / EPOCHS)
+            times["floor/each"].append(run_floor(xd, yd, n_train, batch, True)[0] / EPOCHS)
+            times["floor/end"].append(run_floor(xd, yd, n_train, batch, False)[0] / EPOCHS)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"n": n, "batch": batch, "steps": n_train // batch, "ms": {k: v * 1e3 for k, v in med.items()},
+            "over_each": med["modjax"] / med["floor/each"],
+            "over_end": med["modjax"] / med["floor/end"],
+            "compiles_first": c1.n, "compiles_reruns": c2.n, "first_s": first_t,
+            "loss": (first_losses[0], first_losses[-1])}
+
+
+def bench_padding(n: int, batch: int, repeats: int) -> dict:
+    """Whole-execute ms/epoch with drop_last=False (padded last batch) vs drop_last=True."""
+    n_train = int(n * 0.8)
+    x, y = make_data(n)
+    runs = {}
+    for drop in (True, False):
+        ctx, graph, phase = build_modjax(x, y, n_train, batch, drop_last=drop)
+        run_modjax(ctx, graph, phase)
+        runs[drop] = (ctx, graph, phase, graph.variables)
+    times = {True: [], False: []}
+    for _ in range(repeats):
+        for drop, (ctx, graph, phase, v0) in runs.items():
+            graph.set_variables(v0)
+            times[drop].append(run_modjax(ctx, graph, phase)[0] / EPOCHS)
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    return {"n": n, "batch": batch, "full": n_train // batch, "rows_last": n_train % batch,
+            "drop_ms": med[True], "pad_ms": med[False], "ratio": med[False] / med[True]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 100_000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 20_000, 100_000])
+    ap.add_argument("--batches", type=int, nargs="+", default=[32, 256, 1024])
+    ap.add_argument("--per-step", action="store_true",
+                    help="also time a Python loop of jitted steps (5k rows, batch 32)")
     args = ap.parse_args()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; {EPOCHS} epochs, batch {BATCH}; "
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; {EPOCHS} epochs per run; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print("ms/epoch = whole run / 20 (modjax: one execute, setup and write-back included); "
+          f"median of {args.repeats}; goal <= {GOAL}x the floor")
+    head = (f"{'rows':>7} {'batch':>5} {'steps':>5} | {'modjax':>8} {'floor/each':>10} "
+            f"{'floor/end':>9} | {'vs each':>7} {'vs end':>7} | compiles 1st/re-runs")
+    print(head)
+    print("-" * len(head))
+    worst = 0.0
     for n in args.sizes:
-        r = bench(n, args.repeats, per_step=n <= 20_000)
-        e = r["epoch_s"]
-        print(f"\nn={n} ({int(n * 0.8)} train, {int(n * 0.8) // BATCH} steps/epoch)")
-        w = r["run_epoch_s"]
-        print(f"  steady-state epoch (median, first epoch of each run excluded): modjax "
-              f"{e['modjax'] * 1e3:.2f} ms, floor {e['floor'] * 1e3:.2f} ms -> modjax/floor = "
-              f"{r['modjax_over_floor']:.3f}x (target <= 1.15x)")
-        bst = r["best_epoch_s"]
-        print(f"  fastest epoch (least disturbed by other load): modjax {bst['modjax'] * 1e3:.2f} ms, "
-              f"floor {bst['floor'] * 1e3:.2f} ms -> {r['best_modjax_over_floor']:.3f}x")
-        print(f"  whole 20-epoch run / 20 (incl. phase setup and write-back): modjax "
-              f"{w['modjax'] * 1e3:.2f} ms, floor {w['floor'] * 1e3:.2f} ms -> "
-              f"{r['run_modjax_over_floor']:.3f}x")
-        if "per_step" in e:
-            print(f"  per-step python loop: {e['per_step'] * 1e3:.2f} ms/epoch -> "
-                  f"{r['per_step_over_modjax']:.1f}x slower than modjax (target >= 10x)")
-        print(f"  compilations: first 20-epoch run {r['compiles_first_run']} backend compiles, "
-              f"epoch function traced {r['epoch_traces']}x; re-runs: {r['compiles_reruns']} compiles")
-        print(f"  first run (incl. compile) {r['first_run_s']:.2f}s; train_loss "
-              f"{r['loss_first_last'][0]:.4f} -> {r['loss_first_last'][1]:.4f}")
+        for b in args.batches:
+            r = bench(n, b, args.repeats)
+            ms = r["ms"]
+            worst = max(worst, r["over_end"], r["over_each"])
+            flag = "" if max(r["over_end"], r["over_each"]) <= GOAL else "  <- over goal"
+            print(f"{n:>7} {b:>5} {r['steps']:>5} | {ms['modjax']:>8.3f} {ms['floor/each']:>10.3f} "
+                  f"{ms['floor/end']:>9.3f} | {r['over_each']:>6.3f}x {r['over_end']:>6.3f}x | "
+                  f"{r['compiles_first']}/{r['compiles_reruns']}{flag}", flush=True)
+    print(f"worst ratio: {worst:.3f}x (goal <= {GOAL}x)")
+    print("\npadded last batch (drop_last=False) vs drop_last=True, modjax whole-execute ms/epoch:")
+    for n, b in ((5000, 256), (5000, 1024)):
+        if n not in args.sizes:
+            continue
+        p = bench_padding(n, b, args.repeats)
+        print(f"  {n} rows, batch {b}: {p['full']} full batches + {p['rows_last']} rows; "
+              f"drop_last {p['drop_ms']:.3f} ms, padded {p['pad_ms']:.3f} ms -> {p['ratio']:.3f}x")
+    if args.per_step:
+        n_train = 4000
+        x, y = make_data(5000)
+        xd, yd = jax.device_put(x[:n_train]), jax.device_put(y[:n_train, None])
+        run_per_step(x[:n_train], y[:n_train, None], 32)
+        ps = statistics.median(run_per_step(x[:n_train], y[:n_train, None], 32) for _ in range(3))
+        fl = statistics.median(run_floor(xd, yd, n_train, 32, True)[0] for _ in range(3))
+        print(f"\nper-step python loop (5k rows, batch 32): {ps / EPOCHS * 1e3:.2f} ms/epoch -> "
+              f"{ps / fl:.1f}x the floor")
 
 
 if __name__ == "__main__":

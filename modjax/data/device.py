@@ -15,6 +15,7 @@ reads only its devices' rows (see :mod:`modjax.data.sharded`).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,9 +28,15 @@ from modjax.data.plan import IndexPlan
 from modjax.data.schema import DOMAIN_FEATURES, DOMAIN_TAGS, DOMAIN_TARGETS, leaf_dtype
 from modjax.data.sharded import make_sharded_gather, place_row_blocks, put_local_plan, row_blocks
 
-__all__ = ["DeviceStore", "gather", "gather_plan", "make_gather", "DATA_AXIS"]
+__all__ = ["DeviceStore", "gather", "gather_plan", "make_gather", "slice_plan", "DATA_AXIS",
+           "shared_store", "clear_shared_stores"]
 
 DATA_AXIS = "data"
+
+#: per FeatureSet: ``[(table, indices, key, store)]``; the table object is the data version
+#: (a FeatureSet replaces its immutable Arrow table whenever data or transforms change)
+_SHARED: weakref.WeakKeyDictionary[Any, list[tuple[Any, np.ndarray, tuple, DeviceStore]]] = \
+    weakref.WeakKeyDictionary()
 
 
 def gather(store_arrays: Mapping[str, Any], idx: jax.Array, mask: jax.Array,
@@ -86,6 +93,41 @@ def gather_plan(store_arrays: Mapping[str, Any], step: IndexPlan) -> dict[str, d
     """
     return {r: gather(store_arrays, step.indices[r], step.mask[r], step.weights[r])
             for r in step.roles}
+
+
+def slice_plan(store_arrays: Mapping[str, Any], step: IndexPlan) -> dict[str, dict[str, Any]]:
+    """Like :func:`gather_plan` for a step of an :meth:`IndexPlan.contiguous` plan: each
+    role's batch is one run of consecutive rows, sliced out of the store (no gather).
+
+    Args:
+        store_arrays: ``DeviceStore.arrays``.
+        step: one step of a contiguous plan (consecutive indices per role).
+
+    Returns:
+        ``{role: batch}`` equal to what :func:`gather_plan` gives for the same step.
+
+    Example:
+        >>> arrays = {"features": jnp.arange(5.0).reshape(5, 1), "targets": jnp.zeros((5, 1)),
+        ...           "tags": {}, "row_ids": jnp.arange(5)}
+        >>> step = jax.tree_util.tree_map(lambda a: a[2], IndexPlan.contiguous(5, 2))
+        >>> slice_plan(arrays, step)["default"]["features"][:, 0].tolist()
+        [3.0, 4.0]
+    """
+    out = {}
+    for r in step.roles:
+        idx, mask = step.indices[r], step.mask[r]
+        size, start = idx.shape[0], idx[0]
+
+        def cut(a, size=size, start=start):
+            if a.shape[0] == size:  # the whole store is this batch
+                return a
+            return jax.lax.dynamic_slice_in_dim(a, start, size, axis=0)
+        out[r] = {"features": cut(store_arrays["features"]),
+                  "targets": cut(store_arrays["targets"]),
+                  "tags": {k: cut(v) for k, v in store_arrays.get("tags", {}).items()},
+                  "weights": jnp.where(mask, step.weights[r], 0.0).astype(jnp.float32),
+                  "mask": mask, "row_ids": cut(store_arrays["row_ids"])}
+    return out
 
 
 def make_gather(mesh: Mesh | None = None) -> Callable[[Mapping[str, Any], IndexPlan],
@@ -151,6 +193,9 @@ class DeviceStore:
         [8.0, 9.0, 0.0, 0.0]
     """
 
+    #: whole-store placements made in this process (each is one host->device upload)
+    uploads = 0
+
     def __init__(self, source: Any, *, features: Sequence[str] | str | None = None,
                  targets: Sequence[str] | str | None = None,
                  tags: Sequence[str] | str | None = (), rep: str | None = None,
@@ -184,6 +229,7 @@ class DeviceStore:
             raise ValueError("DeviceStore: shard_rows=True needs a mesh with a 'data' axis")
         self.shard_rows = bool(shard_rows)
         self._arrays: dict[str, Any] | None = None
+        self._plan_leaves: dict[tuple[Any, int], tuple[np.ndarray, Any]] = {}
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -251,6 +297,7 @@ class DeviceStore:
                     f"DeviceStore of FeatureSet {self.view.source.label!r} needs {self.nbytes} "
                     f"bytes, over byte_budget={self.byte_budget}; iterate epoch_chunks(plan)")
             self._arrays = jax.device_put(self._host_arrays(self.view), self._store_sharding())
+            DeviceStore.uploads += 1
         return self._arrays
 
     def epoch_arrays(self, plan: IndexPlan) -> tuple[dict[str, Any], IndexPlan]:
@@ -275,11 +322,52 @@ class DeviceStore:
             ((4, 1), 2)
         """
         if not self.shard_rows:
-            return self.arrays, (plan if self.mesh is None else self.put_plan(plan))
+            return self.arrays, (self.reuse_plan_leaves(plan) if self.mesh is None
+                                 else self.put_plan(plan))
         blocks = row_blocks(plan, self.n_devices)
         arrays = place_row_blocks(blocks, lambda rows: self._host_arrays(self.view.take(rows)),
                                   self.mesh)
         return arrays, put_local_plan(blocks.plan, self.mesh)
+
+    def reuse_plan_leaves(self, plan: IndexPlan) -> IndexPlan:
+        """``plan`` with every leaf equal to the one seen last time at its place swapped
+        for a device copy made once (masks and weights rarely change between epochs).
+
+        The other leaves (each epoch's shuffled indices) stay numpy: the jitted call
+        copies them as it starts, which costs less than a separate ``device_put`` while
+        the device is busy with the previous epoch.
+
+        Args:
+            plan: a host plan (numpy leaves); device leaves pass through.
+
+        Returns:
+            An equal plan, partly on the device.
+
+        Example:
+            >>> from modjax.data import FeatureSet
+            >>> fs = FeatureSet.from_dict("rp", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
+            >>> store, p = DeviceStore(fs), IndexPlan.from_flat(np.arange(4), 2)
+            >>> _ = store.reuse_plan_leaves(p)
+            >>> type(store.reuse_plan_leaves(p).mask["default"]).__name__
+            'ArrayImpl'
+        """
+        leaves, treedef = jax.tree_util.tree_flatten(plan)
+        seen = self._plan_leaves
+        out = []
+        for i, a in enumerate(leaves):
+            if not isinstance(a, np.ndarray):
+                out.append(a)
+                continue
+            prev = seen.get((treedef, i))
+            if prev is not None and prev[0].shape == a.shape and prev[0].dtype == a.dtype \
+                    and np.array_equal(prev[0], a):
+                if prev[1] is None:  # the second time: worth a device copy
+                    prev = seen[(treedef, i)] = (prev[0], jax.device_put(a))
+                out.append(prev[1])
+            else:
+                seen[(treedef, i)] = (a, None)
+                out.append(a)
+        return jax.tree_util.tree_unflatten(treedef, out)
 
     def gather_fn(self) -> Callable[[Mapping[str, Any], IndexPlan], dict[str, dict[str, Any]]]:
         """The pure gather matching this store's layout (use inside the jitted step).
@@ -419,3 +507,68 @@ class DeviceStore:
         return (f"DeviceStore(source={self.view.source.label!r}, n_samples={self.n_samples}, "
                 f"features={self.feature_keys}, targets={self.target_keys}, tags={self.tag_keys}, "
                 f"nbytes={self.nbytes}, devices={self.n_devices}, fits={self.fits})")
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    return a is b or (a.shape == b.shape and bool(np.array_equal(a, b)))
+
+
+def shared_store(source: Any, **kwargs: Any) -> DeviceStore:
+    """The :class:`DeviceStore` of ``source`` shared by every phase and evaluation.
+
+    One store is kept per (FeatureSet rows, columns, rep, dtype, mesh, sharding, budget)
+    while the FeatureSet keeps its data: its device arrays are placed once and reused,
+    so a second phase over the same data uploads nothing. A FeatureSet whose data or
+    transforms change installs a new Arrow table, which retires the stores made from
+    the old one. Streamed stores (over their byte budget) are not shared.
+
+    Args:
+        source: a FeatureSet or FeatureSetView.
+        kwargs: the other :class:`DeviceStore` arguments.
+
+    Returns:
+        The shared store (new on the first call for this data).
+
+    Example:
+        >>> from modjax.data import FeatureSet
+        >>> fs = FeatureSet.from_dict("sh", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
+        >>> a = shared_store(fs.take(np.arange(3)))
+        >>> a is shared_store(fs.take(np.arange(3))), a is shared_store(fs.take(np.arange(2)))
+        (True, False)
+    """
+    view = source.to_view() if hasattr(source, "to_view") else source
+    fs = view.source
+    table = getattr(fs, "table", None)
+    try:
+        entries = _SHARED.setdefault(fs, []) if table is not None else None
+    except TypeError:  # not weak-referenceable: nothing to share it with
+        entries = None
+    if entries is None:
+        return DeviceStore(view, **kwargs)
+    entries[:] = [e for e in entries if e[0] is table]  # stores of older data are dropped
+    key = tuple(sorted((k, _frozen(k, v)) for k, v in kwargs.items()))
+    rows = np.asarray(view.indices)
+    for _, cached_rows, cached_key, cached in entries:
+        if cached_key == key and _same_rows(cached_rows, rows):
+            return cached
+    store = DeviceStore(view, **kwargs)
+    if store.fits:
+        entries.append((table, rows, key, store))
+    return store
+
+
+def _frozen(name: str, value: Any) -> Any:
+    if name == "dtype":
+        return np.dtype(value).str
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return value
+
+
+def clear_shared_stores() -> None:
+    """Forget every shared store (their device arrays are freed once unused).
+
+    Example:
+        >>> clear_shared_stores()
+    """
+    _SHARED.clear()

@@ -94,6 +94,35 @@ class IndexPlan:
             wts[role] = w.reshape(nb, batch_size)
         return cls(idx, msk, wts)
 
+    @classmethod
+    def contiguous(cls, n: int, batch_size: int, *, role: str = "default") -> IndexPlan:
+        """Rows ``0..n-1`` in order, in batches of ``min(batch_size, n)`` consecutive rows.
+
+        Every batch is a run of consecutive rows, so a device pass can slice it out of
+        the resident data instead of gathering it (:func:`~modjax.data.device.slice_plan`).
+        When ``batch_size`` does not divide ``n`` the last batch ends at row ``n - 1``
+        and masks the rows the batch before it already covered: nothing is padded.
+
+        Args:
+            n: rows.
+            batch_size: rows per batch.
+            role: the role name.
+
+        Returns:
+            The plan (all weights of unmasked slots 1).
+
+        Example:
+            >>> p = IndexPlan.contiguous(5, 2)
+            >>> p.indices["default"].tolist(), p.mask["default"].tolist()
+            ([[0, 1], [2, 3], [3, 4]], [[True, True], [True, True], [False, True]])
+        """
+        bs = min(int(batch_size), int(n))
+        nb = -(-n // bs)
+        starts = np.minimum(np.arange(nb) * bs, n - bs)
+        idx = (starts[:, None] + np.arange(bs)[None, :]).astype(np.int32)
+        mask = idx >= (np.arange(nb) * bs)[:, None]
+        return cls({role: idx}, {role: mask}, {role: mask.astype(np.float32)})
+
     # ------------------------------------------------------------------ info
     @property
     def roles(self) -> tuple[str, ...]:

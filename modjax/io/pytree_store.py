@@ -20,9 +20,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from modjax.errors import CheckpointError
+
+
+class _Orbax:
+    """``orbax.checkpoint``, imported on first use (it takes a while to import)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import orbax.checkpoint
+
+        return getattr(orbax.checkpoint, name)
+
+
+ocp = _Orbax()
 
 __all__ = ["TreeSpec", "describe_tree", "structural_hash", "save_tree", "restore_tree",
            "ZERO_HASH"]

@@ -1,41 +1,35 @@
-"""modjax.observe: trends, the Observer (collect/record/flush), plots, logs, profiling."""
+"""modjax.observe: trends, the Observer (collect/record/flush), plots, logs, profiling.
 
-from modjax.observe.logs import (
-    export_timing_trends,
-    export_trends,
-    format_duration,
-    write_log,
-)
-from modjax.observe.observer import FlushHook, LogHook, Observer
-from modjax.observe.plots import plot_html, plot_timings_html
-from modjax.observe.profiling import (
-    LevelTiming,
-    NodeTiming,
-    Profile,
-    ProfileHook,
-    ProfileRecorder,
-    format_node_time,
-    heat_color,
-)
-from modjax.observe.trends import Trend, TrendGroup
+The names are loaded on first use (``modjax.observe.Observer`` imports the observer
+module then), so ``import modjax`` does not pay for the plotting and logging code.
+"""
 
-__all__ = [
-    "Observer",
-    "LogHook",
-    "FlushHook",
-    "Trend",
-    "TrendGroup",
-    "format_duration",
-    "export_trends",
-    "export_timing_trends",
-    "write_log",
-    "plot_html",
-    "plot_timings_html",
-    "Profile",
-    "NodeTiming",
-    "LevelTiming",
-    "ProfileHook",
-    "ProfileRecorder",
-    "heat_color",
-    "format_node_time",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "Observer": "observer", "LogHook": "observer", "FlushHook": "observer",
+    "Trend": "trends", "TrendGroup": "trends",
+    "format_duration": "logs", "export_trends": "logs", "export_timing_trends": "logs",
+    "write_log": "logs",
+    "plot_html": "plots", "plot_timings_html": "plots",
+    "Profile": "profiling", "NodeTiming": "profiling", "LevelTiming": "profiling",
+    "ProfileHook": "profiling", "ProfileRecorder": "profiling", "heat_color": "profiling",
+    "format_node_time": "profiling",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'modjax.observe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"modjax.observe.{_WHERE[name]}"), name)
+    globals()[name] = value  # later look-ups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from modjax.context import ExperimentContext
 from modjax.data.splitters import random_split
@@ -303,6 +302,8 @@ class CrossValidation:
             saved.append({n: b.fs.get_split(n) for n in names if n in b.fs.available_splits})
         out = CVResults(self.label)
         kwargs.setdefault("show_training_progress", False)
+        from tqdm.auto import tqdm
+
         bar = tqdm(range(self.n_folds), desc=self.label, unit="fold", leave=persist_progress,
                    disable=not show_fold_progress)
         try:

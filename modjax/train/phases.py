@@ -521,6 +521,9 @@ class TrainPhase(ExperimentPhase):
         self._compiled: dict[Any, Any] = {}
         self.n_traces = 0
         self.epochs_run = 0
+        #: dispatch epoch e+1 before reading epoch e's losses (False: wait every epoch)
+        self._pipeline = True
+        self._discarded = 0  # speculative epochs dropped (stop, restored carry, reseeded sampler)
         self._carry: Any = None
         self._graph: Any = None
 
@@ -746,22 +749,31 @@ class TrainPhase(ExperimentPhase):
             for cb in cbs:
                 cb.on_phase_start(results=results, **ctx)
             ahead: dict[int, tuple[tuple, IndexPlan]] = {}
+            # the next epoch is dispatched before this one's losses are read (see
+            # modjax.train.pipeline); batch hooks and streamed data run epoch by epoch
+            pipelined = self._pipeline and step_fn is None and not streaming
+            spec: Any = None
             for epoch in range(self.n_epochs):
                 for cb in cbs:
                     cb.on_epoch_start(epoch=epoch, results=results, **ctx)
                 self._checkpoint("epoch_start", experiment, epoch=epoch)
                 t0 = time.time()
-                plans = self._epoch_plans(feeds, ahead)
-                ahead = {}
+                plans, dispatched = self._confirm(spec, feeds)
+                if dispatched is None:
+                    plans = self._epoch_plans(feeds, ahead)
+                ahead, spec = {}, None
                 progress.start_epoch(epoch, plans[0].n_batches)
 
-                def plan_ahead(epoch: int = epoch, ahead: dict = ahead) -> None:
+                def plan_ahead(carry: Any, epoch: int = epoch, ahead: dict = ahead) -> None:
+                    nonlocal spec
                     if epoch + 1 < self.n_epochs:
                         ahead.update(self._plans_ahead(feeds))
+                        if pipelined:
+                            spec = self._speculate(fn, feeds, ahead, carry)
 
                 rec = self._run_epoch(fn, step_fn, feeds, plans, epoch, cbs, results, experiment,
                                       streaming=streaming, progress=progress,
-                                      while_running=plan_ahead)
+                                      while_running=plan_ahead, dispatched=dispatched)
                 rec.started_at, rec.ended_at = t0, time.time()
                 if getattr(rec, "nan_stop", None) is not None:
                     results.nan_stop = rec.nan_stop
@@ -784,6 +796,7 @@ class TrainPhase(ExperimentPhase):
                 progress.update(epoch, results.metrics)
                 if self._stop:
                     break
+            self._discarded += spec is not None  # dispatched past a stop: never used
             for cb in cbs:
                 cb.on_phase_end(results=results, **ctx)
             self._checkpoint("phase_end", experiment)
@@ -844,21 +857,65 @@ class TrainPhase(ExperimentPhase):
                 return plan
             return s.next_plan()
 
-        scheduled = schedule_plans([next_plan(s) for s in samplers], self.batch_schedule)
+        return self._schedule(feeds, samplers, [next_plan(s) for s in samplers])
+
+    def _schedule(self, feeds: Sequence[_Feed], samplers: Sequence[Any],
+                  raw: Sequence[IndexPlan]) -> list[IndexPlan]:
+        """The samplers' plans scheduled together, then each binding's stream."""
+        scheduled = schedule_plans(list(raw), self.batch_schedule)
         return [f.select_stream(scheduled[next(i for i, s in enumerate(samplers) if s is f.sampler)])
                 for f in feeds]
 
+    def _speculate(self, fn: Any, feeds: Sequence[_Feed],
+                   ahead: Mapping[int, tuple[tuple, IndexPlan]], carry: Any) -> Any:
+        """Dispatch the next epoch from ``carry`` when every sampler's plan was made ahead."""
+        from modjax.train.pipeline import speculate
+
+        samplers = self._samplers(feeds)
+        if not all(id(s) in ahead for s in samplers):
+            return None  # a value-reading sampler makes its plan only when it is due
+        raw = [ahead[id(s)][1] for s in samplers]
+        plans = self._schedule(feeds, samplers, raw)
+
+        def dispatch(c: Any, p: Sequence[IndexPlan]) -> tuple[Any, Any]:
+            stores, dplans = _stack_feeds(feeds, p)
+            with counting_traces(self):
+                return fn(c, stores, dplans)
+
+        return speculate(dispatch, carry, plans, tuple(ahead[id(s)][0] for s in samplers))
+
+    def _confirm(self, spec: Any, feeds: Sequence[_Feed]) -> tuple[Any, Any]:
+        """``(plans, (carry, out))`` of a speculative epoch still valid now (its samplers
+        then advance as if they had made the plans now), else ``(None, None)``."""
+        if spec is None:
+            return None, None
+        samplers = self._samplers(feeds)
+        if self._stop or not spec.valid(self._carry, tuple(self._plan_key(s) for s in samplers)):
+            self._discarded += 1
+            return None, None
+        for s in samplers:
+            s.epoch += 1
+        return spec.plans, (spec.carry_out, spec.out)
+
     def _run_epoch(self, fn, step_fn, feeds, plans, epoch, cbs, results, experiment,
                    streaming: bool = False, progress: Any = None,
-                   while_running: Callable[[], None] | None = None) -> EpochRecord:
+                   while_running: Callable[[Any], None] | None = None,
+                   dispatched: tuple[Any, Any] | None = None) -> EpochRecord:
         bindings = _binding_records(feeds, plans)
         pre_epoch = self._carry
-        if streaming:
-            segments: Any = _stream_segments(feeds, plans)
+        if dispatched is not None:  # a speculative epoch confirmed by the phase
+            segments: Any = []
+        elif streaming:
+            segments = _stream_segments(feeds, plans)
         else:
             stores, dplans = _stack_feeds(feeds, plans)
             segments = [(stores, dplans, 0, plans[0].n_batches)]
         outs, carry = [], self._carry
+        if dispatched is not None:
+            carry, out = dispatched
+            outs.append(out)
+            if progress is not None:
+                progress.advance_batches(plans[0].n_batches)
         ctx = {"experiment": experiment, "phase": self, "epoch": epoch, "results": results}
         for stores, dplans, start, n_real in segments:
             if step_fn is None:
@@ -888,11 +945,12 @@ class TrainPhase(ExperimentPhase):
         if streaming and step_fn is None:
             out = jax.tree.map(lambda a: a[:n], out)  # drop the last chunk's padding batches
         if while_running is not None:
-            while_running()  # host work that overlaps the dispatched scan
+            while_running(carry)  # host work that overlaps the dispatched scan
         # one device->host transfer per epoch: the per-batch losses
         if spans_processes(self.mesh):  # sharded over other processes' devices: gather
             out = dict(out, records=to_host(out["records"]))
-        table = np.asarray(to_host(out["loss_table"]))
+        table = np.asarray(to_host(out["loss_table"]) if spans_processes(self.mesh)
+                           else out["loss_table"])
         loss = table[:, 0]
         losses = {al.label: table[:, i + 1] for i, al in enumerate(self.losses)}
         nonfinite = np.flatnonzero(~np.isfinite(loss))
@@ -1004,6 +1062,11 @@ class TrainPhase(ExperimentPhase):
         return cls._with_callbacks(phase, config, kw)
 
 
+def _contiguous(feeds: Sequence[_Feed]) -> bool:
+    """Whether an evaluation can slice its batches out of resident single-device stores."""
+    return all(f.store.mesh is None and f.store.fits for f in feeds)
+
+
 def _eval_segments(fn: Any, phase: Any, feeds: Sequence[_Feed], plans: Sequence[IndexPlan],
                    variables: Any, *, show_progress: bool, persist: bool, file: Any
                    ) -> tuple[dict, dict]:
@@ -1086,13 +1149,17 @@ class EvalPhase(ExperimentPhase):
         sig = ("eval_pass", graph.definition, tuple(spec_of(al) for al in self.losses),
                tuple(f.key for f in feeds), self.mesh, tuple(record),
                spec_of(self.active_nodes), tuple(spec_of(m) for m in self.metrics),
-               tuple(f.store.shard_rows for f in feeds))
+               tuple(f.store.shard_rows for f in feeds), _contiguous(feeds))
         return program(sig, lambda: self._make_pass(graph, feeds, record))
 
     def _make_pass(self, graph: Any, feeds: Sequence[_Feed], record: list[str]) -> Any:
+        from modjax.data.device import slice_plan
+
         ev = make_eval_step(graph, self.losses, active_nodes=self.active_nodes, record=record,
                             metrics=self.metrics)
-        gathers = {f.key: f.store.gather_fn() for f in feeds}  # row-sharded stores gather locally
+        # resident single-device data is read in order: batches are slices, not gathers
+        gathers = {f.key: slice_plan if _contiguous(feeds) else f.store.gather_fn()
+                   for f in feeds}  # row-sharded stores gather locally
         keys = [f.key for f in feeds]
 
         def run(variables, stores, plans):
@@ -1103,7 +1170,11 @@ class EvalPhase(ExperimentPhase):
                 return None, {"loss": m["loss"], "losses": m["losses"], "records": m["records"],
                               "metric_stats": m["metric_stats"]}
 
-            out = jax.lax.scan(body, None, plans)[1]
+            if jax.tree.leaves(plans)[0].shape[0] == 1:  # one batch: no loop around it
+                out = jax.tree.map(lambda a: a[None], body(None, jax.tree.map(
+                    lambda a: a[0], plans))[1])
+            else:
+                out = jax.lax.scan(body, None, plans)[1]
             stats = out.pop("metric_stats")
             return out, stats
 
@@ -1147,7 +1218,8 @@ class EvalPhase(ExperimentPhase):
             raise ValueError(f"{owner}: the bound split has no rows")
         check_class_targets(graph, [*self.losses, *self.metrics], feeds, owner=owner)
         bs = self.batch_size or n
-        plans = [IndexPlan.from_flat(np.arange(n), bs) for _ in feeds]
+        plans = [IndexPlan.contiguous(n, bs) if _contiguous(feeds) else
+                 IndexPlan.from_flat(np.arange(n), bs) for _ in feeds]
         results = EvalResults(self.label, graph=graph,
                               loss_nodes={al.label: al.node for al in self.losses})
         cbs = self._sorted_callbacks()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tqdm.auto import tqdm
-
 __all__ = ["EpochProgress"]
+
+
+def _tqdm() -> Any:
+    from tqdm.auto import tqdm  # on first use: importing tqdm is not free
+
+    return tqdm
 
 
 class EpochProgress:
@@ -49,8 +53,8 @@ class EpochProgress:
         self.label, self.persist, self.file = label, persist, file
         self.show_batches = show_batches
         self.batches_done = 0
-        self._bar = tqdm(total=n_epochs, desc=label, unit="epoch", leave=persist,
-                         file=file) if enabled else None
+        self._bar = _tqdm()(total=n_epochs, desc=label, unit="epoch", leave=persist,
+                            file=file) if enabled else None
         self._batch_bar: Any = None
 
     def start_epoch(self, epoch: int, n_batches: int) -> None:
@@ -59,8 +63,8 @@ class EpochProgress:
         if not self.show_batches:
             return
         if self._batch_bar is None:
-            self._batch_bar = tqdm(total=n_batches, desc=f"{self.label} batches", unit="batch",
-                                   leave=self.persist, file=self.file, position=1)
+            self._batch_bar = _tqdm()(total=n_batches, desc=f"{self.label} batches", unit="batch",
+                                      leave=self.persist, file=self.file, position=1)
         else:
             self._batch_bar.reset(total=n_batches)
         self._batch_bar.set_description(f"{self.label} epoch {epoch} batches", refresh=False)
