@@ -192,6 +192,10 @@ class Optimizer:
         clip_value: clip each gradient element to ``[-clip_value, clip_value]``.
         backend: ModularML's framework choice; accepted and ignored (one-time note).
 
+    ModularML's torch spellings (``Optimizer(torch.optim.AdamW, opt_kwargs={...})``,
+    ``factory=lambda params: torch.optim.SGD(params, ...)``) run as the optax optimizer
+    with the same update rule where one exists (``modjax.train.torch_optim``).
+
     Example:
         >>> opt = Optimizer("adamw", opt_kwargs={"lr": 1e-2, "weight_decay": 0.1})
         >>> params = {"a": {"w": jnp.ones(2)}, "b": {"w": jnp.ones(2)}}
@@ -208,6 +212,14 @@ class Optimizer:
                  backend: Any = None) -> None:
         from modjax.train.backend_note import note_backend
         note_backend("Optimizer", backend)
+        from modjax.train.torch_optim import map_torch_optimizer
+        torch_spec = map_torch_optimizer(opt, opt_kwargs, factory)
+        #: the torch optimizer class a ModularML spelling named (None otherwise)
+        self.cls = None if torch_spec is None else torch_spec.torch_class
+        if torch_spec is not None:  # same update rule in optax (said once per class)
+            factory = None
+            opt, opt_kwargs = ((torch_spec.transformation(), None) if torch_spec.weight_decay
+                               else (torch_spec.name, torch_spec.kwargs))
         if (opt is None) == (factory is None):
             raise ValueError("Optimizer needs exactly one of `opt` (a name or an optax "
                              "GradientTransformation) or `factory`")
