@@ -271,20 +271,23 @@ def from_arrow_ipc(label: str, path: str | Path, *, feature_keys: Any = None,
 
 def from_parquet(label: str, path_or_dataset: Any, *, feature_keys: str | Sequence[str],
                  target_keys: Any = None, tag_keys: Any = None,
-                 cache_path: str | Path | None = None, batch_rows: int = 65536,
+                 cache_path: str | Path | None = None, batch_rows: int = 16384,
                  register: bool = True) -> OutOfCoreFeatureSet:
     """An out-of-core FeatureSet over a Parquet file, directory or ``pyarrow.dataset``.
 
     The data is decoded batch by batch (``batch_rows`` rows at a time) into a
     memory-mapped Arrow IPC file at ``cache_path`` (default ``<path>.modjax.arrow``; a
-    dataset object needs one), which the FeatureSet then reads row by row.
+    dataset object needs one), which the FeatureSet then reads row by row. Local
+    Parquet files are memory-mapped while they are read, so the memory the conversion
+    holds is about ten times one batch whatever the file's size.
 
     Args:
         label: FeatureSet label.
         path_or_dataset: a path (file or directory) or a ``pyarrow.dataset.Dataset``.
         feature_keys, target_keys, tag_keys: plain columns per domain.
         cache_path: where the memory-mapped copy goes.
-        batch_rows: rows decoded at a time (bounds memory).
+        batch_rows: rows decoded at a time (bounds memory: about 22 MiB at the
+            default for 17 float32 columns).
         register: register in the active ExperimentContext.
 
     Returns:
@@ -322,13 +325,21 @@ def from_parquet(label: str, path_or_dataset: Any, *, feature_keys: str | Sequen
 
 def _parquet_batches(dataset: Any, columns: list[str], batch_rows: int
                      ) -> Iterator[pa.RecordBatch]:
-    # file by file, without pre-buffering or read-ahead: memory holds the batch being
-    # converted (and its row group's pages), not a queue of them
+    # File by file, without pre-buffering, read-ahead or threads. A local file is
+    # memory-mapped: its pages are then file-backed and reclaimable, where a buffered
+    # read copies every page into anonymous memory that the allocator keeps.
+    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
     for fragment in dataset.get_fragments():
-        with pq.ParquetFile(fragment.path, pre_buffer=False, buffer_size=1 << 20,
-                            filesystem=fragment.filesystem) as f:
-            yield from f.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
+        local = isinstance(fragment.filesystem, pafs.LocalFileSystem)
+        source = pa.memory_map(fragment.path) if local else \
+            fragment.filesystem.open_input_file(fragment.path)
+        with source, pq.ParquetFile(source, pre_buffer=False) as f:
+            for batch in f.iter_batches(batch_size=batch_rows, columns=columns,
+                                        use_threads=False):
+                yield batch
+                del batch
+                pa.default_memory_pool().release_unused()
 
 
 def fit_scaler_chunked(scaler: Any, view: Any, domain: str, key: str, *,

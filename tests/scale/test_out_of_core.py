@@ -112,3 +112,25 @@ def test_device_store_chunks_read_only_their_rows(parquet_fs, monkeypatch):
     plan = SimpleSampler(24, seed=0, source=fs).plan()
     chunks = list(store.epoch_chunks(plan))
     assert len(chunks) == 5 and max(read) <= 48  # never a whole column (240 rows)
+
+
+def test_parquet_directory_local_and_through_a_filesystem_object_read_the_same(tmp_path):
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    data = _data(n=90)
+    (tmp_path / "dir").mkdir()
+    for i, sl in enumerate((slice(0, 40), slice(40, 90))):
+        pq.write_table(pa.table({k: v[sl] for k, v in data.items()}),
+                       tmp_path / "dir" / f"part{i}.parquet", row_group_size=16)
+    local = FeatureSet.from_parquet("dl", tmp_path / "dir", feature_keys=KEYS, target_keys="y",
+                                    batch_rows=8, register=False)
+    # a filesystem other than the local one is read through open_input_file, not mapped
+    sub = pafs.SubTreeFileSystem(str(tmp_path / "dir"), pafs.LocalFileSystem())
+    dataset = ds.dataset(["part0.parquet", "part1.parquet"], filesystem=sub, format="parquet")
+    remote = FeatureSet.from_parquet("dr", dataset, feature_keys=KEYS, target_keys="y",
+                                     cache_path=tmp_path / "r.arrow", register=False)
+    want = np.stack([data[k] for k in KEYS], axis=1)
+    for fs in (local, remote):
+        assert fs.n_samples == 90
+        np.testing.assert_array_equal(fs.get_features(), want)  # files in order
