@@ -44,10 +44,28 @@ def _node_key(graph: Any, nid: str, labels: dict[str, str]) -> tuple[Any, ...]:
     return (node.label, what, wiring, shapes)
 
 
+def frozen_model(model: Any) -> Any:
+    """What a snapshot runs for ``model``: a flow graph's frozen snapshot, else the model."""
+    definition = getattr(model, "definition", None)
+    if not isinstance(definition, GraphDef):
+        return model
+    return getattr(definition._runner, "_graph", model)
+
+
+def _frozen_node(node: Any) -> Any:
+    # the snapshot owns its nodes: renaming or editing a live node in place (a label, a
+    # merge strategy, an override inside a flow model) must not reach a program that was
+    # compiled for this definition and is retraced later on behalf of another graph
+    c = copy.copy(node)
+    if isinstance(c, ModelNode):
+        c._model = frozen_model(c._model)
+    return c
+
+
 def _snapshot(graph: Any) -> Any:
-    """A shallow copy that owns the containers a mutation replaces or edits."""
+    """A shallow copy that owns the containers a mutation replaces or edits, and its nodes."""
     snap = copy.copy(graph)
-    snap._nodes = dict(graph._nodes)
+    snap._nodes = {nid: _frozen_node(n) for nid, n in graph._nodes.items()}
     snap._shapes = dict(graph._shapes)
     snap._labels_at_commit = dict(graph._labels_at_commit)
     snap._freeze = graph._freeze.copy()

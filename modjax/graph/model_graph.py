@@ -26,7 +26,7 @@ from modjax.errors import (
     ShapeMismatchError,
     closest_names,
 )
-from modjax.graph.definition import GraphDef, definition_hash
+from modjax.graph.definition import GraphDef, definition_hash, freeze_value
 from modjax.graph.freezing import FreezeStore
 from modjax.graph.nodes import GraphNode, MergeNode, ModelNode, NodeReference, ref_label
 from modjax.graph.paths import flatten_paths, get_at, join_path, path_mask, split_path
@@ -312,9 +312,18 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
     # ================================================================ definition
     def _definition_token(self) -> tuple[Any, ...]:
         # what a caller can change without going through a graph mutation: a node's
-        # label or the model object it holds
-        return tuple((nid, n.label, id(getattr(n, "_model", None)))
-                     for nid, n in self._nodes.items())
+        # label, the model object it holds, a flow model's own definition (its
+        # set_training_at overrides) and a merge node's public fields
+        out = []
+        for nid, n in self._nodes.items():
+            model = getattr(n, "_model", None)
+            if model is None:
+                what: Any = freeze_value(n.get_config())
+            else:
+                inner = getattr(model, "definition", None)
+                what = (id(model), inner if isinstance(inner, GraphDef) else None)
+            out.append((nid, n.label, what))
+        return tuple(out)
 
     @property
     def definition(self) -> GraphDef:

@@ -12,6 +12,7 @@ one entry, or a batch dict with ``"features"``), its output is named by the grap
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -42,6 +43,21 @@ def _node_key(node: Any) -> tuple[Any, ...]:
         rest = freeze_value({k: v for k, v in vars(node).items()
                              if not any(v is m for m in node.models().values())})
     return (type(node).__module__, type(node).__qualname__, rest, models, node.train_override)
+
+
+def _frozen_node(node: Any) -> Any:
+    # the snapshot owns its nodes and runs child graphs from their own snapshots, so a
+    # later set_training_at on the live graph or a child cannot reach a program compiled
+    # for this definition (retraced later on behalf of another graph of this structure)
+    from modjax.graph.graph_def import frozen_model
+
+    c = copy.copy(node)
+    for k, v in vars(c).items():
+        if type(v) in (list, tuple):
+            setattr(c, k, type(v)(frozen_model(m) for m in v))
+        else:
+            setattr(c, k, frozen_model(v))
+    return c
 
 
 def _unwrap(inputs: Any, n_inputs: int) -> Any:
@@ -106,6 +122,6 @@ def flow_definition(graph: Any) -> GraphDef:
            tuple(sorted(graph._internal)), tuple(graph._input_names), specs,
            tuple(sorted(graph._tied.items())))
     snap = copy.copy(graph)
-    snap._entries = list(graph._entries)
+    snap._entries = [dataclasses.replace(e, node=_frozen_node(e.node)) for e in graph._entries]
     snap._jit_cache = {}
     return GraphDef("flow", key, _FlowRunner(snap))

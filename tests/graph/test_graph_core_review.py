@@ -1,0 +1,116 @@
+"""Adversarial checks of the graph core: definitions that go stale, programs that leak."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from train_helpers import make_featureset, mse_on, train_phase  # noqa: E402
+
+from modjax.graph import AddNode, ModelGraph, ModelNode, SequentialMLP  # noqa: E402
+from modjax.graph.flow import FlowBuilder  # noqa: E402
+from modjax.graph.models import BatchNorm, Linear  # noqa: E402
+from modjax.train import Optimizer  # noqa: E402
+from modjax.train.programs import clear_program_cache  # noqa: E402
+
+
+def _flow_in_model_graph(fs):
+    enc = (FlowBuilder.from_(Linear(4)).through(BatchNorm()).tag("bn").through(Linear(1))
+           .label("enc").build())
+    node = ModelNode("net", enc, upstream_ref=fs.reference(), register=False)
+    g = ModelGraph([node], optimizer=Optimizer("adam", opt_kwargs={"lr": 1e-2}),
+                   register=False).build()
+    return enc, g
+
+
+def _losses(phase, g):
+    return np.asarray(phase.execute(g, show_training_progress=False).metrics.series("train_loss"))
+
+
+def test_training_override_inside_a_flow_model_changes_the_model_graph_definition():
+    fs = make_featureset(register=False)
+    enc, g = _flow_in_model_graph(fs)
+    x = {"fs": jax.random.normal(jax.random.key(1), (8, 4)) * 3 + 2}
+    before_def = g.definition
+    before = np.asarray(g.forward(x)["net"])
+    enc.set_training_at("bn", True)  # batch statistics even in eval forwards
+    assert g.definition != before_def
+    got = np.asarray(g.forward(x)["net"])
+    enc2, fresh = _flow_in_model_graph(fs)
+    fresh.set_variables(g.variables)
+    enc2.set_training_at("bn", True)
+    want = np.asarray(fresh.forward(x)["net"])
+    assert not np.allclose(before, want)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_cached_program_never_runs_a_graph_mutated_after_it_was_made():
+    # a program compiled for graph A's definition is reused, and retraced for new batch
+    # counts, by any graph of that structure: A's later in-place edits must not reach it
+    clear_program_cache()
+    fs, small = make_featureset(register=False), make_featureset(n=128, seed=1, register=False)
+    enc_a, a = _flow_in_model_graph(fs)
+    _losses(train_phase(node="net", n_epochs=1), a)
+    enc_a.set_training_at("bn", False)
+    _, b = _flow_in_model_graph(small)
+    start = b.variables
+    got = _losses(train_phase(node="net", n_epochs=2), b)
+    clear_program_cache()
+    _, ref = _flow_in_model_graph(small)
+    ref.set_variables(start)
+    np.testing.assert_allclose(got, _losses(train_phase(node="net", n_epochs=2), ref), rtol=1e-6)
+
+
+def _merge_graph(fs):
+    a = ModelNode("enc_a", SequentialMLP(output_shape=(1, 4), n_layers=1, hidden_dim=8),
+                  upstream_ref=fs.reference(features=["x0", "x1"]), register=False)
+    b = ModelNode("enc_b", SequentialMLP(output_shape=(1, 4), n_layers=1, hidden_dim=8),
+                  upstream_ref=fs.reference(features=["x2", "x3"]), register=False)
+    m = AddNode("merge", [a, b], register=False)
+    head = ModelNode("head", SequentialMLP(n_layers=1, hidden_dim=8), upstream_ref=m,
+                     register=False)
+    return ModelGraph([a, b, m, head], optimizer=Optimizer("adam", opt_kwargs={"lr": 1e-2}),
+                      register=False).build()
+
+
+def _two_heads(n_epochs=1):
+    from modjax.data import SimpleSampler
+    from modjax.train import InputBinding, TrainPhase
+
+    s = SimpleSampler(32, seed=0)
+    return TrainPhase("t", input_sources=[
+        InputBinding.for_training(node="enc_a", sampler=s, split="train"),
+        InputBinding.for_training(node="enc_b", sampler=s, split="train")],
+        losses=[mse_on("head")], n_epochs=n_epochs)
+
+
+def test_renaming_a_node_does_not_reach_a_program_of_the_old_definition():
+    clear_program_cache()
+    fs, small = make_featureset(register=False), make_featureset(n=128, seed=1, register=False)
+    a = _merge_graph(fs)
+    _losses(_two_heads(), a)
+    next(n for n in a.nodes.values() if n.label == "head").label = "out"
+    b = _merge_graph(small)  # labelled "head": the old definition's structure
+    start = b.variables
+    got = _losses(_two_heads(2), b)
+    clear_program_cache()
+    ref = _merge_graph(small)
+    ref.set_variables(start)
+    np.testing.assert_allclose(got, _losses(_two_heads(2), ref), rtol=1e-6)
+
+
+def test_in_place_edit_of_a_merge_node_gives_a_new_definition():
+    fs = make_featureset(register=False)
+    g = _merge_graph(fs)
+    before = g.definition
+    t = {"enc_a": {"targets": jnp.zeros((3, 1))}, "enc_b": {"targets": jnp.ones((3, 1))}}
+    assert float(before.route_targets(t)["merge"].sum()) == 0.0
+    next(n for n in g.nodes.values() if n.label == "merge").target_strategy = "last"
+    assert g.definition != before
+    assert float(g.definition.route_targets(t)["merge"].sum()) == 3.0
+    assert float(before.route_targets(t)["merge"].sum()) == 0.0  # the old value is unchanged
