@@ -135,6 +135,16 @@ class ScikitModelWrapper(BaseModel):
         self._target_kind: str | None = None
         self._what = f"scikit-learn node ({name})"
 
+    @property
+    def supports_partial_fit(self) -> bool:
+        """Whether the estimator has ``partial_fit`` (ModularML's name)."""
+        return callable(getattr(self.estimator, "partial_fit", None))
+
+    @property
+    def resolved_training_mode(self) -> str:
+        """The training mode in use (``"auto"`` resolved; ModularML's name)."""
+        return self.training_mode
+
     @staticmethod
     def _auto_method(model: Any) -> str:
         from sklearn.base import is_classifier

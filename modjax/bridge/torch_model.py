@@ -101,7 +101,13 @@ class TorchModelWrapper(BaseModel):
     Args:
         model: a ``torch.nn.Module`` on the CPU.
         model_class: a ``torch.nn.Module`` subclass (instead of ``model``).
-        **model_kwargs: constructor arguments of ``model_class`` (JSON values).
+        model_kwargs: constructor arguments of ``model_class`` as a dict (ModularML's
+            spelling; JSON values).
+        inject_input_shape_as / inject_output_shape_as: constructor parameters that
+            receive the per-sample input shape / the output shape asked for at
+            ``build()`` (a lazy build). The default names are passed only when the
+            constructor has them; another name it lacks is an error.
+        **kwargs: constructor arguments given as keywords (same as ``model_kwargs``).
 
     Example:
         >>> import torch, jax, jax.numpy as jnp
@@ -117,8 +123,12 @@ class TorchModelWrapper(BaseModel):
     bridged = True
     _config_determines_model = False
 
-    def __init__(self, model: Any = None, *, model_class: Any = None, **model_kwargs: Any) -> None:
+    def __init__(self, model: Any = None, *, model_class: Any = None,
+                 model_kwargs: dict[str, Any] | None = None,
+                 inject_input_shape_as: str = "input_shape",
+                 inject_output_shape_as: str = "output_shape", **kwargs: Any) -> None:
         torch = _torch()
+        model_kwargs = _merge_kwargs(model_kwargs, kwargs)
         if (model is None) == (model_class is None):
             raise TypeError("TorchModelWrapper needs exactly one of model= (a torch.nn.Module "
                             "instance) or model_class= (a torch.nn.Module subclass)")
@@ -139,6 +149,9 @@ class TorchModelWrapper(BaseModel):
         self.module = model
         self.model_class = type(model) if model is not None else model_class
         self.model_kwargs = None if model is not None else dict(model_kwargs)
+        self.inject_input_shape_as, self.inject_output_shape_as = _injected_names(
+            model_class, inject_input_shape_as, inject_output_shape_as)
+        self._requested_output: Shape | None = None
         self._host: TorchHost | None = None
         self._built_for: Shape | None = None
         self._calls: dict[bool, Any] = {}
@@ -149,11 +162,19 @@ class TorchModelWrapper(BaseModel):
         torch = _torch()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            module = self.model_class(**self.model_kwargs)
+            module = self.model_class(**self._constructor_kwargs(input_shape))
             if input_shape is not None and _has_lazy(module):
                 with torch.no_grad():
                     module.eval()(torch.zeros((1, *input_shape)))
         return module
+
+    def _constructor_kwargs(self, input_shape: Shape | None) -> dict[str, Any]:
+        kwargs = dict(self.model_kwargs)
+        for name, value in ((self.inject_input_shape_as, input_shape),
+                            (self.inject_output_shape_as, self._requested_output)):
+            if name is not None and value is not None and name not in kwargs:
+                kwargs[name] = tuple(value)
+        return kwargs
 
     def _check_device(self, module: Any) -> None:
         for name, t in (*module.named_parameters(), *module.named_buffers()):
@@ -175,6 +196,9 @@ class TorchModelWrapper(BaseModel):
         """
         torch = _torch()
         input_shape = as_shape(input_shape, what="input_shape")
+        if self.inject_output_shape_as is not None and output_shape is not None:
+            if as_shape(output_shape) != self._requested_output:
+                self._requested_output, self._host = as_shape(output_shape), None
         if self._host is not None and self._built_for == input_shape:
             return
         module = self.module if self.module is not None else self._construct(0, input_shape)
@@ -285,6 +309,12 @@ class TorchModelWrapper(BaseModel):
                    self.model_kwargs, self.model_class)}
         if self._input_shape is not None:
             cfg["input_shape"] = list(self._input_shape)
+        if self.inject_input_shape_as not in (None, "input_shape"):
+            cfg["inject_input_shape_as"] = self.inject_input_shape_as
+        if self.inject_output_shape_as is not None:
+            cfg["inject_output_shape_as"] = self.inject_output_shape_as
+            cfg["output_shape"] = None if self._requested_output is None else list(
+                self._requested_output)
         return cfg
 
     @classmethod
@@ -304,14 +334,52 @@ class TorchModelWrapper(BaseModel):
         module_cls = _import_object(path, what="torch module class",
                                     allow_packaged_code=allow_packaged_code or path.startswith(
                                         _TRUSTED_PREFIX))
-        model = cls(model_class=module_cls, **kwargs)
+        model = cls(model_class=module_cls, model_kwargs=kwargs,
+                    inject_input_shape_as=config.get("inject_input_shape_as", "input_shape"),
+                    inject_output_shape_as=config.get("inject_output_shape_as", "output_shape"))
         if config.get("input_shape") is not None:
-            model.build(tuple(config["input_shape"]))
+            model.build(tuple(config["input_shape"]), config.get("output_shape"))
         return model
 
     def __repr__(self) -> str:
         form = "instance" if self.module is not None else "class"
         return f"TorchModelWrapper({self.model_class.__name__}, {form})"
+
+
+def _merge_kwargs(model_kwargs: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if model_kwargs is None:
+        return kwargs
+    if not isinstance(model_kwargs, dict):
+        raise TypeError(f"TorchModelWrapper: model_kwargs must be a dict, got "
+                        f"{type(model_kwargs).__name__}")
+    clash = sorted(set(model_kwargs) & set(kwargs))
+    if clash:
+        raise TypeError(f"TorchModelWrapper: {clash} given both in model_kwargs and as keywords")
+    return {**model_kwargs, **kwargs}
+
+
+def _injected_names(model_class: Any, in_name: str, out_name: str
+                    ) -> tuple[str | None, str | None]:
+    """The constructor parameters that receive shapes (None: not injected)."""
+    if model_class is None:
+        return None, None
+    import inspect
+
+    try:
+        params = inspect.signature(model_class).parameters
+    except (TypeError, ValueError):
+        params = {}
+    names = []
+    for name, default in ((in_name, "input_shape"), (out_name, "output_shape")):
+        if name in params:
+            names.append(name)
+        elif name != default:
+            raise ValueError(f"TorchModelWrapper: {model_class.__name__}'s constructor has no "
+                             f"parameter {name!r} to receive the {default} (its parameters: "
+                             f"{list(params)})")
+        else:
+            names.append(None)
+    return names[0], names[1]
 
 
 def _has_lazy(module: Any) -> bool:
