@@ -304,6 +304,14 @@ class ExperimentPhase:
             phase.add_callback(deserialize(c, **kw))
         return phase
 
+    def visualize(self, graph: Any = None) -> str:
+        """Mermaid flowchart of what this phase runs (splits, samplers, losses, active
+        nodes) on ``graph`` (default: the active experiment's); see
+        :func:`modjax.viz.phase.phase_to_mermaid`."""
+        from modjax.viz.phase import phase_to_mermaid
+
+        return phase_to_mermaid(self, graph)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r})"
 
