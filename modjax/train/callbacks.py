@@ -327,12 +327,15 @@ class Evaluation(Callback):
             training phase's MetricStore.
         every_n: evaluate every n-th epoch (and always after the last one).
         every_n_epochs: ModularML's name for ``every_n`` (give one of the two).
+        run_on_start: also evaluate the initial variables when the phase starts, before
+            any training; its metrics are logged at ``epoch=-1`` (they come first in
+            ``results.metrics.series(...)``).
         label, execution_order: see :class:`Callback` (default 0: before EarlyStopping).
     """
 
     def __init__(self, *, eval_phase: Any, metrics: list[EvaluationMetric] | None = None,
-                 every_n: int = 1, every_n_epochs: int | None = None, label: str | None = None,
-                 execution_order: int = 0) -> None:
+                 every_n: int = 1, every_n_epochs: int | None = None, run_on_start: bool = False,
+                 label: str | None = None, execution_order: int = 0) -> None:
         if every_n_epochs is not None:
             if every_n != 1 and every_n != every_n_epochs:
                 raise ValueError(f"Evaluation: every_n={every_n} and every_n_epochs="
@@ -345,6 +348,7 @@ class Evaluation(Callback):
         self.eval_phase = eval_phase
         self.metrics = list(metrics or [])
         self.every_n = int(every_n)
+        self.run_on_start = bool(run_on_start)
         for m in self.metrics:
             loss = getattr(m, "loss", None)
             if loss is not None and all(al.label != loss.label for al in eval_phase.losses):
@@ -358,7 +362,7 @@ class Evaluation(Callback):
     def from_split(cls, *, label: str, split: str, losses: list[AppliedLoss] | None = None,
                    active_nodes: Any = None, batch_size: int | None = None,
                    every_n_epochs: int = 1, metrics: list[EvaluationMetric] | None = None,
-                   execution_order: int = 0) -> Evaluation:
+                   run_on_start: bool = False, execution_order: int = 0) -> Evaluation:
         """An Evaluation of ``split`` (an ``EvalPhase.from_split`` named ``label``).
 
         Example:
@@ -374,15 +378,23 @@ class Evaluation(Callback):
         if batch_size is not None:
             kw["batch_size"] = batch_size
         return cls(eval_phase=EvalPhase.from_split(label, split=split, **kw), metrics=metrics,
-                   every_n_epochs=every_n_epochs, label=label, execution_order=execution_order)
+                   every_n_epochs=every_n_epochs, run_on_start=run_on_start, label=label,
+                   execution_order=execution_order)
 
-    def on_phase_start(self, **kw: Any) -> None:
+    def on_phase_start(self, *, experiment: Any = None, phase: Any = None, results: Any = None,
+                       **kw: Any) -> None:
         self.history = []
+        if self.run_on_start and results is not None and hasattr(phase, "current_variables"):
+            self._evaluate(experiment, phase, results, epoch=-1, edge="phase_start")
 
     def on_epoch_end(self, *, experiment: Any, phase: Any, epoch: int, results: Any, **kw: Any) -> None:
         last = epoch + 1 >= phase.n_epochs
         if (epoch + 1) % self.every_n and not last:
             return
+        self._evaluate(experiment, phase, results, epoch=epoch, edge="epoch_end")
+
+    def _evaluate(self, experiment: Any, phase: Any, results: Any, *, epoch: int,
+                  edge: str) -> None:
         ev = self.eval_phase.execute(phase.graph, variables=phase.current_variables(),
                                      experiment=experiment, show_progress=False)
         self.history.append((epoch, ev))
@@ -394,11 +406,12 @@ class Evaluation(Callback):
         for node in sorted(set(ev.loss_nodes.values())):
             losses.update(ev.aggregated_losses(node))
         results.callbacks.append({"callback": self.label, "kind": "Evaluation", "epoch": epoch,
-                                  "edge": "epoch_end", "losses": losses})
+                                  "edge": edge, "losses": losses})
         results.log_artifact(self.label, ev, epoch=epoch, source=self.label)
 
     def get_config(self) -> dict[str, Any]:
         return {"eval_phase": serialize(self.eval_phase), "every_n": self.every_n,
+                "run_on_start": self.run_on_start,
                 "metrics": [serialize(m) for m in self.metrics], "label": self.label,
                 "execution_order": self.execution_order}
 
@@ -406,7 +419,8 @@ class Evaluation(Callback):
     def from_config(cls, config: dict[str, Any], **kw: Any) -> Evaluation:
         return cls(eval_phase=deserialize(config["eval_phase"], **kw),
                    metrics=[deserialize(m, **kw) for m in config.get("metrics", [])],
-                   every_n=config.get("every_n", 1), label=config.get("label"),
+                   every_n=config.get("every_n", 1),
+                   run_on_start=config.get("run_on_start", False), label=config.get("label"),
                    execution_order=config.get("execution_order", 0))
 
 
