@@ -276,6 +276,16 @@ class GraphTree:
     def _set_frozen(self, p: tuple[str, ...], value: bool) -> None:
         self._freeze_store.mark(p, value)
 
+    def _freeze_path(self, path: str | tuple[str, ...]) -> tuple[str, ...]:
+        """The params path freezing acts on: a tied use's parameters are its owner's."""
+        out, g = [], self
+        for part in self._param_path(path):
+            if g is not None:
+                part = getattr(g, "_tied", {}).get(part, part)
+                g = g._children.get(part)
+            out.append(part)
+        return tuple(out)
+
     def freeze(self, paths: str | Iterable[str]) -> None:
         """Freeze every parameter under the given label path(s).
 
@@ -299,7 +309,7 @@ class GraphTree:
         Raises:
             LabelPathError: a path does not resolve (nothing is changed).
         """
-        resolved = [self._param_path(p) for p in _paths_arg(paths)]
+        resolved = [self._freeze_path(p) for p in _paths_arg(paths)]
         for p in resolved:
             self._set_frozen(p, True)
 
@@ -313,7 +323,7 @@ class GraphTree:
         Raises:
             LabelPathError: a path does not resolve (nothing is changed).
         """
-        resolved = [self._param_path(p) for p in _paths_arg(paths)]
+        resolved = [self._freeze_path(p) for p in _paths_arg(paths)]
         for p in resolved:
             self._set_frozen(p, False)
 
@@ -341,7 +351,7 @@ class GraphTree:
         Returns:
             True when all its parameters are frozen (see :meth:`freeze`).
         """
-        p = self._param_path(path)
+        p = self._freeze_path(path)
         flags = self._frozen_leaves(p)
         if not flags:
             return self._status(p) and all(self._freeze_store.marks_below(p).values())

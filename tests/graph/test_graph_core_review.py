@@ -114,3 +114,28 @@ def test_in_place_edit_of_a_merge_node_gives_a_new_definition():
     assert g.definition != before
     assert float(g.definition.route_targets(t)["merge"].sum()) == 3.0
     assert float(before.route_targets(t)["merge"].sum()) == 0.0  # the old value is unchanged
+
+
+def test_freezing_a_tied_use_freezes_the_shared_weights():
+    from modjax.train import AppliedLoss
+    from modjax.train.step import init_train_carry, make_train_step
+
+    lin = Linear(3)
+    g = (FlowBuilder.from_(Linear(3)).tag("pre").through(lin).tag("one").through(lin).tag("two")
+         .label("net").build(input_shape=(3,)))
+    assert g.parameters_at("two") == {}  # the second use holds no parameters of its own
+    g.freeze("two")
+    assert g.frozen_paths == ("one",) and g.is_frozen("one") and g.is_frozen("two")
+    assert not g.is_frozen("pre")
+    opt = Optimizer("sgd", opt_kwargs={"lr": 0.1})
+    step = make_train_step(g, [AppliedLoss("mse", on="net")], opt)
+    carry = init_train_carry(g.variables, opt, jax.random.key(0), frozen_paths=g.frozen_paths)
+    batch = {"x": {"features": jnp.ones((4, 3)), "targets": jnp.zeros((4, 3))}}
+    carry, _ = jax.jit(step)(carry, batch)
+    new = carry["variables"]["params"]
+    np.testing.assert_array_equal(new["one"]["kernel"], g.variables["params"]["one"]["kernel"])
+    assert not np.array_equal(new["pre"]["kernel"], g.variables["params"]["pre"]["kernel"])
+    g.thaw("two")
+    assert g.frozen_paths == () and not g.is_frozen("one")
+    g.freeze("one")
+    assert g.is_frozen("two")
