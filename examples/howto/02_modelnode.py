@@ -54,12 +54,54 @@ def bridged_nodes(fs_ref: object) -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.fc(x)
 
+    class CustomModel(torch.nn.Module):
+        """Takes its shapes under its own parameter names."""
+
+        def __init__(self, in_shape: tuple, out_shape: tuple) -> None:
+            super().__init__()
+            self.out_shape = tuple(out_shape)
+            self.fc = torch.nn.Linear(int(np.prod(in_shape)), int(np.prod(out_shape)))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x.reshape(x.shape[0], -1)).reshape(x.shape[0], *self.out_shape)
+
+    from sklearn.linear_model import SGDRegressor
+
+    from modjax import ScikitModelWrapper, TorchModelWrapper
+
+    wrapped = TorchModelWrapper(model=MyEncoder(10, 4))
+    print(f"Wrapped model built: {wrapped.is_built}")
+    wrapped.build(input_shape=(10,), output_shape=(4,))
+    print(f"After build: {wrapped.is_built}  output_shape: {wrapped.output_shape}")
+    lazy = TorchModelWrapper(model_class=MyEncoder,
+                             model_kwargs={"in_features": 10, "out_features": 4})
+    print(f"Lazy wrapped built: {lazy.is_built}")
+    lazy.build(input_shape=(10,), output_shape=(4,))
+    print(f"After build: {lazy.is_built}  output_shape: {lazy.output_shape}")
+    injected = TorchModelWrapper(model_class=CustomModel, model_kwargs={},
+                                 inject_input_shape_as="in_shape",
+                                 inject_output_shape_as="out_shape")
+    injected.build(input_shape=(10,), output_shape=(4,))
+    print(f"Custom wrapped output_shape: {injected.output_shape}")
+    for est in (RandomForestRegressor(n_estimators=50, random_state=42),
+                SGDRegressor(random_state=42)):
+        sk = ScikitModelWrapper(model=est)
+        print(f"{type(est).__name__}: supports partial_fit: {sk.supports_partial_fit}, "
+              f"training mode: {sk.resolved_training_mode}")
+
     custom = ModelNode(label="MyCustomEncoder", model=MyEncoder(10, 4), upstream_ref=fs_ref)
     print(f"{custom.label}: model type {type(custom.model).__name__}, backend {custom.backend}")
     forest = ModelNode(label="RandomForest",
                        model=RandomForestRegressor(n_estimators=50, random_state=42),
                        upstream_ref=fs_ref)
     print(f"{forest.label}: model type {type(forest.model).__name__}, backend {forest.backend}")
+
+    # ModularML's torch optimizer spellings run as the optax optimizer with the same update
+    by_class = Optimizer(torch.optim.AdamW, opt_kwargs={"lr": 1e-3, "weight_decay": 1e-4})
+    by_factory = Optimizer(factory=lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9),
+                           backend="torch")
+    print(f"By class:   {by_class.cls}")
+    print(f"By factory: {by_factory}")
 
 
 def main() -> dict:

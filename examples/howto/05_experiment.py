@@ -65,6 +65,10 @@ def main() -> dict:
                           sampler=SimpleSampler(batch_size=32, shuffle=True, seed=42),
                           n_epochs=3)
     eval_phase = EvalPhase.from_split(label="eval", split="test", losses=[mse_loss])
+    # mermaid flowcharts (they render in notebooks): splits, samplers, losses
+    train_diagram, eval_diagram = train_phase.visualize(), eval_phase.visualize()
+    print(train_diagram)
+    print(eval_diagram.splitlines()[1])
 
     # -- the execution plan
     plan = exp.execution_plan
