@@ -58,6 +58,8 @@ class GraphTree:
             child._composed = True
             # the child becomes a view onto this graph's variables at its entry
             child._parent_ref = weakref.ref(self)
+            # every composing graph, so a child of two parents can tell it is ambiguous
+            child.__dict__.setdefault("_parent_refs", []).append(child._parent_ref)
             child._path_in_parent = e.id
             for p, v in child._freeze_store.ops.items():  # frozen on its own stays frozen
                 self._freeze_store.mark((e.id, *p), v)

@@ -21,7 +21,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from modjax.errors import ConfigError, LabelPathError, ShapeMismatchError, closest_names
+from modjax.errors import (
+    ConfigError,
+    GraphStructureError,
+    LabelPathError,
+    ShapeMismatchError,
+    closest_names,
+)
 from modjax.graph.definition import GraphDef, definition_hash
 from modjax.graph.flow.nodes import FlowNode, StepNode, node_from_config
 from modjax.graph.flow.observing import GraphObservation
@@ -477,12 +483,23 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
 
     # ---------------------------------------------------------------- eager shell
     def _viewed_parent(self) -> Any:
-        """The composing graph whose variables hold this child's, when it has any."""
-        ref = self.__dict__.get("_parent_ref")
-        parent = ref() if ref is not None else None
-        if parent is None or parent._viewed_parent_variables() is None:
-            return None
-        return parent
+        """The composing graph whose variables hold this child's, when it has any.
+
+        Raises:
+            GraphStructureError: this graph is a child of several graphs holding
+                variables (reading or writing through it would pick one silently).
+        """
+        refs = self.__dict__.get("_parent_refs") or [self.__dict__.get("_parent_ref")]
+        holders = [p for p in (r() for r in refs if r is not None)
+                   if p is not None and p._viewed_parent_variables() is not None]
+        if len(holders) > 1:
+            names = ", ".join(repr(p._name) for p in holders)
+            raise GraphStructureError(
+                f"graph {self._name!r} is a child of several graphs holding variables "
+                f"({names}), each with its own copy of its weights; read or write them "
+                f"through the parent you mean (parent.parameters_at({self._name!r}), "
+                f"parent.save_checkpoint(path, at={self._name!r}))")
+        return holders[0] if holders else None
 
     def _viewed_parent_variables(self) -> dict[str, Any] | None:
         parent = self._viewed_parent()
