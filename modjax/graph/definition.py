@@ -255,6 +255,8 @@ def _part_config(obj: Any) -> Any:
     if hasattr(obj, "node_labels") and hasattr(obj, "get_config"):  # a ModelGraph
         cfg = dict(obj.get_config())
         cfg.pop("label", None)
+        # the order nodes were listed in is not architecture (labels are unique)
+        cfg["nodes"] = sorted(cfg["nodes"], key=lambda n: json.dumps(_strip(n), sort_keys=True))
         return cfg
     if hasattr(obj, "models") and hasattr(obj, "get_config") and hasattr(obj, "train_override"):
         return obj.get_config()  # a flow node

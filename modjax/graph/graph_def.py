@@ -86,5 +86,8 @@ def model_graph_definition(graph: Any) -> GraphDef:
     """
     graph._ensure_shapes()
     labels = {nid: n.label for nid, n in graph._nodes.items()}
-    key = tuple(_node_key(graph, nid, labels) for nid in graph._topo.order)
+    # by label (unique), not in execution order: listing independent nodes in another
+    # order gives another topological order but the same function
+    key = tuple(sorted((_node_key(graph, nid, labels) for nid in graph._topo.order),
+                       key=lambda k: k[0]))
     return GraphDef("model_graph", key, _snapshot(graph))

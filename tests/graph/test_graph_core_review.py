@@ -139,3 +139,46 @@ def test_freezing_a_tied_use_freezes_the_shared_weights():
     assert g.frozen_paths == () and not g.is_frozen("one")
     g.freeze("one")
     assert g.is_frozen("two")
+
+
+def test_a_child_in_two_parents_is_never_a_silent_view_of_the_wrong_one():
+    import gc
+
+    import pytest
+
+    from modjax.errors import GraphStructureError
+
+    enc = FlowBuilder.from_(Linear(4)).tag("h").label("enc").build()
+    p1 = FlowBuilder.from_(enc).through(Linear(1)).label("p1").build(input_shape=(3,))
+    w1 = p1.variables["params"]["enc"]
+    p2 = FlowBuilder.from_(enc).through(Linear(2)).label("p2").build(input_shape=(3,), seed=5)
+    assert p2.variables is not None
+    with pytest.raises(GraphStructureError, match="p1.*p2|p2.*p1"):
+        p1.child_graph("enc").variables  # noqa: B018
+    del p2
+    gc.collect()
+    got = p1.child_graph("enc").variables["params"]
+    np.testing.assert_array_equal(got["h"]["kernel"], w1["h"]["kernel"])
+
+
+def test_node_order_in_the_constructor_is_not_structure():
+    fs = make_featureset(register=False)
+
+    def build(first, second):
+        a = ModelNode("enc_a", SequentialMLP(output_shape=(1, 4), n_layers=1, hidden_dim=8),
+                      upstream_ref=fs.reference(features=["x0", "x1"]), register=False)
+        b = ModelNode("enc_b", SequentialMLP(output_shape=(1, 4), n_layers=1, hidden_dim=8),
+                      upstream_ref=fs.reference(features=["x2", "x3"]), register=False)
+        m = AddNode("merge", [a, b], register=False)
+        head = ModelNode("head", SequentialMLP(n_layers=1, hidden_dim=8), upstream_ref=m,
+                         register=False)
+        nodes = {"a": a, "b": b}
+        return ModelGraph([nodes[first], nodes[second], m, head], register=False).build()
+
+    g1, g2 = build("a", "b"), build("b", "a")
+    assert g1.node_labels != g2.node_labels  # another execution order, the same function
+    assert g1.definition == g2.definition
+    assert g1.definition_hash() == g2.definition_hash() is not None
+    x = {"enc_a": jnp.ones((3, 2)), "enc_b": jnp.full((3, 2), 0.5)}
+    g2.set_variables(g1.variables)
+    np.testing.assert_array_equal(g1.forward(x)["head"], g2.forward(x)["head"])
