@@ -106,7 +106,7 @@ def child(mode: str, path: str, cols: int, budget: int, batch: int) -> None:
     rng = np.random.default_rng(1)
     warm_rows = 3 * (budget // ((cols + 3) * 4))
     with ExperimentContext(registration_policy="overwrite").activate():
-        train(FeatureSet.from_dict("warm", {**{k: rng.standard_normal(warm_rows).astype(
+        train(FeatureSet.from_dict("big", {**{k: rng.standard_normal(warm_rows).astype(
             np.float32) for k in keys}, "y": np.zeros(warm_rows, np.float32)}, keys, "y"))
     before_imports = rss_anon_kb()
     import pyarrow.dataset  # noqa: F401 - library code, not data: outside the growth

@@ -81,9 +81,13 @@ class ChunkedColumn:
         idx = np.where(idx < 0, idx + n, idx)
         out = np.empty((idx.size, *self.shape[1:]), dtype=self.dtype)
         which = np.searchsorted(self._offsets, idx, side="right") - 1
-        for c in np.unique(which):
-            sel = which == c
-            out[sel] = self._chunk(int(c))[idx[sel] - self._offsets[c]]
+        # positions grouped by chunk with one sort: the temporaries are O(rows), not
+        # O(rows x chunks) as a mask per chunk would be
+        order = np.argsort(which, kind="stable")
+        chunks, starts = np.unique(which[order], return_index=True)
+        for c, lo, hi in zip(chunks, starts, [*starts[1:], idx.size]):
+            pos = order[lo:hi]
+            out[pos] = self._chunk(int(c))[idx[pos] - self._offsets[c]]
         return out
 
     def __getitem__(self, key: Any) -> Any:
