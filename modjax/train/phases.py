@@ -33,6 +33,7 @@ from modjax.train.results import BindingRecord, EpochRecord, EvalResults, FitRes
 from modjax.train.schedule import BatchSchedulingPolicy, schedule_plans
 from modjax.train.step import (
     DEFAULT_ROLE,
+    check_stage_wise,
     graph_optimizers,
     init_train_carry,
     make_eval_step,
@@ -629,6 +630,8 @@ class TrainPhase(ExperimentPhase):
         resident one; the resident scan has no such select.
         """
         record = self._record_nodes(graph) if self.result_recording is not ResultRecording.NONE else []
+        # before the lookup: a cached program was checked against what was frozen then
+        check_stage_wise(graph, optimizer, self.active_nodes)
         sig = ("train_epoch", graph.definition, tuple(spec_of(al) for al in self.losses),
                spec_of(optimizer), tuple(f.key for f in feeds), chunked, skip_empty, self.mesh,
                tuple(f.store.shard_rows for f in feeds), spec_of(self.compute_dtype),

@@ -302,6 +302,35 @@ def _records(record: Iterable[str], capture: Sequence[str], outs: dict, tgts: di
 
 
 # --------------------------------------------------------------------------- train step
+def check_stage_wise(graph: Any, opt: Any, active_nodes: Sequence[str] | None = None) -> None:
+    """Refuse stage-wise training while a trainable node has no optimizer.
+
+    It depends on what is frozen now, which a compiled program does not: callers that
+    reuse a program run it before every use.
+
+    Args:
+        graph: the graph to train.
+        opt: what :func:`graph_optimizers` returned (a dict means stage-wise).
+        active_nodes: the nodes that run (None: all).
+
+    Raises:
+        ValueError: naming the trainable node without an optimizer.
+    """
+    if not isinstance(opt, dict):
+        return
+    params = (getattr(graph, "variables", None) or {}).get("params", {})
+    frozen_now = {split_path(p)[0] for p in (getattr(graph, "frozen_paths", None) or ())}
+    for label in node_labels(graph):
+        if active_nodes is not None and label not in active_nodes:
+            continue
+        has_params = bool(jax.tree.leaves(params.get(label, {})))
+        if has_params and label not in opt and label not in frozen_now:
+            raise ValueError(
+                f"stage-wise training (no global optimizer on the graph) needs an Optimizer on "
+                f"every trainable node, but node {label!r} has none; give it optimizer=... or "
+                "set a global optimizer")
+
+
 def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimizer | None = None,
                     *, active_nodes: Sequence[str] | None = None, capture: Sequence[str] = (),
                     record: Sequence[str] = (), metrics: Sequence[AppliedMetric] = ()
@@ -349,18 +378,7 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
     opt = graph_optimizers(graph, optimizer)
     stage_wise = isinstance(opt, dict)
     active = None if active_nodes is None else list(active_nodes)
-    if stage_wise:
-        params = (getattr(graph, "variables", None) or {}).get("params", {})
-        frozen_now = {split_path(p)[0] for p in (getattr(graph, "frozen_paths", None) or ())}
-        for label in node_labels(graph):
-            if active is not None and label not in active:
-                continue
-            has_params = bool(jax.tree.leaves(params.get(label, {})))
-            if has_params and label not in opt and label not in frozen_now:
-                raise ValueError(
-                    f"stage-wise training (no global optimizer on the graph) needs an Optimizer on "
-                    f"every trainable node, but node {label!r} has none; give it optimizer=... or "
-                    "set a global optimizer")
+    check_stage_wise(graph, opt, active)
     from modjax.bridge.hooks import partial_fit_hook  # imports no torch/sklearn
 
     host_fits = partial_fit_hook(graph, active)

@@ -10,7 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from train_helpers import make_featureset, mse_on, train_phase  # noqa: E402
+from train_helpers import (  # noqa: E402
+    make_branching_graph,
+    make_featureset,
+    mse_on,
+    train_phase,
+)
 
 from modjax.graph import AddNode, ModelGraph, ModelNode, SequentialMLP  # noqa: E402
 from modjax.graph.flow import FlowBuilder  # noqa: E402
@@ -182,3 +187,30 @@ def test_node_order_in_the_constructor_is_not_structure():
     x = {"enc_a": jnp.ones((3, 2)), "enc_b": jnp.full((3, 2), 0.5)}
     g2.set_variables(g1.variables)
     np.testing.assert_array_equal(g1.forward(x)["head"], g2.forward(x)["head"])
+
+
+def test_stage_wise_check_runs_for_a_cached_program_too():
+    import pytest
+
+    from modjax.data import SimpleSampler
+    from modjax.train import InputBinding, TrainPhase
+
+    def phase():
+        s = SimpleSampler(32, seed=0)
+        return TrainPhase("t", input_sources=[
+            InputBinding.for_training(node="enc_a", sampler=s, split="train"),
+            InputBinding.for_training(node="enc_b", sampler=s, split="train")],
+            losses=[mse_on("head")], n_epochs=1)
+
+    def opt():
+        return Optimizer("adam", opt_kwargs={"lr": 1e-2})
+
+    fs = make_featureset(register=False)
+    g = make_branching_graph(fs, register=False, node_optimizers={"enc_b": opt(), "head": opt()})
+    g.freeze("enc_a")  # a frozen node needs no optimizer
+    _losses(phase(), g)
+    g.unfreeze("enc_a")  # now it trains, and it has none: the documented error, not a skip
+    before = g.variables
+    with pytest.raises(ValueError, match="'enc_a' has none"):
+        phase().execute(g, show_training_progress=False)
+    assert g.variables is before
