@@ -25,7 +25,7 @@ __all__ = ["GraphDef", "apply", "freeze_value", "ident", "model_fingerprint", "d
 
 #: config keys that name an object instance or a training choice, not the architecture
 _NOT_ARCHITECTURE = frozenset({"node_id", "featureset_id", "optimizer", "frozen",
-                               "frozen_paths", "seed", "input_shape"})
+                               "frozen_paths", "seed", "input_shape", "train_override"})
 
 
 class _Ident:
@@ -284,8 +284,8 @@ def definition_hash(graph: Any, at: str | tuple[str, ...] | None = None) -> str 
 
     Unlike the hash of parameter paths, shapes and dtypes, it tells an encoder with
     ``relu`` from one with ``gelu``. Subgraph checkpoints record it and compare it on
-    load. Instance ids, labels of the whole graph, seeds, optimizers and freezing are
-    not part of the architecture.
+    load. Instance ids, labels of the whole graph, seeds, optimizers, freezing and
+    training-mode overrides (``set_training_at``) are not part of the architecture.
 
     Args:
         graph: a ModelGraph or a flow Graph.

@@ -214,3 +214,13 @@ def test_stage_wise_check_runs_for_a_cached_program_too():
     with pytest.raises(ValueError, match="'enc_a' has none"):
         phase().execute(g, show_training_progress=False)
     assert g.variables is before
+
+
+def test_a_training_mode_override_is_not_architecture(tmp_path):
+    enc = FlowBuilder.from_(Linear(4)).through(BatchNorm()).tag("bn").label("enc").build()
+    model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(3,))
+    model.save_checkpoint(tmp_path / "ck", at="enc")
+    before = model.definition_hash("enc")
+    model.set_training_at("enc.bn", False)  # batch-norm on running statistics: a training choice
+    assert model.definition_hash("enc") == before
+    assert model.load_subgraph_checkpoint("enc", tmp_path / "ck").hash_matched
