@@ -71,6 +71,10 @@ def _snapshot(graph: Any) -> Any:
     snap._freeze = graph._freeze.copy()
     snap._forward_cache = {}
     snap._definition = None
+    # a definition is structure only: it must not keep the graph's arrays alive (programs
+    # keyed on it outlive many trainings)
+    snap._variables = None
+    snap._opt_state = None
     snap._is_snapshot = True
     return snap
 

@@ -224,3 +224,19 @@ def test_a_training_mode_override_is_not_architecture(tmp_path):
     model.set_training_at("enc.bn", False)  # batch-norm on running statistics: a training choice
     assert model.definition_hash("enc") == before
     assert model.load_subgraph_checkpoint("enc", tmp_path / "ck").hash_matched
+
+
+def test_a_definition_does_not_keep_the_graphs_arrays_alive():
+    import gc
+    import weakref
+
+    fs = make_featureset(register=False)
+    flow = FlowBuilder.from_(Linear(4)).tag("h").build(input_shape=(3,))
+    for g, leaf in ((_merge_graph(fs), lambda v: v["params"]["head"]["layer_0"]["kernel"]),
+                    (flow, lambda v: v["params"]["h"]["kernel"])):
+        definition = g.definition  # held, as a cached program holds it
+        ref = weakref.ref(leaf(g.variables))
+        g.set_variables(jax.tree.map(lambda a: a + 1, g.variables))
+        gc.collect()
+        assert ref() is None
+        assert g.definition is definition  # values changed, structure did not

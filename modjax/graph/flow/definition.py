@@ -124,4 +124,5 @@ def flow_definition(graph: Any) -> GraphDef:
     snap = copy.copy(graph)
     snap._entries = [dataclasses.replace(e, node=_frozen_node(e.node)) for e in graph._entries]
     snap._jit_cache = {}
+    snap._variables = None  # structure only: no arrays kept alive by cached programs
     return GraphDef("flow", key, _FlowRunner(snap))
