@@ -30,6 +30,17 @@ def _ref_key(ref: Any, item: Any, labels: dict[str, str]) -> Any:
     return ("data", freeze_value(cfg), freeze_value(shape))
 
 
+def _without_ids(value: Any) -> Any:
+    # a merge strategy naming an input by reference carries that node's instance id,
+    # which another graph of the same structure does not share
+    if isinstance(value, dict):
+        return {k: _without_ids(v) for k, v in value.items()
+                if k not in ("node_id", "featureset_id")}
+    if isinstance(value, list):
+        return [_without_ids(v) for v in value]
+    return value
+
+
 def _node_key(graph: Any, nid: str, labels: dict[str, str]) -> tuple[Any, ...]:
     node = graph._nodes[nid]
     wiring = tuple(_ref_key(r, i, labels) for r, i in zip(
@@ -39,7 +50,7 @@ def _node_key(graph: Any, nid: str, labels: dict[str, str]) -> tuple[Any, ...]:
     if isinstance(node, ModelNode):
         what = ("model", model_fingerprint(node.model))
     else:
-        cfg = {k: v for k, v in node.get_config().items() if k not in _VOLATILE}
+        cfg = {k: _without_ids(v) for k, v in node.get_config().items() if k not in _VOLATILE}
         what = (type(node).__module__, type(node).__qualname__, freeze_value(cfg))
     return (node.label, what, wiring, shapes)
 

@@ -240,3 +240,20 @@ def test_a_definition_does_not_keep_the_graphs_arrays_alive():
         gc.collect()
         assert ref() is None
         assert g.definition is definition  # values changed, structure did not
+
+
+def test_a_merge_strategy_naming_an_input_node_is_structure_not_identity():
+    fs = make_featureset(register=False)
+
+    def build(pick):
+        a = ModelNode("enc_a", SequentialMLP(output_shape=(1, 4), n_layers=1, hidden_dim=8),
+                      upstream_ref=fs.reference(features=["x0", "x1"]), register=False)
+        b = ModelNode("enc_b", SequentialMLP(output_shape=(1, 4), n_layers=1, hidden_dim=8),
+                      upstream_ref=fs.reference(features=["x2", "x3"]), register=False)
+        m = AddNode("merge", [a, b], target_strategy=(a, b)[pick], register=False)
+        head = ModelNode("head", SequentialMLP(n_layers=1, hidden_dim=8), upstream_ref=m,
+                         register=False)
+        return ModelGraph([a, b, m, head], register=False).build()
+
+    assert build(0).definition == build(0).definition  # new node ids, same structure
+    assert build(0).definition != build(1).definition
