@@ -117,7 +117,8 @@ class Callback:
         return {"label": self.label, "execution_order": self.execution_order}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **_: Any) -> Callback:
+    def from_config(cls, config: dict[str, Any], *,
+                    allow_packaged_code: bool = False) -> Callback:
         """Rebuild a (registered) callback whose config is its constructor's kwargs."""
         return cls(**config)
 
@@ -133,7 +134,8 @@ class ExperimentCallback:
         return {"label": self.label, "execution_order": self.execution_order}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **_: Any) -> ExperimentCallback:
+    def from_config(cls, config: dict[str, Any], *,
+                    allow_packaged_code: bool = False) -> ExperimentCallback:
         """Rebuild a (registered) callback whose config is its constructor's kwargs."""
         return cls(**config)
 
@@ -239,7 +241,8 @@ class EarlyStopping(Callback):
                 "reducer": self.reducer, "label": self.label, "execution_order": self.execution_order}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **_: Any) -> EarlyStopping:
+    def from_config(cls, config: dict[str, Any], *,
+                    allow_packaged_code: bool = False) -> EarlyStopping:
         return cls(**config)
 
 

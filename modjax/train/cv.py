@@ -79,7 +79,8 @@ class CVBinding:
                 "val_split_name": self.val_split_name, "val_size": self.val_size}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **_: Any) -> CVBinding:
+    def from_config(cls, config: dict[str, Any], *,
+                    allow_packaged_code: bool = False) -> CVBinding:
         """Rebuild against the FeatureSet of that id (else label) in the active context."""
         ctx = ExperimentContext.get_active()
         fid = config.get("featureset_id")

@@ -344,7 +344,8 @@ class Optimizer:
                 "clip_norm": self.clip_norm, "clip_value": self.clip_value}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **_: Any) -> Optimizer:
+    def from_config(cls, config: dict[str, Any], *,
+                    allow_packaged_code: bool = False) -> Optimizer:
         """Rebuild from :meth:`get_config` output."""
         return cls(config["opt"], opt_kwargs=config.get("opt_kwargs"),
                    clip_norm=config.get("clip_norm"), clip_value=config.get("clip_value"))

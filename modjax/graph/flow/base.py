@@ -79,7 +79,8 @@ class FlowModule:
         return dict(self._ctor_args)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **_: Any) -> FlowModule:
+    def from_config(cls, config: dict[str, Any], *,
+                    allow_packaged_code: bool = False) -> FlowModule:
         """Rebuild from :meth:`get_config` output."""
         try:
             return cls(**config)

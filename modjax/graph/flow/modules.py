@@ -101,7 +101,8 @@ class Reshape(FlowModule):
         return {"shape": list(self.shape)}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **_: Any) -> Reshape:
+    def from_config(cls, config: dict[str, Any], *,
+                    allow_packaged_code: bool = False) -> Reshape:
         return cls(*config["shape"])
 
     def __repr__(self) -> str:

@@ -165,7 +165,8 @@ class BaseModel:
         return cfg
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **_: Any) -> BaseModel:
+    def from_config(cls, config: dict[str, Any], *,
+                    allow_packaged_code: bool = False) -> BaseModel:
         """Rebuild from :meth:`get_config` output."""
         try:
             return cls(**config)
