@@ -269,9 +269,13 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
         """Validate a new wiring; commit it and mark the graph unbuilt only if valid."""
         self._resolve_label_refs(nodes, refs)
         topo = analyse(nodes, refs, graph_label=self.label)
+        ids_before = {n.label: nid for nid, n in self._nodes.items()}
         self._commit(nodes, refs, topo)
         alive = {n.label for n in nodes if isinstance(n, ModelNode)}
         self._freeze.rekey(lambda q: q if q[0] in alive else None)
+        for n in nodes:  # a node that replaced another under its label is frozen as it came
+            if isinstance(n, ModelNode) and ids_before.get(n.label, n.node_id) != n.node_id:
+                self._freeze.mark((n.label,), n.is_frozen)
         self._mirror_frozen()
         self._built = False
 

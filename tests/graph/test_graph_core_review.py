@@ -257,3 +257,24 @@ def test_a_merge_strategy_naming_an_input_node_is_structure_not_identity():
 
     assert build(0).definition == build(0).definition  # new node ids, same structure
     assert build(0).definition != build(1).definition
+
+
+def test_a_node_replacing_a_frozen_one_under_its_label_brings_its_own_frozen_flag():
+    fs = make_featureset(register=False)
+
+    def fresh_enc():
+        return ModelNode("enc_a", SequentialMLP(output_shape=(1, 4), n_layers=2, hidden_dim=8),
+                         upstream_ref=fs.reference(features=["x0", "x1"]), register=False)
+
+    g = _merge_graph(fs)
+    g.freeze(["enc_a", "head.layer_0"])
+    new = fresh_enc()
+    g.replace_node("enc_a", new)
+    g.build()
+    # a new, untrained node must train: the old node's frozen flag does not pass to it
+    assert not new.is_frozen and g.frozen_paths == {"head.layer_0"}
+    frozen_new = fresh_enc()
+    frozen_new._frozen = True  # frozen before it joined, as ModelNode.freeze() leaves it
+    g.replace_node("enc_a", frozen_new)
+    g.build()
+    assert frozen_new.is_frozen and g.frozen_paths == {"enc_a", "head.layer_0"}
