@@ -824,7 +824,8 @@ class TrainPhase(ExperimentPhase):
         return results
 
     def _opt_structure(self, optimizer: Any, params: Any) -> Any:
-        key = (id(optimizer), jax.tree.structure(params))
+        # keyed on what the optimizer computes, never on its id (which a new object can reuse)
+        key = (spec_of(optimizer), jax.tree.structure(params))
         cache = self.__dict__.setdefault("_opt_structs", {})
         if key not in cache:
             cache[key] = jax.tree.structure(jax.eval_shape(optimizer.init, params))
