@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from bench_train_loop import CompileCounter, init_mlp, make_data
 
 from modjax import (
     AppliedLoss,
@@ -50,40 +51,6 @@ except ImportError:  # a version without the process-wide program cache (before/
 
 N, N_TRAIN, BATCH, LR = 5000, 4000, 32, 1e-3
 TX = optax.adam(LR)
-
-
-class CompileCounter:
-    """Counts XLA backend compilations while active."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def _listener(self, event: str, duration: float, **kw) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            self.n += 1
-
-    def __enter__(self) -> CompileCounter:
-        jax.monitoring.register_event_duration_secs_listener(self._listener)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        jax.monitoring.unregister_event_duration_listener(self._listener)
-
-
-def make_data(n: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 10)).astype(np.float32)
-    w = rng.normal(size=(10,)).astype(np.float32) / np.sqrt(10)
-    y = (np.tanh(x @ w) + 0.1 * rng.normal(size=n)).astype(np.float32)
-    return x, y
-
-
-def init_mlp(key, n_in=10, hidden=32):
-    k1, k2 = jax.random.split(key)
-    return {"l0": {"w": jax.random.normal(k1, (n_in, hidden)) * jnp.sqrt(2.0 / n_in),
-                   "b": jnp.zeros(hidden)},
-            "l1": {"w": jax.random.normal(k2, (hidden, 1)) * jnp.sqrt(1.0 / hidden),
-                   "b": jnp.zeros(1)}}
 
 
 def sgd_step(p, s, xb, yb):
