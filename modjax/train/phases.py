@@ -1080,13 +1080,14 @@ def _contiguous(feeds: Sequence[_Feed]) -> bool:
 
 
 def _eval_segments(fn: Any, phase: Any, feeds: Sequence[_Feed], plans: Sequence[IndexPlan],
-                   variables: Any, *, show_progress: bool, persist: bool, file: Any
-                   ) -> tuple[dict, dict]:
+                   variables: Any, *, show_progress: bool, persist: bool, file: Any,
+                   stacked: tuple[dict, dict] | None = None) -> tuple[dict, dict]:
     """Run an evaluation pass: one scan, or (with a progress bar) a few equal scans of
-    ``seg`` chunks each, the last padded with masked chunks so one program serves all."""
+    ``seg`` chunks each, the last padded with masked chunks so one program serves all.
+    ``stacked`` is ``_stack_feeds(feeds, plans)`` made earlier, if the caller kept it."""
     n = plans[0].n_batches
     if not show_progress or n == 1:
-        stores, dplans = _stack_feeds(feeds, plans)
+        stores, dplans = stacked or _stack_feeds(feeds, plans)
         with counting_traces(phase):
             return fn(variables, stores, dplans)
     from tqdm.auto import tqdm
@@ -1105,6 +1106,54 @@ def _eval_segments(fn: Any, phase: Any, feeds: Sequence[_Feed], plans: Sequence[
             bar.update(min(seg, n - start))
     cat = lambda *xs: jnp.concatenate(xs)[:n]  # noqa: E731 - drop the padding chunks
     return jax.tree.map(cat, *outs), jax.tree.map(cat, *stats)
+
+
+def _data_token(feed: _Feed) -> tuple[Any, ...]:
+    """What a feed's rows come from, compared by identity: the FeatureSet its reference
+    resolves to now, that FeatureSet's Arrow table (replaced on every data or transform
+    change) and the split's view (replaced when the split is redefined)."""
+    b = feed.binding
+    if feed.view is b.upstream:  # a view passed as-is
+        return (b.upstream, feed.view.source.table)
+    fs = feed.ref.resolve()
+    return (fs, fs.table, fs.splits.get(b.split) if b.split is not None else None)
+
+
+class _EvalMemo:
+    """An EvalPhase's resolved inputs, reused by the next execute when they would come out
+    the same: same graph object with an equal definition, bindings naming the same nodes,
+    splits and upstreams, the same losses, metrics, active nodes, batch size and mesh, and
+    every binding's FeatureSet, table and split view the same objects. The program itself
+    is still looked up structurally; this only skips re-deriving the lookup's key."""
+
+    def __init__(self, phase: EvalPhase, graph: Any, bindings: Sequence[InputBinding],
+                 feeds: list[_Feed], plans: list[IndexPlan], fn: Any,
+                 stacked: tuple[dict, dict] | None) -> None:
+        self.feeds, self.plans, self.fn, self.stacked = feeds, plans, fn, stacked
+        self.equal = self._equal_part(phase, graph, bindings)
+        self.same = self._same_part(phase, graph, bindings)
+        self.data = [_data_token(f) for f in feeds]
+
+    @staticmethod
+    def _equal_part(phase: EvalPhase, graph: Any, bindings: Sequence[InputBinding]) -> tuple:
+        return (graph.definition, phase.batch_size, phase.active_nodes,
+                tuple((b.node, b.split, b.stream) for b in bindings))
+
+    @staticmethod
+    def _same_part(phase: EvalPhase, graph: Any, bindings: Sequence[InputBinding]) -> list:
+        return [graph, phase.mesh, *phase.losses, *phase.metrics,
+                *(b.upstream for b in bindings), *(b.sampler for b in bindings)]
+
+    def matches(self, phase: EvalPhase, graph: Any, bindings: Sequence[InputBinding]) -> bool:
+        if not _all_same(self.same, self._same_part(phase, graph, bindings)):
+            return False
+        if self.equal != self._equal_part(phase, graph, bindings):
+            return False
+        return all(_all_same(t, _data_token(f)) for t, f in zip(self.data, self.feeds))
+
+
+def _all_same(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
 
 @register("EvalPhase")
@@ -1144,6 +1193,7 @@ class EvalPhase(ExperimentPhase):
         self._compiled: dict[Any, Any] = {}
         self.n_traces = 0
         self._graph: Any = None
+        self._memo: _EvalMemo | None = None
 
     @classmethod
     def from_split(cls, label: str, *, split: str, **kwargs: Any) -> EvalPhase:
@@ -1217,21 +1267,9 @@ class EvalPhase(ExperimentPhase):
             ens = ensemble_of(graph)
             if ens is not None:  # the graph was trained as an ensemble: every replica + mean
                 return evaluate_ensemble(self, graph, ens, experiment=experiment)
-        owner = f"EvalPhase {self.label!r}"
         self._graph = graph
-        feeds = [_Feed(b, graph, owner=owner, mesh=self.mesh, tags=self._loss_tags())
-                 for b in self._bindings(graph)]
-        sizes = {f.view.n_samples for f in feeds}
-        if len(sizes) != 1:
-            raise ValueError(f"{owner}: bindings cover different numbers of rows {sorted(sizes)}; "
-                             "evaluate them in separate EvalPhases")
-        n = sizes.pop()
-        if n == 0:
-            raise ValueError(f"{owner}: the bound split has no rows")
-        check_class_targets(graph, [*self.losses, *self.metrics], feeds, owner=owner)
-        bs = self.batch_size or n
-        plans = [IndexPlan.contiguous(n, bs) if _contiguous(feeds) else
-                 IndexPlan.from_flat(np.arange(n), bs) for _ in feeds]
+        memo = self._resolved(graph)
+        feeds, plans, fn = memo.feeds, memo.plans, memo.fn
         results = EvalResults(self.label, graph=graph,
                               loss_nodes={al.label: al.node for al in self.losses})
         cbs = self._sorted_callbacks()
@@ -1240,9 +1278,9 @@ class EvalPhase(ExperimentPhase):
             cb.on_phase_start(results=results, **ctx)
             cb.on_epoch_start(epoch=0, results=results, **ctx)
         v = graph.variables if variables is None else variables
-        out, stats = _eval_segments(self._fn(graph, feeds), self, feeds, plans, v,
-                                    show_progress=show_progress, persist=persist_progress,
-                                    file=progress_file)
+        out, stats = _eval_segments(fn, self, feeds, plans, v, show_progress=show_progress,
+                                    persist=persist_progress, file=progress_file,
+                                    stacked=memo.stacked)
         if spans_processes(self.mesh):  # sharded over other processes' devices: gather
             out, stats = to_host(out), to_host(stats)
         results.add_epoch(_single_pass_record(out, feeds, plans))
@@ -1256,6 +1294,35 @@ class EvalPhase(ExperimentPhase):
             cb.on_epoch_end(epoch=0, results=results, **ctx)
             cb.on_phase_end(results=results, **ctx)
         return results
+
+    def _resolved(self, graph: Any) -> _EvalMemo:
+        """The feeds, plans, program and stacked device inputs of an execute on ``graph``,
+        reused while nothing they were made from has changed (see :class:`_EvalMemo`)."""
+        bindings = self._bindings(graph)
+        memo = self._memo
+        if memo is not None and memo.matches(self, graph, bindings):
+            return memo
+        owner = f"EvalPhase {self.label!r}"
+        feeds = [_Feed(b, graph, owner=owner, mesh=self.mesh, tags=self._loss_tags())
+                 for b in bindings]
+        sizes = {f.view.n_samples for f in feeds}
+        if len(sizes) != 1:
+            raise ValueError(f"{owner}: bindings cover different numbers of rows {sorted(sizes)}; "
+                             "evaluate them in separate EvalPhases")
+        n = sizes.pop()
+        if n == 0:
+            raise ValueError(f"{owner}: the bound split has no rows")
+        check_class_targets(graph, [*self.losses, *self.metrics], feeds, owner=owner)
+        bs = self.batch_size or n
+        plans = [IndexPlan.contiguous(n, bs) if _contiguous(feeds) else
+                 IndexPlan.from_flat(np.arange(n), bs) for _ in feeds]
+        stacked = None
+        if all(f.store.fits and not f.store.shard_rows for f in feeds):
+            _stack_feeds(feeds, plans)  # the second call hands back device copies of the plan
+            stacked = _stack_feeds(feeds, plans)
+        self._memo = _EvalMemo(self, graph, bindings, feeds, plans, self._fn(graph, feeds),
+                               stacked)
+        return self._memo
 
     def get_config(self) -> dict[str, Any]:
         cfg = self._base_config()
