@@ -25,7 +25,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from modjax.data.plan import IndexPlan
-from modjax.data.schema import DOMAIN_FEATURES, DOMAIN_TAGS, DOMAIN_TARGETS, leaf_dtype
+from modjax.data.schema import (
+    DOMAIN_FEATURES,
+    DOMAIN_TAGS,
+    DOMAIN_TARGETS,
+    column_name,
+    leaf_dtype,
+)
 from modjax.data.sharded import make_sharded_gather, place_row_blocks, put_local_plan, row_blocks
 
 __all__ = ["DeviceStore", "gather", "gather_plan", "make_gather", "slice_plan", "DATA_AXIS",
@@ -156,14 +162,78 @@ def make_gather(mesh: Mesh | None = None) -> Callable[[Mapping[str, Any], IndexP
     return fn
 
 
-def _device_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if a.dtype.kind == "f":
-        return a.astype(dtype, copy=False)
-    if a.dtype.kind in "iu":
-        return a.astype(np.int32, copy=False)
-    if a.dtype.kind == "b":
-        return a
-    raise TypeError(f"cannot put dtype {a.dtype} on the device")
+def _target_dtype(src: np.dtype, dtype: np.dtype) -> np.dtype:
+    if src.kind == "f":
+        return np.dtype(dtype)
+    if src.kind in "iu":
+        return np.dtype(np.int32)
+    if src.kind == "b":
+        return src
+    raise TypeError(f"cannot put dtype {src} on the device")
+
+
+#: rows copied per step when a chunk is gathered: bounds the temporaries of a gather
+#: (index block + one column's rows) whatever the chunk or column count
+GATHER_BLOCK_ROWS = 8192
+
+
+def gather_domain(view: Any, domain: str, keys: Sequence[str], rep: str | None,
+                  dtype: Any, *, stacked: bool = True) -> np.ndarray:
+    """The rows of ``view`` for ``keys``, written straight into one device-dtype array.
+
+    Each column's rows are copied block by block into its slot of a preallocated
+    ``(n, n_keys, *s)`` array (``(n, *s)`` for one key with ``stacked=False``), so building
+    a chunk allocates the chunk once, not one array per column plus a stacked copy.
+    Values equal ``np.stack`` of the columns cast to the device dtype, bit for bit.
+
+    Args:
+        view: FeatureSetView whose rows (``view.indices``) are read.
+        domain: ``"features"``, ``"targets"`` or ``"tags"``.
+        keys: resolved keys of that domain (of one per-sample shape).
+        rep: representation (None: transformed when present).
+        dtype: floating dtype on the device (ints become int32, bools stay).
+        stacked: False to return one key's ``(n, *s)`` column.
+
+    Returns:
+        The host array, ready for ``jax.device_put``.
+
+    Raises:
+        TypeError: a column's dtype cannot go on the device (strings).
+
+    Example:
+        >>> from modjax.data import FeatureSet
+        >>> fs = FeatureSet.from_dict("gd", {"a": [0., 1., 2.], "b": [3, 4, 5], "y": [0.] * 3},
+        ...                           ["a", "b"], "y")
+        >>> out = gather_domain(fs.take([2, 0]), "features", ["a", "b"], None, np.float32)
+        >>> out.dtype, out.tolist()
+        (dtype('float32'), [[2.0, 5.0], [0.0, 3.0]])
+    """
+    n = view.n_samples
+    if not keys:
+        return np.zeros((n, 0), dtype=dtype)
+    src = view.source
+    cols = [src._numpy_column(column_name(domain, k, view.resolve_rep(domain, k, rep)))
+            for k in keys]
+    # np.stack would promote to the columns' common dtype before the device cast; keep
+    # that order of casts so values are the in-memory path's exactly
+    common = np.result_type(*[c.dtype for c in cols])
+    out_dtype = _target_dtype(common, np.dtype(dtype))
+    sl = view._contiguous()
+    if not stacked or len(cols) == 1:
+        if sl is not None and isinstance(cols[0], np.ndarray) and cols[0].dtype == out_dtype:
+            # a zero-copy slice of an in-memory column: nothing to gather
+            col = cols[0][sl]
+            return col if not stacked else col[:, None]
+    rows = view.indices
+    out = np.empty((n, *(() if not stacked else (len(cols),)), *cols[0].shape[1:]), out_dtype)
+    base = None if sl is None else (sl.start or 0)
+    for j, col in enumerate(cols):
+        slot = out if not stacked else out[:, j]
+        for lo in range(0, n, GATHER_BLOCK_ROWS):
+            hi = min(n, lo + GATHER_BLOCK_ROWS)
+            part = col[rows[lo:hi]] if base is None else col[base + lo:base + hi]
+            slot[lo:hi] = part if part.dtype == common else part.astype(common)
+    return out
 
 
 class DeviceStore:
@@ -265,16 +335,14 @@ class DeviceStore:
 
     # ------------------------------------------------------------------ host -> device
     def _host_arrays(self, view: Any) -> dict[str, Any]:
-        feats = view.get_features(self.feature_keys, rep=self.rep)
-        if self.target_keys:
-            targs = view.get_targets(self.target_keys, rep=self.rep)
-        else:
-            targs = np.zeros((view.n_samples, 0), dtype=self.dtype)
-        tags = {k: view.get_domain(DOMAIN_TAGS, k, rep=self.rep, fmt="dict")[k]
-                for k in self.tag_keys}
-        return {"features": _device_dtype(feats, self.dtype),
-                "targets": _device_dtype(targs, self.dtype),
-                "tags": {k: _device_dtype(v, self.dtype) for k, v in tags.items()},
+        # each domain is gathered straight into its device-dtype array (no per-column
+        # arrays, no stacked copy); see gather_domain
+        def dom(domain: str, keys: Sequence[str], stacked: bool = True) -> np.ndarray:
+            return gather_domain(view, domain, keys, self.rep, self.dtype, stacked=stacked)
+
+        return {"features": dom(DOMAIN_FEATURES, self.feature_keys),
+                "targets": dom(DOMAIN_TARGETS, self.target_keys),
+                "tags": {k: dom(DOMAIN_TAGS, [k], stacked=False) for k in self.tag_keys},
                 "row_ids": view.indices.astype(np.int32)}
 
     def _store_sharding(self) -> Any:
@@ -455,12 +523,18 @@ class DeviceStore:
             uniq, inv = np.unique(flat, return_inverse=True)
             rows = np.zeros(capacity, dtype=np.int64)
             rows[:len(uniq)] = uniq
-            host = self._host_arrays(self.view.take(rows))
             size = k * plan.batch_size
             local = {r: inv[i * size:(i + 1) * size].reshape(k, plan.batch_size).astype(np.int32)
                      for i, r in enumerate(chunk.roles)}
+            del flat, inv
             remapped = IndexPlan(local, dict(chunk.mask), dict(chunk.weights))
-            yield jax.device_put(host, self._store_sharding()), self.put_plan(remapped)
+            host = self._host_arrays(self.view.take(rows))
+            placed = jax.device_put(host, self._store_sharding())
+            # the generator is suspended while the chunk trains: hold no host copy meanwhile
+            del host, rows, uniq
+            _release_arrow_pool()
+            yield placed, self.put_plan(remapped)
+            del placed
 
     # ------------------------------------------------------------------ host mapping
     def uuids_for(self, row_ids: Any) -> np.ndarray:
@@ -507,6 +581,15 @@ class DeviceStore:
         return (f"DeviceStore(source={self.view.source.label!r}, n_samples={self.n_samples}, "
                 f"features={self.feature_keys}, targets={self.target_keys}, tags={self.tag_keys}, "
                 f"nbytes={self.nbytes}, devices={self.n_devices}, fits={self.fits})")
+
+
+def _release_arrow_pool() -> None:
+    # Arrow decodes (e.g. of compressed or list columns) allocate from its pool, which keeps
+    # freed memory unless asked to return it
+    import sys
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:
+        pa.default_memory_pool().release_unused()
 
 
 def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
