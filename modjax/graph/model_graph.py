@@ -28,8 +28,16 @@ from modjax.errors import (
 )
 from modjax.graph.definition import GraphDef, definition_hash, freeze_value
 from modjax.graph.freezing import FreezeStore
+from modjax.graph.model_freezing import ModelGraphFreezing
+from modjax.graph.model_init import (
+    _as_key,
+    _grouped_init,
+    _model_draws,
+    _node_key,
+    _prefix_draws,
+)
 from modjax.graph.nodes import GraphNode, MergeNode, ModelNode, NodeReference, ref_label
-from modjax.graph.paths import flatten_paths, get_at, join_path, path_mask, split_path
+from modjax.graph.paths import flatten_paths, get_at, join_path, split_path
 from modjax.graph.sample_forward import is_sample_form, sample_forward
 from modjax.graph.shapes import NodeShapes, infer_shapes, label_seed, model_cache_key
 from modjax.graph.topology import Topology, analyse
@@ -40,119 +48,6 @@ from modjax.notebook import GraphNotebookRepr
 __all__ = ["ModelGraph"]
 
 
-def _as_key(key: Any) -> Any:
-    if key is None:
-        return jax.random.key(0)
-    if isinstance(key, int):
-        return jax.random.key(key)
-    return key
-
-
-def _node_key(key: Any, label: str) -> Any:
-    return None if key is None else jax.random.fold_in(key, label_seed(label))
-
-
-_INIT_CACHE: dict[Any, Any] = {}
-#: A node may be padded to this many times its own draw count to share a loop body.
-_PAD_FACTOR = 4
-
-
-def _prefix_draws(root: Any) -> bool:
-    """Whether ``uniform(k, (n,))`` is the first ``n`` values of ``uniform(k, (m,))``.
-
-    True for partitionable threefry (JAX's default): each value depends only on the key
-    and its index, so nodes needing different numbers of draws can share one draw.
-    """
-    if not jax.config.jax_threefry_partitionable:
-        return False
-    try:
-        impl = str(jax.random.key_impl(root))
-    except (TypeError, ValueError):
-        impl = str(jax.config.jax_default_prng_impl)
-    return impl == "threefry2x32"
-
-
-def _draw_buckets(draws: Sequence[int | None], prefix: bool) -> list[list[int]]:
-    """Groups (by index) that draw their uniforms in one loop body.
-
-    A bucket holds groups needing at most ``_PAD_FACTOR`` times fewer draws than its
-    largest (equal counts only when draws are not prefix-consistent), so padding wastes
-    little memory while a typical graph needs one body: random-bit generation is what
-    dominates the compile time of an init, far more than the arithmetic around it.
-    """
-    order = sorted((i for i, n in enumerate(draws) if n), key=lambda i: -draws[i])
-    buckets: list[list[int]] = []
-    for i in order:
-        top = draws[buckets[-1][0]] if buckets else None
-        fits = top is not None and (top <= _PAD_FACTOR * draws[i] if prefix
-                                    else top == draws[i])
-        if fits:
-            buckets[-1].append(i)
-        else:
-            buckets.append([i])
-    return buckets
-
-
-def _grouped_init(spec: tuple[tuple[Any, int, int | None], ...], models: list[Any],
-                  prefix: bool) -> Any:
-    """One jitted program ``(root, seeds per group) -> stacked (params, state) per group``.
-
-    ``spec`` lists ``(model cache key, group size, draws)``. Groups whose model takes its
-    randomness as uniform draws (``init_draws``) get them from one ``lax.map`` of
-    ``uniform(fold_in(root, seed))`` per bucket, then build their params by ``vmap`` of
-    ``init_from_draws``; key-free models are initialised once and broadcast; any other
-    model gets a ``lax.map`` of its own ``init``. The values are those of calling each
-    node's ``init`` on ``fold_in(root, seed)``, and one program serves however many
-    nodes share a config, so a graph of hundreds of nodes compiles once, quickly.
-    """
-    ckey = (spec, prefix)
-    fn = _INIT_CACHE.get(ckey)
-    if fn is not None:
-        return fn
-    shapes = [gk[2] for gk, _, _ in spec]
-    counts = [c for _, c, _ in spec]
-    draws = [d for _, _, d in spec]
-    buckets = _draw_buckets(draws, prefix)
-
-    def init_all(root: Any, seeds: tuple[Any, ...]) -> list[Any]:
-        out: list[Any] = [None] * len(spec)
-        for bucket in buckets:
-            width = draws[bucket[0]]
-            u = jax.lax.map(lambda s, w=width: jax.random.uniform(
-                jax.random.fold_in(root, s), (w,), jnp.float32, -1.0, 1.0),
-                jnp.concatenate([seeds[g] for g in bucket]))
-            row = 0
-            for g in bucket:
-                rows = u[row: row + counts[g], : draws[g]]
-                row += counts[g]
-                out[g] = jax.vmap(lambda v, m=models[g], shp=shapes[g]:
-                                  m.init_from_draws(v, shp))(rows)
-        for g, (m, shp, n) in enumerate(zip(models, shapes, draws)):
-            if n == 0:
-                one = m.init_from_draws(jnp.zeros((0,), jnp.float32), shp)
-                out[g] = jax.tree.map(lambda a, c=counts[g]: jnp.broadcast_to(
-                    a, (c, *jnp.shape(a))), one)
-            elif n is None:
-                out[g] = jax.lax.map(lambda s, m=m, shp=shp: m.init(
-                    jax.random.fold_in(root, s), shp), seeds[g])
-        return out
-
-    if len(_INIT_CACHE) > 256:
-        _INIT_CACHE.clear()
-    fn = _INIT_CACHE[ckey] = jax.jit(init_all)
-    return fn
-
-
-def _model_draws(model: Any, in_shape: tuple[int, ...]) -> int | None:
-    fn = getattr(model, "init_draws", None)
-    n = fn(in_shape) if callable(fn) else None
-    return None if n is None else int(n)
-
-
-def _is_prefix(p: tuple[str, ...], q: tuple[str, ...]) -> bool:
-    return len(p) <= len(q) and q[: len(p)] == p
-
-
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _jit_forward(definition: GraphDef, labels: tuple[str, ...], variables: Any, xs: Any) -> Any:
     # one program per (definition, active labels, input shapes), shared by every graph of
@@ -161,7 +56,7 @@ def _jit_forward(definition: GraphDef, labels: tuple[str, ...], variables: Any, 
 
 
 @register("ModelGraph")
-class ModelGraph(GraphPersistence, GraphNotebookRepr):
+class ModelGraph(ModelGraphFreezing, GraphPersistence, GraphNotebookRepr):
     """A directed acyclic graph of :class:`~modjax.graph.nodes.GraphNode` s.
 
     Args:
@@ -989,146 +884,7 @@ class ModelGraph(GraphPersistence, GraphNotebookRepr):
         if self._variables is not None:
             self._opt_params_def = jax.tree.structure(self._variables["params"])
 
-    # ================================================================ freezing
-    def _freeze_targets(self, nodes: Iterable[Any] | None) -> list[tuple[str, ...]]:
-        if nodes is None:
-            return [(n.label,) for n in self._model_nodes()]
-        if isinstance(nodes, (str, GraphNode)):
-            nodes = [nodes]
-        out = []
-        for item in nodes:
-            if isinstance(item, str) and "." in item and item not in self._nodes:
-                parts = split_path(item)
-                head = self._get(parts[0])
-                if self._built:
-                    get_at(self._variables["params"], parts,  # type: ignore[index]
-                           what=f"params of graph {self.label!r}")
-            else:
-                head, parts = self._get(item), None
-            if not isinstance(head, ModelNode):
-                raise GraphStructureError(
-                    f"cannot freeze {head.label!r}: it is a {type(head).__name__}, which has no "
-                    "parameters")
-            out.append(tuple(parts) if parts else (head.label,))
-        return out
-
-    def _set_frozen(self, paths: set[tuple[str, ...]]) -> None:
-        """Make exactly ``paths`` frozen (as a config restores it)."""
-        self._freeze.clear()
-        for p in paths:
-            self._freeze.mark(tuple(p), True)
-        self._mirror_frozen()
-
-    def _mirror_frozen(self) -> None:
-        """Nodes report ``is_frozen`` when the store freezes them as a whole."""
-        for n in self._model_nodes():
-            p = (n.label,)
-            n._frozen = self._freeze.status(p) and all(self._freeze.marks_below(p).values())
-
-    def _frozen_set(self) -> set[tuple[str, ...]]:
-        params = self._variables["params"] if self._built and self._variables else None
-        return set(self._freeze.frozen_paths(params))
-
-    def _model_frozen(self) -> set[tuple[str, ...]]:
-        """Paths a node's model froze itself (a flow Graph's ``freeze("encoder")``),
-        under the node's label: what the model says is frozen stays frozen here too."""
-        out: set[tuple[str, ...]] = set()
-        for n in self._model_nodes():
-            marks = getattr(n.model, "frozen_paths", None)
-            if marks and not callable(marks):
-                out |= {(n.label, *split_path(p)) for p in marks}
-        return out
-
-    def _thaw_models(self, targets: Iterable[tuple[str, ...]] | None) -> None:
-        """Thaw the models' own marks that lie under ``targets`` (None: all of them)."""
-        for n in self._model_nodes():
-            marks = getattr(n.model, "frozen_paths", None)
-            if not marks or callable(marks) or not hasattr(n.model, "thaw"):
-                continue
-            for t in ([(n.label,)] if targets is None else targets):
-                if t[0] != n.label:
-                    continue
-                inside = [p for p in marks if len(t) == 1 or _is_prefix(t[1:], tuple(split_path(p)))]
-                n.model.thaw(inside + ([join_path(t[1:])] if len(t) > 1 and not inside else []))
-
-    def freeze(self, nodes: Iterable[Any] | None = None) -> ModelGraph:
-        """Freeze nodes or label paths (``"Encoder"``, ``"Encoder.layer_0"``).
-
-        Args:
-            nodes: labels, ids, node instances or dotted label paths; None: every
-                ModelNode.
-
-        Returns:
-            self (nothing is rebuilt; the optimizer masks frozen paths)
-        """
-        self._sync_labels()
-        for t in self._freeze_targets(nodes):
-            self._freeze.mark(t, True)
-        self._mirror_frozen()
-        return self
-
-    def unfreeze(self, nodes: Iterable[Any] | None = None) -> ModelGraph:
-        """Unfreeze nodes or label paths; thawing ``"Enc.layer_0"`` inside a frozen
-        ``"Enc"`` keeps its siblings frozen (needs a built graph).
-
-        Returns:
-            self
-        """
-        self._sync_labels()
-        if nodes is None:
-            self._freeze.clear()
-            self._thaw_models(None)
-            self._mirror_frozen()
-            return self
-        targets = self._freeze_targets(nodes)
-        if not self._built:
-            for t in targets:
-                outer = [q for q, v in self._freeze.ops.items() if v and _is_prefix(q, t) and q != t]
-                if outer:
-                    raise RuntimeError(
-                        f"unfreezing {join_path(t)!r} inside frozen {join_path(outer[0])!r} "
-                        "needs a built graph (to know the sibling paths)")
-        self._thaw_models(targets)  # after every check: a refused unfreeze changes nothing
-        for t in targets:
-            self._freeze.mark(t, False)
-        self._mirror_frozen()
-        return self
-
-    @property
-    def frozen_paths(self) -> set[str]:
-        """Frozen label paths (whole nodes and sub-paths)."""
-        self._sync_labels()
-        return {join_path(p) for p in self._frozen_set() | self._model_frozen()}
-
-    @property
-    def frozen_nodes(self) -> dict[str, ModelNode]:
-        """ModelNodes frozen as a whole, keyed by node_id."""
-        return {n.node_id: n for n in self._model_nodes() if n.is_frozen}
-
-    def frozen_mask(self) -> Any:
-        """Boolean pytree like ``params``: True where a leaf is frozen."""
-        self._require_built("frozen_mask")
-        return path_mask(self._variables["params"],  # type: ignore[index]
-                         sorted(self._frozen_set() | self._model_frozen()))
-
-    def get_optimizer_parameters(self) -> dict[str, Any]:
-        """What the global optimizer trains (as in ModularML).
-
-        Returns:
-            ``{"backend", "contributing_nodes": set of node ids with trainable params,
-            "parameters": {label path: array} of unfrozen leaves, "trainable_mask":
-            pytree like params, True where trained}``.
-        """
-        self._require_built("get_optimizer_parameters")
-        frozen = self.frozen_mask()
-        trainable = jax.tree.map(lambda f: not f, frozen)
-        flat = flatten_paths(self._variables["params"])  # type: ignore[index]
-        fmask = flatten_paths(frozen)
-        params = {p: v for p, v in flat.items() if not fmask[p]}
-        contributing = {n.node_id for n in self._model_nodes()
-                        if any(p == n.label or p.startswith(n.label + ".") for p in params)}
-        return {"backend": self.backend or "jax", "contributing_nodes": contributing,
-                "parameters": params, "trainable_mask": trainable}
+    # freezing: see ModelGraphFreezing (model_freezing.py)
 
     # ================================================================ config / state
     def get_config(self) -> dict[str, Any]:

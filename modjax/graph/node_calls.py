@@ -26,8 +26,8 @@ __all__ = ["ModelNodeCalls"]
 
 
 def _node_key(key: Any, label: str) -> Any:
-    from modjax.graph.model_graph import _as_key
-    from modjax.graph.model_graph import _node_key as graph_node_key
+    from modjax.graph.model_init import _as_key
+    from modjax.graph.model_init import _node_key as graph_node_key
 
     return graph_node_key(_as_key(key), label)
 

@@ -228,7 +228,7 @@ def test_init_is_deterministic_and_per_label(ref):
 def test_grouped_init_equals_each_node_init_on_its_own_key(ref):
     """Nodes are initialised together (shared draws, broadcast constants, per-model
     maps); every node's values must still be exactly ``init(fold_in(key, label))``."""
-    from modjax.graph import model_graph as mg
+    from modjax.graph import model_init as mg
     from modjax.graph.models import Conv1D
 
     small = [ModelNode(f"S{i}", mlp((1, 4), n=2, h=6), ref) for i in range(2)]
