@@ -734,7 +734,7 @@ class TrainPhase(ExperimentPhase):
                     self._opt_structure(optimizer, variables["params"]):
                 opt_state = None
         frozen = sorted(graph.frozen_paths)
-        key = jax.random.fold_in(jax.random.key(self.seed), self.epochs_run)
+        key = _start_key(self.seed, self.epochs_run)
         carry = init_train_carry(variables, optimizer, key, frozen_paths=frozen,
                                  opt_state=opt_state)
         if self.mesh is not None:
@@ -1072,6 +1072,20 @@ class TrainPhase(ExperimentPhase):
         phase = cls(config["label"], input_sources=[InputBinding.from_config(b, **kw)
                                                     for b in config["input_sources"]], **common)
         return cls._with_callbacks(phase, config, kw)
+
+
+@jax.jit
+def _start_key_fn(seed: Any, epochs_run: Any) -> Any:
+    return jax.random.fold_in(jax.random.key(seed), epochs_run)
+
+
+def _start_key(seed: int, epochs_run: int) -> Any:
+    """``fold_in(key(seed), epochs_run)`` as one compiled call: done eagerly it is a few
+    separate dispatches, a fixed cost of every execute. Seeds outside 32 bits, which
+    ``jax.random.key`` splits into two words, take the eager path."""
+    if -2**31 <= seed < 2**31 and 0 <= epochs_run < 2**31:
+        return _start_key_fn(np.int32(seed), np.uint32(epochs_run))
+    return jax.random.fold_in(jax.random.key(seed), epochs_run)
 
 
 def _contiguous(feeds: Sequence[_Feed]) -> bool:
