@@ -374,8 +374,8 @@ class ScikitModelWrapper(BaseModel):
         return self._template_cache
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], *, allow_packaged_code: bool = False,
-                    **_: Any) -> ScikitModelWrapper:
+    def from_config(cls, config: dict[str, Any], *,
+                    allow_packaged_code: bool = False) -> ScikitModelWrapper:
         """Rebuild from :meth:`get_config`, fitted estimators included.
 
         Raises:

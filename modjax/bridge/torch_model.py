@@ -318,8 +318,8 @@ class TorchModelWrapper(BaseModel):
         return cfg
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], *, allow_packaged_code: bool = False,
-                    **_: Any) -> TorchModelWrapper:
+    def from_config(cls, config: dict[str, Any], *,
+                    allow_packaged_code: bool = False) -> TorchModelWrapper:
         """Rebuild from :meth:`get_config`; the class is imported only when it is one of
         torch's own layers or ``allow_packaged_code=True``."""
         path, kwargs = config.get("model_class"), config.get("model_kwargs")
