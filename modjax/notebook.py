@@ -42,7 +42,7 @@ class NotebookRepr:
     """
 
     def _notebook_view(self) -> tuple[str, str, str | None]:  # pragma: no cover - interface
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define _notebook_view()")
 
     def _repr_markdown_(self) -> str:
         title, text, picture = self._notebook_view()
