@@ -26,7 +26,7 @@ from modjax.errors import (
     ShapeMismatchError,
     closest_names,
 )
-from modjax.graph.definition import GraphDef, definition_hash, freeze_value
+from modjax.graph.definition import GraphDef, definition_hash, freeze_value, ident
 from modjax.graph.freezing import FreezeStore
 from modjax.graph.model_freezing import ModelGraphFreezing
 from modjax.graph.model_init import (
@@ -220,7 +220,7 @@ class ModelGraph(ModelGraphFreezing, GraphPersistence, GraphNotebookRepr):
                 what: Any = freeze_value(n.get_config())
             else:
                 inner = getattr(model, "definition", None)
-                what = (id(model), inner if isinstance(inner, GraphDef) else None)
+                what = (ident(model), inner if isinstance(inner, GraphDef) else None)
             out.append((nid, n.label, what))
         return tuple(out)
 
