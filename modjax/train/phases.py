@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -39,6 +39,7 @@ from modjax.train.step import (
     make_eval_step,
     make_train_step,
 )
+from modjax.train.streaming import run_streamed_epoch, stream_segments
 
 __all__ = ["InputBinding", "ExperimentPhase", "TrainPhase", "EvalPhase", "FitPhase",
            "ResultRecording", "NanPolicy"]
@@ -338,37 +339,6 @@ def _stack_feeds(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]) -> tuple[di
     # is cheaper than an explicit device_put); with one it is padded and sharded
     pairs = {f.key: f.store.epoch_arrays(p) for f, p in zip(feeds, plans)}
     return {k: a for k, (a, _) in pairs.items()}, {k: p for k, (_, p) in pairs.items()}
-
-
-def _stream_segments(feeds: Sequence[_Feed], plans: Sequence[IndexPlan]
-                     ) -> Iterator[tuple[dict, dict, int, int]]:
-    """``(stores, device_plans, first_batch, real_batches)`` per chunk of an epoch whose
-    data exceeds the byte budget.
-
-    Every chunk has the same number of batches ``k`` (the last one padded with fully
-    masked batches) and each store's chunk the same row capacity, so one compiled scan
-    serves every chunk of every epoch. Bindings whose data fits stay resident and only
-    their plan is sliced.
-    """
-    n = plans[0].n_batches
-    big = [(f, p) for f, p in zip(feeds, plans) if not f.store.fits]
-    k = min(f.store.chunk_batches(p) for f, p in big)
-    chunks: dict[str, Iterator[tuple[dict, IndexPlan]]] = {}
-    for f, p in big:
-        if f.store.chunk_batches(p) != k:
-            # align chunk boundaries across bindings: shrink this store's budget to k batches
-            per_row = f.store.nbytes // max(f.store.n_samples, 1)
-            f.store.byte_budget = k * p.batch_size * len(p.roles) * per_row
-        chunks[f.key] = f.store.epoch_chunks(p)
-    for start in range(0, n, k):
-        stores, dplans = {}, {}
-        for f, p in zip(feeds, plans):
-            if f.key in chunks:
-                stores[f.key], dplans[f.key] = next(chunks[f.key])
-            else:
-                stores[f.key], dplans[f.key] = f.store.epoch_arrays(
-                    p.batches(start, start + k).pad_batches_to(k))
-        yield stores, dplans, start, min(k, n - start)
 
 
 def _tag_mask(rec: EpochRecord, tags: Mapping[str, Any]) -> np.ndarray | None:
@@ -915,47 +885,28 @@ class TrainPhase(ExperimentPhase):
                    dispatched: tuple[Any, Any] | None = None) -> EpochRecord:
         bindings = _binding_records(feeds, plans)
         pre_epoch = self._carry
+        carry = self._carry
         if dispatched is not None:  # a speculative epoch confirmed by the phase
-            segments: Any = []
-        elif streaming:
-            segments = _stream_segments(feeds, plans)
-        else:
-            stores, dplans = _stack_feeds(feeds, plans)
-            segments = [(stores, dplans, 0, plans[0].n_batches)]
-        outs, carry = [], self._carry
-        if dispatched is not None:
             carry, out = dispatched
-            outs.append(out)
             if progress is not None:
                 progress.advance_batches(plans[0].n_batches)
-        ctx = {"experiment": experiment, "phase": self, "epoch": epoch, "results": results}
-        for stores, dplans, start, n_real in segments:
-            if step_fn is None:
+        elif step_fn is not None:
+            carry, out = self._run_batches(step_fn, feeds, plans, epoch, cbs, results,
+                                           experiment, streaming, progress)
+        elif streaming:
+            def scan(c: Any, stores: dict, dplans: dict) -> tuple[Any, Any]:
                 with counting_traces(self):
-                    carry, o = fn(carry, stores, dplans)
-                outs.append(o)
-                if progress is not None:
-                    progress.advance_batches(n_real)
-                continue
-            for j in range(n_real):
-                b = start + j
-                for cb in cbs:
-                    cb.on_batch_start(batch=b, **ctx)
-                self._checkpoint("batch_start", experiment, epoch=epoch, batch=b)
-                chunk = jax.tree.map(lambda a, j=j: a[j:j + 1], dplans)
-                with counting_traces(self):
-                    carry, o = step_fn(carry, stores, chunk)
-                self._carry = carry
-                outs.append(o)
-                if progress is not None:
-                    progress.advance_batches(1)
-                for cb in cbs:
-                    cb.on_batch_end(batch=b, **ctx)
-                self._checkpoint("batch_end", experiment, epoch=epoch, batch=b)
-        n = plans[0].n_batches
-        out = outs[0] if len(outs) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
-        if streaming and step_fn is None:
-            out = jax.tree.map(lambda a: a[:n], out)  # drop the last chunk's padding batches
+                    return fn(c, stores, dplans)
+
+            carry, out = run_streamed_epoch(
+                scan, carry, feeds, plans,
+                on_chunk=None if progress is None else progress.advance_batches)
+        else:
+            stores, dplans = _stack_feeds(feeds, plans)
+            with counting_traces(self):
+                carry, out = fn(carry, stores, dplans)
+            if progress is not None:
+                progress.advance_batches(plans[0].n_batches)
         if while_running is not None:
             while_running(carry)  # host work that overlaps the dispatched scan
         # one device->host transfer per epoch: the per-batch losses
@@ -983,6 +934,34 @@ class TrainPhase(ExperimentPhase):
                 return rec
         self._carry = carry
         return rec
+
+    def _run_batches(self, step_fn, feeds, plans, epoch, cbs, results, experiment,
+                     streaming, progress) -> tuple[Any, Any]:
+        """One epoch batch by batch (batch hooks: callbacks or checkpoints per batch)."""
+        if streaming:
+            segments: Any = stream_segments(feeds, plans)
+        else:
+            stores, dplans = _stack_feeds(feeds, plans)
+            segments = [(stores, dplans, 0, plans[0].n_batches)]
+        ctx = {"experiment": experiment, "phase": self, "epoch": epoch, "results": results}
+        outs, carry = [], self._carry
+        for stores, dplans, start, n_real in segments:
+            for j in range(n_real):
+                b = start + j
+                for cb in cbs:
+                    cb.on_batch_start(batch=b, **ctx)
+                self._checkpoint("batch_start", experiment, epoch=epoch, batch=b)
+                chunk = jax.tree.map(lambda a, j=j: a[j:j + 1], dplans)
+                with counting_traces(self):
+                    carry, o = step_fn(carry, stores, chunk)
+                self._carry = carry
+                outs.append(o)
+                if progress is not None:
+                    progress.advance_batches(1)
+                for cb in cbs:
+                    cb.on_batch_end(batch=b, **ctx)
+                self._checkpoint("batch_end", experiment, epoch=epoch, batch=b)
+        return carry, jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 
     def _checkpoint(self, hook: str, experiment: Any, **placeholders: Any) -> None:
         ck = self.checkpointing
