@@ -75,6 +75,11 @@ def run_streamed_epoch(scan: Callable[[Any, dict, dict], tuple[Any, Any]], carry
     for stores, dplans, _, n_real in stream_segments(feeds, plans):
         carry, o = scan(carry, stores, dplans)
         outs.append(o)
+        # wait for this chunk's scan before the next chunk is gathered and uploaded:
+        # with asynchronous dispatch the host would otherwise run ahead, every queued
+        # scan holding its chunk, and several chunks would be alive at once
+        jax.block_until_ready(carry)
+        del stores, dplans
         if on_chunk is not None:
             on_chunk(n_real)
     n = plans[0].n_batches
