@@ -226,6 +226,9 @@ class SimpleSampler(BaseSampler):
 
     def _make_plan(self, view: Any, epoch: int) -> IndexPlan:
         n = view.n_samples
+        if n < 2 ** 31:  # int32 positions shuffled in place: no int64 permutation
+            return IndexPlan.ordered(n, self.batch_size, drop_last=self.drop_last,
+                                     rng=self._rng(epoch) if self.shuffle else None)
         order = self._rng(epoch).permutation(n) if self.shuffle else np.arange(n)
         return IndexPlan.from_flat(order, self.batch_size, drop_last=self.drop_last)
 
