@@ -19,20 +19,15 @@ from modjax.train.ensemble import (
     EnsembleTrainResults,
     ensemble_of,
 )
+from modjax.train.eval_phase import EvalPhase
 from modjax.train.experiment import Experiment, ExperimentRun, PhaseGroup
+from modjax.train.feeds import InputBinding
+from modjax.train.fit_phase import FitPhase
 from modjax.train.hyperparams import HyperOptimizer, get_hyperparams, set_hyperparams
 from modjax.train.losses import LOSS_NAMES, AppliedLoss, Loss
 from modjax.train.metrics import METRIC_NAMES, AppliedMetric, predicted_classes, probabilities
 from modjax.train.optim import OPTIMIZER_NAMES, Optimizer, freezable, frozen_mask
-from modjax.train.phases import (
-    EvalPhase,
-    ExperimentPhase,
-    FitPhase,
-    InputBinding,
-    NanPolicy,
-    ResultRecording,
-    TrainPhase,
-)
+from modjax.train.phases import ExperimentPhase, NanPolicy, ResultRecording
 from modjax.train.programs import clear_program_cache, enable_compilation_cache
 from modjax.train.results import (
     EvalResults,
@@ -44,6 +39,7 @@ from modjax.train.results import (
 )
 from modjax.train.schedule import BatchSchedulingPolicy
 from modjax.train.step import init_train_carry, make_eval_step, make_train_step
+from modjax.train.train_phase import TrainPhase
 
 __all__: list[str] = ["Checkpointing", "EXPERIMENT_HOOKS", "PHASE_HOOKS"]
 __all__ += ["Optimizer", "frozen_mask", "OPTIMIZER_NAMES", "Loss", "AppliedLoss", "LOSS_NAMES",

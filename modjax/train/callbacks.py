@@ -373,7 +373,7 @@ class Evaluation(Callback):
             >>> ev.label, ev.every_n, ev.eval_phase.label
             ('val', 2, 'val')
         """
-        from modjax.train.phases import EvalPhase
+        from modjax.train.eval_phase import EvalPhase
 
         kw: dict[str, Any] = {"losses": list(losses or [])}
         if active_nodes is not None:

@@ -21,9 +21,9 @@ from modjax.errors import closest_names
 from modjax.train.compare import CollectionViews
 from modjax.train.experiment import Experiment, PhaseGroup
 from modjax.train.lockstep import LockstepMember, run_lockstep
-from modjax.train.phases import TrainPhase
 from modjax.train.programs import spec_of
 from modjax.train.results import PhaseGroupResults
+from modjax.train.train_phase import TrainPhase
 
 __all__ = ["ExperimentCollection", "Member", "OVERRIDES"]
 

@@ -212,8 +212,10 @@ def evaluate_ensemble(phase: Any, graph: Any, ensemble: Ensemble, *,
     Returns:
         :class:`EnsembleEvalResults`.
     """
+    from modjax.train.feeds import Feed as _Feed
+    from modjax.train.feeds import single_pass_record as _single_pass_record
+    from modjax.train.feeds import stack_feeds as _stack_feeds
     from modjax.train.metrics import finalize_all
-    from modjax.train.phases import _Feed, _single_pass_record, _stack_feeds
 
     owner = f"EvalPhase {phase.label!r}"
     phase._graph = graph

@@ -14,9 +14,12 @@ from modjax.context import ExperimentContext, RegistrationPolicy
 from modjax.io.persistable import ExperimentPersistence
 from modjax.io.registry import deserialize, register, serialize
 from modjax.train.callbacks import ExperimentCallback
+from modjax.train.eval_phase import EvalPhase
+from modjax.train.fit_phase import FitPhase
 from modjax.train.options import check_options, phase_options
-from modjax.train.phases import EvalPhase, ExperimentPhase, FitPhase, TrainPhase, _callback_configs
+from modjax.train.phases import ExperimentPhase, callback_configs
 from modjax.train.results import PhaseGroupResults, PhaseResults
+from modjax.train.train_phase import TrainPhase
 
 __all__ = ["PhaseGroup", "Experiment", "ExperimentRun"]
 
@@ -471,7 +474,7 @@ class Experiment(ExperimentPersistence):
                 "graph": None if g is None else serialize(g),
                 "execution_plan": self._plan.get_config(),
                 "checkpointing": None if self.checkpointing is None else serialize(self.checkpointing),
-                "callbacks": _callback_configs(self.exp_callbacks, f"Experiment {self.label!r}")}
+                "callbacks": callback_configs(self.exp_callbacks, f"Experiment {self.label!r}")}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **kw: Any) -> Experiment:

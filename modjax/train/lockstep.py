@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modjax.train.experiment import PhaseGroup
-from modjax.train.phases import TrainPhase
 from modjax.train.results import PhaseGroupResults
+from modjax.train.train_phase import TrainPhase
 
 __all__ = ["LockstepMember", "run_lockstep"]
 

@@ -1,7 +1,7 @@
 """Speculative epochs: epoch e+1 is dispatched before epoch e's losses are read.
 
 JAX dispatches a jitted call and returns at once; the host only waits when it reads a
-result. A :class:`~modjax.train.phases.TrainPhase` therefore dispatches the next epoch
+result. A :class:`~modjax.train.train_phase.TrainPhase` therefore dispatches the next epoch
 from the current epoch's (not yet computed) carry, then reads the current epoch's losses
 and runs its callbacks while the device keeps working. The next epoch's result is used
 only if nothing it was computed from changed in between: the carry the phase holds (a

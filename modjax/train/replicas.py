@@ -25,17 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from modjax.train.callbacks import Callback
+from modjax.train.feeds import Feed as _Feed
+from modjax.train.feeds import binding_records as _binding_records
 from modjax.train.metrics import check_class_targets
-from modjax.train.phases import (
-    NanPolicy,
-    ResultRecording,
-    TrainPhase,
-    _binding_records,
-    _Feed,
-)
+from modjax.train.phases import NanPolicy, ResultRecording
 from modjax.train.programs import counting_traces
 from modjax.train.results import EpochRecord, TrainResults
 from modjax.train.step import init_train_carry
+from modjax.train.train_phase import TrainPhase
 from modjax.train.vectorized import (
     pad_rows,
     put_replica,

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from modjax.train.phases import _start_key
+from modjax.train.epoch_program import start_key as _start_key
 
 
 @pytest.mark.parametrize("seed", [0, 7, -5, 2**31 - 1, -2**31, 2**31, 2**40])
