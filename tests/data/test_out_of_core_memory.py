@@ -44,3 +44,40 @@ def test_simple_sampler_plan_allocates_nine_bytes_per_row():
     # int32 indices + bool mask + float32 weights, plus at most one 1 Mi-row fill block:
     # an int64 permutation alone would be 8 bytes per row
     assert peak <= 9 * slots + 4 * (1 << 20) + 65536, peak / n
+
+
+def test_streamed_chunk_is_adopted_by_the_cpu_backend_not_copied(tmp_path):
+    import jax
+
+    from modjax.data.device import HOST_ALIGNMENT, DeviceStore
+    from modjax.data.out_of_core import write_arrow_ipc
+
+    n = 4096
+    rng = np.random.default_rng(0)
+    import pyarrow as pa
+    batch = pa.record_batch({"a": rng.standard_normal(n), "b": rng.standard_normal(n),
+                             "y": np.zeros(n, np.float32)})
+    path = write_arrow_ipc([batch], tmp_path / "c.arrow", feature_keys=["a", "b"],
+                           target_keys="y")
+    fs = FeatureSet.from_arrow_ipc("chunk", path, register=False)
+    plan = SimpleSampler(256, seed=0, source=fs).plan()
+    store = DeviceStore(fs, byte_budget=DeviceStore(fs).nbytes // 4)
+    captured = []
+    real_put = jax.device_put
+
+    def put(x, *a, **k):
+        captured.append(x)
+        return real_put(x, *a, **k)
+
+    jax.device_put = put
+    try:
+        arrays, _ = next(store.epoch_chunks(plan))
+    finally:
+        jax.device_put = real_put
+    host = captured[0]["features"]
+    assert host.ctypes.data % HOST_ALIGNMENT == 0
+    want = np.stack([fs.get_features(rep="raw")[:, 0], fs.get_features(rep="raw")[:, 1]], 1)
+    np.testing.assert_array_equal(np.asarray(arrays["features"]),
+                                  want[np.asarray(captured[0]["row_ids"])].astype(np.float32))
+    if jax.default_backend() == "cpu":  # one buffer for the host and the device
+        assert np.shares_memory(np.asarray(arrays["features"]), host)
