@@ -331,6 +331,56 @@ def check_stage_wise(graph: Any, opt: Any, active_nodes: Sequence[str] | None = 
                 "set a global optimizer")
 
 
+def _loss_fn(forward: Callable[[Any], tuple[dict, dict, dict]], wiring: _Wiring,
+             losses: Sequence[AppliedLoss], by_node: Mapping[str, list[AppliedLoss]] | None,
+             roles: Sequence[str], batch: dict) -> Callable[[Any], tuple[Any, tuple]]:
+    """``params -> (total, (terms, state, outputs, targets))`` to differentiate.
+
+    Graph-wise (``by_node`` None): one forward, every loss. Stage-wise: per node with
+    losses, a forward in which only that node's parameters carry gradient (the others
+    behind ``stop_gradient``), its own losses; XLA shares the identical forwards.
+    """
+    if by_node is None:
+        def graph_wise(p):
+            outs, tgts, state = forward(p)
+            terms = _loss_terms(wiring, losses, roles, outs, tgts, batch)
+            return sum(terms.values()), (terms, state, outs, tgts)
+
+        return graph_wise
+
+    def stage_wise(p):
+        total, terms, first = 0.0, {}, None
+        for node, node_losses in by_node.items():
+            # only node's own params carry gradient: stop_gradient at its inputs
+            p_k = {k: (v if k == node else jax.lax.stop_gradient(v)) for k, v in p.items()}
+            outs, tgts, state = forward(p_k)
+            first = first or (state, outs, tgts)
+            t = _loss_terms(wiring, node_losses, roles, outs, tgts, batch)
+            terms.update(t)
+            total = total + sum(t.values())
+        state, outs, tgts = first
+        return total, ({al.label: terms[al.label] for al in losses}, state, outs, tgts)
+
+    return stage_wise
+
+
+def _update(opt: Optimizer | dict[str, Optimizer], grads: Any, carry: dict, params: Any
+            ) -> tuple[Any, Any]:
+    """``(new_params, new_opt_state)``: one optimizer step (per node when stage-wise),
+    frozen paths held by the carry's mask."""
+    frozen = carry.get("frozen")
+    if not isinstance(opt, dict):
+        return opt.update(grads, carry["opt_state"], params, frozen)
+    new_params, new_opt = dict(params), dict(carry["opt_state"])
+    for label, node_opt in opt.items():
+        if label not in params:
+            continue
+        f = None if frozen is None else frozen[label]
+        new_params[label], new_opt[label] = node_opt.update(
+            grads[label], carry["opt_state"][label], params[label], f)
+    return new_params, new_opt
+
+
 def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimizer | None = None,
                     *, active_nodes: Sequence[str] | None = None, capture: Sequence[str] = (),
                     record: Sequence[str] = (), metrics: Sequence[AppliedMetric] = ()
@@ -400,40 +450,13 @@ def make_train_step(graph: Any, losses: Sequence[AppliedLoss], optimizer: Optimi
             return _forward(core, v, batch, roles, key=sub, train=True,
                             active_nodes=active, capture=capture)
 
-        if not stage_wise:
-            def loss_fn(p):
-                outs, tgts, state = forward(p)
-                terms = _loss_terms(wiring, losses, roles, outs, tgts, batch)
-                return sum(terms.values()), (terms, state, outs, tgts)
-        else:
-            def loss_fn(p):
-                total, terms, first = 0.0, {}, None
-                for node, node_losses in by_node.items():
-                    # only node's own params carry gradient: stop_gradient at its inputs
-                    p_k = {k: (v if k == node else jax.lax.stop_gradient(v)) for k, v in p.items()}
-                    outs, tgts, state = forward(p_k)
-                    first = first or (state, outs, tgts)
-                    t = _loss_terms(wiring, node_losses, roles, outs, tgts, batch)
-                    terms.update(t)
-                    total = total + sum(t.values())
-                state, outs, tgts = first
-                return total, ({al.label: terms[al.label] for al in losses}, state, outs, tgts)
-
+        loss_fn = _loss_fn(forward, wiring, losses, by_node if stage_wise else None,
+                           roles, batch)
         (total, (terms, new_state, outs, tgts)), grads = jax.value_and_grad(
             loss_fn, has_aux=True)(params)
         if host_fits is not None:  # scikit-learn partial_fit nodes: one host step per batch
             new_state = host_fits(new_state, outs, tgts, batch, roles)
-        frozen = carry.get("frozen")
-        if stage_wise:
-            new_params, new_opt = dict(params), dict(carry["opt_state"])
-            for label, node_opt in opt.items():
-                if label not in params:
-                    continue
-                f = None if frozen is None else frozen[label]
-                new_params[label], new_opt[label] = node_opt.update(
-                    grads[label], carry["opt_state"][label], params[label], f)
-        else:
-            new_params, new_opt = opt.update(grads, carry["opt_state"], params, frozen)
+        new_params, new_opt = _update(opt, grads, carry, params)
         new_carry = dict(carry)
         new_carry.update(variables={"params": new_params, "state": new_state},
                          opt_state=new_opt, step=carry["step"] + 1)
