@@ -9,7 +9,9 @@ batch into such a file (``cache_path``), so memory stays bounded by one batch.
 Columns of an out-of-core FeatureSet are :class:`ChunkedColumn`\\ s: indexing one reads
 only the selected rows, chunk by chunk, and never combines a whole column. Views,
 splits, samplers and the DeviceStore's byte-budget streaming therefore touch only the
-rows they use; :func:`fit_scaler_chunked` computes scaler statistics chunk by chunk.
+rows they use; ``fit_transform`` fits and applies scalers chunk by chunk
+(:mod:`modjax.data.chunked_scaling`) and :func:`fit_scaler_chunked` fits one scaler
+object on one column.
 """
 
 from __future__ import annotations
@@ -134,8 +136,14 @@ class OutOfCoreFeatureSet(FeatureSet):
     """A FeatureSet whose columns are read row by row from a memory-mapped table.
 
     Everything a FeatureSet does works; reads of a view or split return only its rows.
-    Build one with :func:`from_arrow_ipc` or :func:`from_parquet`.
+    ``fit_transform`` and undoing transforms work chunk by chunk and map the
+    ``transformed`` columns from a file written beside the data
+    (:mod:`modjax.data.chunked_scaling`). Build one with :func:`from_arrow_ipc` or
+    :func:`from_parquet`.
     """
+
+    #: where transformed columns are written (None: the temporary directory)
+    _spill_dir: Path | None = None
 
     def _numpy_column(self, name: str) -> Any:
         arr = self._np_cache.get(name)
@@ -270,7 +278,9 @@ def from_arrow_ipc(label: str, path: str | Path, *, feature_keys: Any = None,
                         tag_keys=tag_keys)
         return from_arrow_ipc(label, target, memory_map=memory_map, register=register)
     table = reader.read_all()
-    return OutOfCoreFeatureSet(label, table, register=register)
+    fs = OutOfCoreFeatureSet(label, table, register=register)
+    fs._spill_dir = path.parent  # transformed columns are written beside the data
+    return fs
 
 
 def from_parquet(label: str, path_or_dataset: Any, *, feature_keys: str | Sequence[str],
@@ -372,34 +382,18 @@ def fit_scaler_chunked(scaler: Any, view: Any, domain: str, key: str, *,
         (4.5, 2.872281)
     """
     from modjax.data import scalers as sc
-    n_rows = view.n_samples
-    n, mean, m2, lo, hi = 0, None, None, None, None
-    for s in range(0, n_rows, chunk_rows):
-        x = _chunk_2d(view, domain, key, rep, s, min(n_rows, s + chunk_rows))
-        k = len(x)
-        cm, cv = x.mean(axis=0), x.var(axis=0) * k
-        if mean is None:
-            n, mean, m2, lo, hi = k, cm, cv, x.min(axis=0), x.max(axis=0)
-            continue
-        delta = cm - mean
-        tot = n + k
-        mean = mean + delta * k / tot
-        m2 = m2 + cv + delta ** 2 * n * k / tot
-        n, lo, hi = tot, np.minimum(lo, x.min(axis=0)), np.maximum(hi, x.max(axis=0))
-    if mean is None:
-        raise ValueError(f"fit_scaler_chunked: {domain}.{key} has no rows")
-    if type(scaler) is sc.StandardScaler:
-        kw = scaler._kwargs
-        scaler.mean_ = mean if kw["with_mean"] else np.zeros_like(mean)
-        scaler.scale_ = sc._nonzero(np.sqrt(m2 / n)) if kw["with_std"] else np.ones_like(mean)
-    elif type(scaler) is sc.MinMaxScaler:
-        scaler.data_min_, scaler.data_max_ = lo, hi
-    elif type(scaler) is sc.MaxAbsScaler:
-        scaler.max_abs_ = sc._nonzero(np.maximum(np.abs(lo), np.abs(hi)))
-    else:
+    from modjax.data.chunked_scaling import MomentAccumulator, _set_moments
+    if type(scaler) not in (sc.StandardScaler, sc.MinMaxScaler, sc.MaxAbsScaler):
         raise TypeError(f"fit_scaler_chunked: {type(scaler).__name__} needs all rows at once; "
-                        "fit it with FeatureSet.fit_transform on data that fits in memory")
-    scaler.is_fit = True
+                        "FeatureSet.fit_transform fits it, gathering only the fitted rows "
+                        "of the keys it scales")
+    acc = MomentAccumulator()
+    n_rows = view.n_samples
+    for s in range(0, n_rows, chunk_rows):
+        acc.add(_chunk_2d(view, domain, key, rep, s, min(n_rows, s + chunk_rows)))
+    if acc.mean is None:
+        raise ValueError(f"fit_scaler_chunked: {domain}.{key} has no rows")
+    _set_moments(scaler, acc)
     return scaler
 
 

@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modjax.data.access import as_key_list
+from modjax.data.chunked_scaling import (
+    fit_transform_chunked,
+    is_out_of_core,
+    rebuild_domain_chunked,
+)
 from modjax.data.scalers import BUILTIN_SCALERS
 from modjax.data.schema import REP_RAW, REP_TRANSFORMED, check_domain, column_name
 from modjax.errors import ConfigError
@@ -375,17 +380,18 @@ def fit_transform(fs: FeatureSet, scaler: Any, *, domain: str, keys: Any = None,
         raise KeyError(f"{where}: fit_to_split {fit_to_split!r} is not a split; available "
                        f"splits: {fs.available_splits}")
     for k in ks:
-        if fs._fs.get_column(column_name(domain, k, REP_RAW))[:0].dtype == object:
+        # the column's dtype only: an out-of-core column is not read for it
+        if fs._fs._numpy_column(column_name(domain, k, REP_RAW)).dtype == object:
             raise TypeError(f"{where}: {domain} key {k!r} holds strings and cannot be scaled")
-    data = fs.get_domain(domain, ks)  # current rep: transforms chain
-    merged = _norm_axes(merged_axes, data.ndim, where)
-    # fit a private copy: the caller's object is never mutated or shared between records
-    if isinstance(scaler, Scaler):
-        fitted = Scaler(_copy.deepcopy(scaler.scaler))
-    elif isinstance(scaler, str | type):
-        fitted = Scaler(scaler)
-    else:
-        fitted = Scaler(_copy.deepcopy(scaler))
+    out_of_core = is_out_of_core(fs)
+    # an out-of-core FeatureSet is read chunk by chunk below, never whole
+    data = None if out_of_core else fs.get_domain(domain, ks)  # current rep: transforms chain
+    ndim = len(fs.stacked_shape(domain, ks)) + 1 if data is None else data.ndim
+    merged = _norm_axes(merged_axes, ndim, where)
+    fitted = _private_copy(scaler)
+    if data is None:
+        return fit_transform_chunked(fs, fitted, domain=domain, keys=ks,
+                                     fit_to_split=fit_to_split, merged=merged, where=where)
     rows = fs.get_split(fit_to_split).indices if fit_to_split is not None else None
     fit_data = data if rows is None else data[rows]
     if fit_data.shape[0] == 0:
@@ -399,6 +405,15 @@ def fit_transform(fs: FeatureSet, scaler: Any, *, domain: str, keys: Any = None,
     fs._swap_table(table)
     fs._scaler_records.append(rec)
     return rec
+
+
+def _private_copy(scaler: Any) -> Scaler:
+    """The Scaler to fit: the caller's object is never mutated or shared between records."""
+    if isinstance(scaler, Scaler):
+        return Scaler(_copy.deepcopy(scaler.scaler))
+    if isinstance(scaler, str | type):
+        return Scaler(scaler)
+    return Scaler(_copy.deepcopy(scaler))
 
 
 def _check_finite(data: np.ndarray, keys: Sequence[str], domain: str, split: str | None,
@@ -420,6 +435,8 @@ def _check_finite(data: np.ndarray, keys: Sequence[str], domain: str, split: str
 def _rebuild_domain(fs: FeatureSet, domain: str, records: Sequence[ScalerRecord],
                     base: Any) -> Any:
     """``base`` with the ``transformed`` columns of ``domain`` replayed from raw."""
+    if is_out_of_core(fs):
+        return rebuild_domain_chunked(fs, domain, records, base)
     values: dict[str, np.ndarray] = {}
     touched: set[str] = set()
     for rec in records:
