@@ -5,7 +5,7 @@ the model protocol of docs/architecture.md, walking the nodes in construction or
 at trace time so XLA compiles the whole flow as one program. Shell: the graph holds
 its own ``variables`` for eager ``graph(x)`` / ``graph.forward(x)``, the last tagged
 values, its :class:`~modjax.observe.Observer` (log/collect/record/flush/trends/...),
-profiling, the graph tree (:class:`~modjax.graph.tree.GraphTree`) and persistence.
+profiling, the graph tree (:class:`~modjax.graph.flow.tree.GraphTree`) and persistence.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from modjax.errors import (
 from modjax.graph.definition import GraphDef, definition_hash
 from modjax.graph.flow.nodes import FlowNode, StepNode, node_from_config
 from modjax.graph.flow.observing import GraphObservation
-from modjax.graph.paths import flatten_paths, split_path
-from modjax.graph.tree import GraphTree
+from modjax.graph.flow.tree import GraphTree
 from modjax.io.persistable import GraphPersistence
 from modjax.io.registry import register
 from modjax.observe import Observer, ProfileRecorder
+from modjax.paths import flatten_paths, split_path
 
 __all__ = ["Graph", "REFS_KEY"]
 

@@ -1,4 +1,4 @@
-"""Graph-tree queries for flow graphs (as in flodl): label paths across labelled subgraphs.
+"""Graph-tree queries for flow graphs: label paths across labelled subgraphs.
 
 A labelled :class:`~modjax.graph.flow.Graph` used as a step of another flow becomes a
 *child*: its variables nest under its label, its observer joins the parent's, and label
@@ -21,7 +21,7 @@ import numpy as np
 
 from modjax.errors import GraphStructureError, LabelPathError, closest_names
 from modjax.graph.freezing import FreezeStore
-from modjax.graph.paths import flatten_paths, get_at, join_path, split_path
+from modjax.paths import flatten_paths, get_at, join_path, split_path
 
 __all__ = ["GraphTree", "SUBGRAPH", "TAG"]
 
@@ -386,7 +386,7 @@ class GraphTree:
             >>> bool(m["encoder"]["read"]["kernel"]), bool(m["encoder"]["scan"]["kernel"])
             (True, False)
         """
-        from modjax.graph.paths import path_mask
+        from modjax.paths import path_mask
 
         return path_mask(self._require_variables("parameters")["params"], self.frozen_paths)
 
