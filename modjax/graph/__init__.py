@@ -15,7 +15,7 @@ from modjax.graph.nodes import (
     NodeReference,
     StackNode,
 )
-from modjax.graph.paths import get_at, has_path, join_path, path_mask, set_at, split_path
+from modjax.paths import get_at, has_path, join_path, path_mask, set_at, split_path
 from modjax.graph.sample_data import SampleData
 
 __all__ = ["get_at", "has_path", "join_path", "path_mask", "set_at", "split_path"]

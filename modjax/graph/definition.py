@@ -308,7 +308,7 @@ def definition_hash(graph: Any, at: str | tuple[str, ...] | None = None) -> str 
     """
     import hashlib
 
-    from modjax.graph.paths import split_path
+    from modjax.paths import split_path
 
     obj = graph
     for part in split_path(at or ()):

@@ -16,7 +16,7 @@ import jax
 
 from modjax.errors import GraphStructureError
 from modjax.graph.nodes import GraphNode, ModelNode
-from modjax.graph.paths import flatten_paths, get_at, join_path, path_mask, split_path
+from modjax.paths import flatten_paths, get_at, join_path, path_mask, split_path
 
 __all__ = ["ModelGraphFreezing"]
 

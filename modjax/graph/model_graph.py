@@ -37,7 +37,7 @@ from modjax.graph.model_init import (
     _prefix_draws,
 )
 from modjax.graph.nodes import GraphNode, MergeNode, ModelNode, NodeReference, ref_label
-from modjax.graph.paths import flatten_paths, get_at, join_path, split_path
+from modjax.paths import flatten_paths, get_at, join_path, split_path
 from modjax.graph.sample_forward import is_sample_form, sample_forward
 from modjax.graph.shapes import NodeShapes, infer_shapes, label_seed, model_cache_key
 from modjax.graph.topology import Topology, analyse

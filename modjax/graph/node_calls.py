@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from modjax.errors import GraphStructureError, LabelPathError, ShapeMismatchError
-from modjax.graph.paths import flatten_paths, split_path
+from modjax.paths import flatten_paths, split_path
 from modjax.graph.sample_data import SampleData, as_jax_array, like_caller
 
 __all__ = ["ModelNodeCalls"]

@@ -22,7 +22,7 @@ from modjax.errors import ConfigError, GraphStructureError, ShapeMismatchError
 from modjax.graph.merges import batched_axis, merge_concat, merge_mean, merge_stack, merge_sum
 from modjax.graph.models.protocol import as_model
 from modjax.graph.node_calls import ModelNodeCalls
-from modjax.graph.paths import validate_label
+from modjax.paths import validate_label
 from modjax.io.registry import deserialize, get_registered, register, serialize
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import Any
 
 from modjax.context import ExperimentContext
 from modjax.errors import CheckpointError
-from modjax.graph.paths import join_path, split_path
+from modjax.paths import join_path, split_path
 from modjax.io.checkpoints import Artifact, open_artifact, write_artifact
 from modjax.io.objects import CONFIG_FILE, config_envelope, object_from_artifact
 from modjax.io.progress import check_progress_args, io_progress, log_event

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modjax.errors import CheckpointError
-from modjax.graph.paths import get_at, join_path, split_path
+from modjax.paths import get_at, join_path, split_path
 from modjax.io.checkpoints import open_artifact, write_artifact
 from modjax.io.pytree_store import ZERO_HASH
 from modjax.io.reports import LoadReport

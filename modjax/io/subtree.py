@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from modjax.errors import CheckpointError, LabelPathError
-from modjax.graph.paths import get_at, join_path, set_at, split_path
+from modjax.paths import get_at, join_path, set_at, split_path
 from modjax.io.checkpoints import Artifact, open_artifact
 from modjax.io.pytree_store import ZERO_HASH, describe_tree
 from modjax.io.reports import LoadReport

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from modjax.errors import ConfigError, closest_names
-from modjax.graph.paths import path_mask
+from modjax.paths import path_mask
 from modjax.io.registry import register
 
 __all__ = ["Optimizer", "frozen_mask", "freezable", "OPTIMIZER_NAMES"]

@@ -26,7 +26,7 @@ import optax
 
 from modjax.errors import LabelPathError, closest_names
 from modjax.graph.definition import GraphDef
-from modjax.graph.paths import split_path
+from modjax.paths import split_path
 from modjax.train.losses import AppliedLoss, LossRef
 from modjax.train.metrics import AppliedMetric
 from modjax.train.optim import Optimizer, frozen_mask

@@ -6,7 +6,7 @@ import pytest
 
 from modjax.context import ExperimentContext, ExperimentNode
 from modjax.errors import ConfigError, LabelPathError, RegistrationError
-from modjax.graph.paths import flatten_paths, get_at, path_mask, set_at
+from modjax.paths import flatten_paths, get_at, path_mask, set_at
 from modjax.io.registry import deserialize, register, serialize
 
 

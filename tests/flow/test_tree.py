@@ -11,7 +11,7 @@ import pytest
 from modjax.errors import LabelPathError, ShapeMismatchError
 from modjax.graph.flow import FlowBuilder, Graph
 from modjax.graph.models import BatchNorm, Linear
-from modjax.graph.paths import path_mask
+from modjax.paths import path_mask
 
 X = jax.random.normal(jax.random.key(2), (6, 4))
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from modjax.graph.paths import path_mask
+from modjax.paths import path_mask
 from modjax.io.persistable import GraphPersistence
 from modjax.io.registry import register
 

@@ -22,7 +22,7 @@ from modjax.graph.flow.nodes import (
     model_name,
 )
 from modjax.graph.models.protocol import as_model
-from modjax.graph.paths import validate_label
+from modjax.paths import validate_label
 
 __all__ = ["FlowBuilder", "LoopBuilder", "MapBuilder"]
 

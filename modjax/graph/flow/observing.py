@@ -14,7 +14,7 @@ import functools
 from typing import Any
 
 from modjax.errors import LabelPathError
-from modjax.graph.paths import split_path
+from modjax.paths import split_path
 from modjax.observe import Observer, Profile, Trend
 
 __all__ = ["GraphObservation", "DELEGATED"]
