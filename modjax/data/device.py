@@ -583,7 +583,8 @@ class DeviceStore:
             >>> DeviceStore(fs).uuids_for([2])[0] == fs.sample_uuids[2]
             True
         """
-        return self.view.source.get_column("sample_uuids")[np.asarray(row_ids)]
+        # index the column itself: an out-of-core column then reads only these rows
+        return self.view.source._numpy_column("sample_uuids")[np.asarray(row_ids)]
 
     @classmethod
     def from_reference(cls, ref: Any, *, split: str | None = None, **kwargs: Any) -> DeviceStore:

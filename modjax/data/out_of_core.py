@@ -122,6 +122,11 @@ class ChunkedColumn:
             for s in range(0, len(arr), step):
                 yield arr[s:s + step]
 
+    def astype(self, dtype: Any) -> np.ndarray:
+        """The whole column as a NumPy array of ``dtype`` (an explicit whole read, as
+        ``np.asarray(col)``; e.g. looking samples up by uuid needs every uuid)."""
+        return self[:].astype(dtype)
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         # explicit whole-column reads (np.asarray(col)) still work: they are the caller's
         # choice; modjax's own readers index rows instead

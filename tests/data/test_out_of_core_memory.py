@@ -81,3 +81,27 @@ def test_streamed_chunk_is_adopted_by_the_cpu_backend_not_copied(tmp_path):
                                   want[np.asarray(captured[0]["row_ids"])].astype(np.float32))
     if jax.default_backend() == "cpu":  # one buffer for the host and the device
         assert np.shares_memory(np.asarray(arrays["features"]), host)
+
+
+def test_uuid_lookups_on_an_out_of_core_featureset(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    from modjax.data.device import DeviceStore
+    from modjax.data.out_of_core import ChunkedColumn, write_arrow_ipc
+
+    batches = [pa.record_batch({"x": np.arange(s, s + 50, dtype=np.float64),
+                                "y": np.zeros(50)}) for s in range(0, 200, 50)]
+    path = write_arrow_ipc(batches, tmp_path / "u.arrow", feature_keys="x", target_keys="y")
+    fs = FeatureSet.from_arrow_ipc("uuids", path, register=False)
+    uuids = fs.sample_uuids
+    # looking rows up by uuid reads the uuid column (it needs every uuid) and works
+    assert fs.rows_for_uuids(uuids[[170, 3]]).tolist() == [170, 3]
+    assert fs.take_uuids(uuids[[9]]).get_features().ravel().tolist() == [9.0]
+    # mapping row ids back to uuids reads only those rows
+    reads = []
+    real = ChunkedColumn._rows
+    monkeypatch.setattr(ChunkedColumn, "_rows", lambda self, idx: reads.append(idx.size)
+                        or real(self, idx))
+    monkeypatch.setattr(ChunkedColumn, "__array__", lambda *a, **k: pytest.fail("whole column"))
+    got = DeviceStore(fs).uuids_for([199, 0, 120])
+    assert got.tolist() == uuids[[199, 0, 120]].tolist() and reads == [3]
