@@ -28,6 +28,7 @@ from modjax.errors import (
 )
 from modjax.graph.definition import GraphDef, definition_hash, freeze_value, ident
 from modjax.graph.freezing import FreezeStore
+from modjax.graph.io import GraphPersistence
 from modjax.graph.model_freezing import ModelGraphFreezing
 from modjax.graph.model_init import (
     _as_key,
@@ -37,13 +38,12 @@ from modjax.graph.model_init import (
     _prefix_draws,
 )
 from modjax.graph.nodes import GraphNode, MergeNode, ModelNode, NodeReference, ref_label
-from modjax.paths import flatten_paths, get_at, join_path, split_path
 from modjax.graph.sample_forward import is_sample_form, sample_forward
 from modjax.graph.shapes import NodeShapes, infer_shapes, label_seed, model_cache_key
 from modjax.graph.topology import Topology, analyse
-from modjax.io.persistable import GraphPersistence
 from modjax.io.registry import CONFIG_FORMAT_VERSION, get_registered, register, serialize
 from modjax.notebook import GraphNotebookRepr
+from modjax.paths import flatten_paths, get_at, join_path, split_path
 
 __all__ = ["ModelGraph"]
 

@@ -30,11 +30,11 @@ from typing import Any
 
 from modjax.context import ExperimentContext
 from modjax.errors import CheckpointError, closest_names
+from modjax.graph.io import frozen_paths_of, set_frozen
 from modjax.io import async_writer
 from modjax.io.atomic import POINTER_FILE, confined_path, read_pointer, resolve_artifact
 from modjax.io.checkpoints import open_artifact, write_artifact
 from modjax.io.featureset_io import featureset_payload, read_featureset_files, write_table
-from modjax.io.graph_io import frozen_paths_of, set_frozen
 from modjax.io.history import history_from_payload, history_payload
 from modjax.io.objects import CONFIG_FILE, config_envelope, object_from_artifact
 from modjax.io.progress import check_progress_args, io_progress, log_event

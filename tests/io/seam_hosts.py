@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from modjax.paths import path_mask
-from modjax.io.persistable import GraphPersistence
+from modjax.graph.io import GraphPersistence
 from modjax.io.registry import register
+from modjax.paths import path_mask
 
 
 @register("SeamGraph")
