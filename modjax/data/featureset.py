@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from modjax.context import ExperimentNode
 from modjax.data.access import DataAccessMixin, as_key_list
+from modjax.data.io import FeatureSetPersistence
 from modjax.data.references import (
     FeatureSetColumnReference,
     FeatureSetReference,
@@ -41,7 +42,6 @@ from modjax.data.split_mixin import SplitMixin
 from modjax.data.uuids import new_uuid_array
 from modjax.data.view import FeatureSetView, as_index_array
 from modjax.errors import closest_names
-from modjax.io.persistable import FeatureSetPersistence
 from modjax.io.registry import register
 from modjax.notebook import FeatureSetNotebookRepr
 

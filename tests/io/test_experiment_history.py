@@ -7,22 +7,25 @@ import chex
 import numpy as np
 import pytest
 
-from modjax.context import ExperimentContext
-from modjax.data import FeatureSet, SimpleSampler
-from modjax.errors import CheckpointError, GraphStructureError
-from modjax.graph import ModelGraph, ModelNode, SequentialMLP
-from modjax.io.experiment_io import HISTORY_FILE
-from modjax.io.history import history_from_payload, history_payload
-from modjax.train import (
+from modjax import (
     AppliedLoss,
     EvalPhase,
     Experiment,
+    FeatureSet,
     InputBinding,
+    ModelGraph,
+    ModelNode,
     Optimizer,
     PhaseGroup,
+    SequentialMLP,
+    SimpleSampler,
     TrainPhase,
 )
+from modjax.context import ExperimentContext
+from modjax.errors import CheckpointError, GraphStructureError
 from modjax.train.experiment import ExperimentRun
+from modjax.train.history_io import history_from_payload, history_payload
+from modjax.train.io import HISTORY_FILE
 from modjax.train.results import BindingRecord, EpochRecord, TrainResults
 
 

@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from modjax import FeatureSet
 from modjax.context import ExperimentContext
-from modjax.data import FeatureSet
 from modjax.errors import CheckpointError
-from modjax.io.persistable import ExperimentPersistence
 from modjax.io.registry import register
 from modjax.train.checkpointing import Checkpointing
+from modjax.train.io import ExperimentPersistence
 from tests.io.seam_hosts import SeamGraph
 
 

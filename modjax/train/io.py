@@ -1,4 +1,7 @@
-"""Experiment artifacts, named experiment checkpoints and the checkpoint directory.
+"""Experiment save/load, named experiment checkpoints and the checkpoint directory.
+
+:class:`ExperimentPersistence` gives ``Experiment`` its persistence methods; the
+artifacts are written by the store (:mod:`modjax.io.checkpoints`).
 
 An Experiment artifact (kind ``"experiment"``) holds::
 
@@ -6,7 +9,7 @@ An Experiment artifact (kind ``"experiment"``) holds::
     featuresets/<node_id>/config.json    every FeatureSet of the experiment's context
     featuresets/<node_id>/table.parquet
     history.json                         execution history: runs, results hierarchy,
-                                         recorded metrics, epoch times (see io/history.py)
+                                         recorded metrics, epoch times (see train/history_io.py)
     arrays/experiment                    get_state(): graph variables/optimizer state,
                                          phase counters, sampler RNG
     arrays/history                       per-batch losses, recorded tensors, index plans
@@ -29,18 +32,19 @@ from pathlib import Path
 from typing import Any
 
 from modjax.context import ExperimentContext
+from modjax.data.io import featureset_payload, read_featureset_files, write_table
 from modjax.errors import CheckpointError, closest_names
 from modjax.graph.io import frozen_paths_of, set_frozen
 from modjax.io import async_writer
 from modjax.io.atomic import POINTER_FILE, confined_path, read_pointer, resolve_artifact
 from modjax.io.checkpoints import open_artifact, write_artifact
-from modjax.io.featureset_io import featureset_payload, read_featureset_files, write_table
-from modjax.io.history import history_from_payload, history_payload
 from modjax.io.objects import CONFIG_FILE, config_envelope, object_from_artifact
 from modjax.io.progress import check_progress_args, io_progress, log_event
 from modjax.io.registry import registered_name
+from modjax.train.history_io import history_from_payload, history_payload
 
 __all__ = [
+    "ExperimentPersistence",
     "save_experiment",
     "load_experiment",
     "save_experiment_checkpoint",
@@ -373,3 +377,102 @@ def _experiment_from_artifact(art: Any, cls: type, *, overwrite: bool,
                                    allow_packaged_code=allow_packaged_code, id_map=id_map)
         _restore_state(exp, art)
     return exp
+
+
+class ExperimentPersistence:
+    """Experiment ``save``/``load`` and named checkpoints."""
+
+    def save(self, path: str | Path, *, overwrite: bool = False, show_progress: bool = False,
+             progress_file: Any = None) -> Path:
+        """Save config, state, FeatureSets, history and checkpoints to ``path``.
+
+        Args:
+            path: artifact directory to create.
+            overwrite: replace an existing artifact at ``path``.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
+
+        Returns:
+            ``path`` as a Path.
+        """
+        return save_experiment(self, path, overwrite=overwrite, show_progress=show_progress,
+                               progress_file=progress_file)
+
+    @classmethod
+    def load(cls, path: str | Path, *, checkpoint_dir: str | Path | None = None,
+             allow_packaged_code: bool = False, overwrite: bool = False,
+             show_progress: bool = False, progress_file: Any = None) -> Any:
+        """Rebuild an Experiment saved with :meth:`save`.
+
+        Args:
+            path: the artifact directory.
+            checkpoint_dir: where to copy the saved checkpoints (skipped with a warning
+                when None and the artifact has some).
+            allow_packaged_code: import unregistered user classes from their module.
+            overwrite: replace colliding labels/ids in the active ExperimentContext.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
+        """
+        return load_experiment(cls, path, checkpoint_dir=checkpoint_dir,
+                               allow_packaged_code=allow_packaged_code, overwrite=overwrite,
+                               show_progress=show_progress, progress_file=progress_file)
+
+    def set_checkpoint_dir(self, path: str | Path, *, create: bool = True) -> None:
+        """Directory for named experiment checkpoints (and phase checkpoints without one)."""
+        set_checkpoint_dir(self, path, create=create)
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        """The experiment checkpoint directory, or None."""
+        return getattr(self, "_mj_checkpoint_dir", None)
+
+    @property
+    def checkpointing_enabled(self) -> bool:
+        """False inside :meth:`disable_checkpointing`; phases and the experiment check it."""
+        return getattr(self, "_mj_checkpointing_disabled", 0) == 0
+
+    def disable_checkpointing(self) -> Any:
+        """Context manager suppressing experiment- and phase-level checkpointing."""
+        return disable_checkpointing(self)
+
+    def save_checkpoint(self, name: str | Path, *, overwrite: bool = False,
+                        meta: dict[str, Any] | None = None, blocking: bool = True,
+                        show_progress: bool = False, progress_file: Any = None) -> Any:
+        """Save the full experiment state as checkpoint ``name`` (in the checkpoint dir).
+
+        Args:
+            name: a name in the checkpoint directory, or a path.
+            overwrite: replace an existing checkpoint.
+            meta: JSON-serialisable metadata stored in the manifest.
+            blocking: with False the state is frozen now (NumPy leaves copied) and written on a
+                background thread; a Future of the path is returned.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default (needs blocking=True).
+            progress_file: stream for the bar (default stderr).
+
+        Returns:
+            The checkpoint path (or a Future of it).
+        """
+        return save_experiment_checkpoint(self, name, overwrite=overwrite, meta=meta,
+                                          blocking=blocking, show_progress=show_progress,
+                                          progress_file=progress_file)
+
+    def restore_checkpoint(self, name_or_path: str | Path, *, show_progress: bool = False,
+                           progress_file: Any = None) -> None:
+        """Restore an experiment checkpoint, or a graph checkpoint into the model graph.
+
+        Args:
+            name_or_path: a name from :attr:`available_checkpoints`, or a path.
+            show_progress: draw a tqdm bar over the parts written/read (pytree items,
+                files, digests); off by default.
+            progress_file: stream for the bar (default stderr).
+        """
+        restore_experiment_checkpoint(self, name_or_path, show_progress=show_progress,
+                                      progress_file=progress_file)
+
+    @property
+    def available_checkpoints(self) -> dict[str, Path]:
+        """Disk checkpoints by name: the experiment's and its phases' Checkpointing ones."""
+        return available_checkpoints(self)
