@@ -277,6 +277,57 @@ def _target_records(target: Any) -> tuple[list[dict[str, Any]], Any, list[Any]]:
     return spec["leaves"], treedef, leaves
 
 
+def _match_target(records: list[dict[str, Any]], target: Any,
+                  where: str) -> tuple[Any, dict[int, Any], set[int]]:
+    """Check ``target`` against the stored leaves; ``(treedef, shardings, uncommitted)``:
+    the target's shardings by leaf index, and the leaves jax placed by default."""
+    t_records, treedef, t_leaves = _target_records(target)
+    if [r["path"] for r in t_records] != [r["path"] for r in records]:
+        have = {r["path"] for r in records}
+        want = {r["path"] for r in t_records}
+        raise CheckpointError(
+            f"{where}: the tree structure does not match the target: missing in checkpoint "
+            f"{sorted(want - have)[:8]}, unexpected in checkpoint {sorted(have - want)[:8]}")
+    shardings: dict[int, Any] = {}
+    uncommitted: set[int] = set()
+    for r, tr, tl in zip(records, t_records, t_leaves):
+        if r["shape"] != tr["shape"] or (r["kind"] != "key" and r["dtype"] != tr["dtype"]
+                                         and tr["kind"] in ("array", "empty")):
+            raise CheckpointError(
+                f"{where}: leaf {r['path']!r} is {r['dtype']}{tuple(r['shape'])} in the "
+                f"checkpoint but {tr['dtype']}{tuple(tr['shape'])} in the target")
+        if r["kind"] != "array":
+            continue
+        if isinstance(tl, jax.Array) and not tl.committed:
+            # a leaf jax placed by default stays uncommitted: a committed copy would
+            # make every jitted function that takes it compile again
+            uncommitted.add(r["i"])
+        elif isinstance(tl, jax.Array | jax.ShapeDtypeStruct) and tl.sharding is not None:
+            shardings[r["i"]] = tl.sharding
+    return treedef, shardings, uncommitted
+
+
+def _read_arrays(directory: Path, records: list[dict[str, Any]], item: str,
+                 shardings: dict[int, Any], where: str) -> dict[str, Any]:
+    """The stored arrays of ``item`` by leaf name, placed with ``shardings`` (NumPy
+    elsewhere)."""
+    names = {f"l{r['i']:06d}": r for r in records if r["kind"] not in _NO_DATA}
+    args = {}
+    for name, r in names.items():
+        sh = shardings.get(r["i"])
+        args[name] = (ocp.ArrayRestoreArgs(sharding=sh, global_shape=tuple(r["shape"]))
+                      if sh is not None else ocp.RestoreArgs(restore_type=np.ndarray))
+    try:
+        return ocp.PyTreeCheckpointer().restore(
+            Path(directory).absolute(), args=ocp.args.PyTreeRestore(
+                item={item: dict.fromkeys(args, 0)}, restore_args={item: args},
+                partial_restore=True))[item]
+    except Exception as e:  # orbax raises many types for missing/corrupt data
+        raise CheckpointError(
+            f"{where}: cannot read the array data in {str(directory)!r} "
+            f"(missing or truncated): {type(e).__name__}: {e}") from e
+
+
 def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *, item: str = "tree",
                  template: Any = None, where: str = "checkpoint") -> Any:
     """Read a tree written by :func:`save_tree`.
@@ -301,47 +352,9 @@ def restore_tree(directory: Path, spec: TreeSpec, target: Any = None, *, item: s
             first differing paths), or the array data is missing/corrupt.
     """
     records = spec["leaves"]
-    shardings: dict[int, Any] = {}
-    uncommitted: set[int] = set()
-    treedef = None
-    if target is not None:
-        t_records, treedef, t_leaves = _target_records(target)
-        if [r["path"] for r in t_records] != [r["path"] for r in records]:
-            have = {r["path"] for r in records}
-            want = {r["path"] for r in t_records}
-            raise CheckpointError(
-                f"{where}: the tree structure does not match the target: missing in checkpoint "
-                f"{sorted(want - have)[:8]}, unexpected in checkpoint {sorted(have - want)[:8]}")
-        for r, tr, tl in zip(records, t_records, t_leaves):
-            if r["shape"] != tr["shape"] or (r["kind"] != "key" and r["dtype"] != tr["dtype"]
-                                             and tr["kind"] in ("array", "empty")):
-                raise CheckpointError(
-                    f"{where}: leaf {r['path']!r} is {r['dtype']}{tuple(r['shape'])} in the "
-                    f"checkpoint but {tr['dtype']}{tuple(tr['shape'])} in the target")
-            sh = getattr(tl, "sharding", None)
-            if r["kind"] == "array" and isinstance(tl, jax.Array) and not tl.committed:
-                # a leaf jax placed by default stays uncommitted: a committed copy would
-                # make every jitted function that takes it compile again
-                uncommitted.add(r["i"])
-            elif r["kind"] == "array" and sh is not None:
-                shardings[r["i"]] = sh
-    stored: dict[str, Any] = {}
-    if spec.get("orbax"):
-        names = {f"l{r['i']:06d}": r for r in records if r["kind"] not in _NO_DATA}
-        args = {}
-        for name, r in names.items():
-            sh = shardings.get(r["i"])
-            args[name] = (ocp.ArrayRestoreArgs(sharding=sh, global_shape=tuple(r["shape"]))
-                          if sh is not None else ocp.RestoreArgs(restore_type=np.ndarray))
-        try:
-            stored = ocp.PyTreeCheckpointer().restore(
-                Path(directory).absolute(), args=ocp.args.PyTreeRestore(
-                    item={item: dict.fromkeys(args, 0)}, restore_args={item: args},
-                    partial_restore=True))[item]
-        except Exception as e:  # orbax raises many types for missing/corrupt data
-            raise CheckpointError(
-                f"{where}: cannot read the array data in {str(directory)!r} "
-                f"(missing or truncated): {type(e).__name__}: {e}") from e
+    treedef, shardings, uncommitted = (None, {}, set()) if target is None else \
+        _match_target(records, target, where)
+    stored = _read_arrays(directory, records, item, shardings, where) if spec.get("orbax") else {}
     values = []
     for r in records:
         x = stored.get(f"l{r['i']:06d}")
