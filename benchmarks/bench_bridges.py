@@ -62,11 +62,19 @@ def modjax_epochs(kind: str, epochs: int) -> list[float]:
     """Seconds per epoch of a TrainPhase with a torch or JAX MLP node."""
     import torch
 
+    from modjax import (
+        AppliedLoss,
+        FeatureSet,
+        InputBinding,
+        ModelGraph,
+        ModelNode,
+        Optimizer,
+        SequentialMLP,
+        SimpleSampler,
+        TrainPhase,
+    )
     from modjax.bridge import TorchModelWrapper
     from modjax.context import ExperimentContext
-    from modjax.data import FeatureSet, SimpleSampler
-    from modjax.graph import ModelGraph, ModelNode, SequentialMLP
-    from modjax.train import AppliedLoss, InputBinding, Optimizer, TrainPhase
 
     x, y = make_data()
     with ExperimentContext(registration_policy="overwrite").activate():

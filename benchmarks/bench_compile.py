@@ -32,7 +32,6 @@ from bench_train_loop import CompileCounter, init_mlp, make_data
 
 from modjax import (
     AppliedLoss,
-    ExperimentContext,
     FeatureSet,
     InputBinding,
     ModelGraph,
@@ -42,6 +41,7 @@ from modjax import (
     SimpleSampler,
     TrainPhase,
 )
+from modjax.context import ExperimentContext
 
 try:
     from modjax.train.programs import clear_program_cache

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.data import DeviceStore, FeatureSet, SimpleSampler, gather_plan
+from modjax import FeatureSet, SimpleSampler
+from modjax.data import DeviceStore, gather_plan
 
 
 def main() -> None:

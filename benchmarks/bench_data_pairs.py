@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from modjax.data import FeatureSet, PairedSampler, SimilarityCondition
+from modjax import FeatureSet, PairedSampler, SimilarityCondition
 
 
 def dense_epoch(groups: np.ndarray, rng: np.random.Generator, block: int = 1000) -> np.ndarray:

@@ -21,7 +21,7 @@ import tracemalloc
 
 import numpy as np
 
-from modjax.data import FeatureSet
+from modjax import FeatureSet
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

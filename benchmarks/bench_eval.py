@@ -26,13 +26,13 @@ import numpy as np
 from modjax import (
     AppliedLoss,
     EvalPhase,
-    ExperimentContext,
     FeatureSet,
     InputBinding,
     ModelGraph,
     ModelNode,
     SequentialMLP,
 )
+from modjax.context import ExperimentContext
 
 GOAL = 1.05
 

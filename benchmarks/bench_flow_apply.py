@@ -27,8 +27,8 @@ from collections import Counter
 import jax
 import jax.numpy as jnp
 
-from modjax.graph.flow import FlowBuilder, Mean, SoftmaxRouter
-from modjax.graph.models import Linear
+from modjax import Linear
+from modjax.flow import FlowBuilder, Mean, SoftmaxRouter
 
 
 def build(width: int):

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax import ConcatNode, ExperimentContext, FeatureSet, ModelGraph, ModelNode, SequentialMLP
+from modjax import ConcatNode, FeatureSet, ModelGraph, ModelNode, SequentialMLP
+from modjax.context import ExperimentContext
 
 BATCH, D_IN = 2048, 64
 

@@ -12,7 +12,8 @@ import time
 import jax
 import numpy as np
 
-from modjax import ConcatNode, ExperimentContext, FeatureSet, ModelGraph, ModelNode, SequentialMLP
+from modjax import ConcatNode, FeatureSet, ModelGraph, ModelNode, SequentialMLP
+from modjax.context import ExperimentContext
 
 
 def make_graph(fs_ref):

@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from modjax.graph.flow import FlowBuilder, Mean
-from modjax.graph.models import Linear
+from modjax import Linear
+from modjax.flow import FlowBuilder, Mean
 from modjax.observe import Observer
 
 

@@ -85,10 +85,18 @@ def generate(path: Path, rows: int, cols: int, group: int = 131072) -> None:
 def child(mode: str, path: str, cols: int, budget: int, batch: int) -> None:
     import jax
 
+    from modjax import (
+        AppliedLoss,
+        FeatureSet,
+        InputBinding,
+        ModelGraph,
+        ModelNode,
+        Optimizer,
+        SequentialMLP,
+        SimpleSampler,
+        TrainPhase,
+    )
     from modjax.context import ExperimentContext
-    from modjax.data import FeatureSet, SimpleSampler
-    from modjax.graph import ModelGraph, ModelNode, SequentialMLP
-    from modjax.train import AppliedLoss, InputBinding, Optimizer, TrainPhase
 
     keys = [f"x{i}" for i in range(cols)]
 

@@ -38,7 +38,6 @@ import optax
 
 from modjax import (
     AppliedLoss,
-    ExperimentContext,
     FeatureSet,
     InputBinding,
     ModelGraph,
@@ -48,6 +47,7 @@ from modjax import (
     SimpleSampler,
     TrainPhase,
 )
+from modjax.context import ExperimentContext
 
 EPOCHS, HIDDEN, LR = 20, 32, 1e-3
 GOAL = 1.15

@@ -20,11 +20,21 @@ import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 
+from modjax import (
+    AppliedLoss,
+    EvalPhase,
+    FeatureSet,
+    FitPhase,
+    InputBinding,
+    ModelGraph,
+    ModelNode,
+    Optimizer,
+    SequentialMLP,
+    SimpleSampler,
+    TrainPhase,
+)
 from modjax.bridge import TorchModelWrapper
 from modjax.context import ExperimentContext
-from modjax.data import FeatureSet, SimpleSampler
-from modjax.graph import ModelGraph, ModelNode, SequentialMLP
-from modjax.train import AppliedLoss, EvalPhase, FitPhase, InputBinding, Optimizer, TrainPhase
 
 
 class Encoder(torch.nn.Module):

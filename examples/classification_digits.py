@@ -33,8 +33,8 @@ from modjax import (
     SequentialMLP,
     SimpleSampler,
     TrainPhase,
-    probabilities,
 )
+from modjax.train import probabilities
 
 
 def main(n_epochs: int = 40, seed: int = 0, verbose: bool = True) -> dict[str, float]:

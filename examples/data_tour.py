@@ -16,14 +16,8 @@ import numpy as np
 import optax
 import pandas as pd
 
-from modjax.data import (
-    DeviceStore,
-    FeatureSet,
-    PairedSampler,
-    SimilarityCondition,
-    SimpleSampler,
-    gather_plan,
-)
+from modjax import FeatureSet, PairedSampler, SimilarityCondition, SimpleSampler
+from modjax.data import DeviceStore, gather_plan
 
 
 def make_frame(n_cells: int = 12, n_cycles: int = 40, n_points: int = 16,

@@ -24,17 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.graph.flow import (
-    Add,
-    FixedSelector,
-    FlowBuilder,
-    Mean,
-    Reshape,
-    SoftmaxRouter,
-    ThresholdHalt,
-)
-from modjax.graph.models import Linear, SequentialMLP
-from modjax.train import Optimizer, frozen_mask
+from modjax import Linear, Optimizer, SequentialMLP
+from modjax.flow import Add, FixedSelector, FlowBuilder, Mean, Reshape, SoftmaxRouter, ThresholdHalt
+from modjax.train import frozen_mask
 
 # one width throughout, so every Linear(W) on a W-wide stream shares its compiled init
 N_BATCHES, BATCH, D, W = 8, 32, 8, 8

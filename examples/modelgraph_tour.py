@@ -13,15 +13,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from modjax import (
-    ConcatNode,
-    ExperimentContext,
-    FeatureSet,
-    ModelGraph,
-    ModelNode,
-    Optimizer,
-    SequentialMLP,
-)
+from modjax import ConcatNode, FeatureSet, ModelGraph, ModelNode, Optimizer, SequentialMLP
+from modjax.context import ExperimentContext
 
 
 def connectivity(mg: ModelGraph) -> None:

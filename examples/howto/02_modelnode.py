@@ -18,16 +18,16 @@ import numpy as np
 import optax
 
 from modjax import (
-    DataFormat,
     Experiment,
     FeatureSet,
     ModelGraph,
     ModelNode,
     Optimizer,
-    SampleData,
     SequentialCNN,
     SequentialMLP,
 )
+from modjax.data import DataFormat
+from modjax.graph import SampleData
 
 
 def shapes(name: str, model: object) -> None:
@@ -67,7 +67,7 @@ def bridged_nodes(fs_ref: object) -> None:
 
     from sklearn.linear_model import SGDRegressor
 
-    from modjax import ScikitModelWrapper, TorchModelWrapper
+    from modjax.bridge import ScikitModelWrapper, TorchModelWrapper
 
     wrapped = TorchModelWrapper(model=MyEncoder(10, 4))
     print(f"Wrapped model built: {wrapped.is_built}")

@@ -21,9 +21,9 @@ from modjax import (
     ModelGraph,
     ModelNode,
     Optimizer,
-    SampleData,
     SequentialMLP,
 )
+from modjax.graph import SampleData
 
 
 def mlp(out: tuple[int, ...] | None, n_layers: int, hidden: int) -> SequentialMLP:

@@ -14,16 +14,15 @@ import numpy as np
 
 from modjax import (
     ConcatNode,
-    DataFormat,
     Experiment,
     FeatureSet,
-    MergeStrategy,
     ModelGraph,
     ModelNode,
     Optimizer,
-    SampleData,
     SequentialMLP,
 )
+from modjax.data import DataFormat
+from modjax.graph import MergeStrategy, SampleData
 
 
 def encoder(label: str, out: tuple[int, ...], fs_ref: object) -> ModelNode:

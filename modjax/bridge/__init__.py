@@ -7,20 +7,31 @@ loaded (and import their library) on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from modjax.bridge.dispatch import bridge_model, is_sklearn_estimator, is_torch_module, wrap_model
+from modjax._lazy import lazy_namespace
 
-__all__ = ["TorchModelWrapper", "ScikitModelWrapper", "wrap_model", "bridge_model",
-           "is_torch_module", "is_sklearn_estimator"]
+if TYPE_CHECKING:  # the names as static tools see them; at run time _WHERE loads them
+    from modjax.bridge.dispatch import (
+        bridge_model,
+        is_sklearn_estimator,
+        is_torch_module,
+        wrap_model,
+    )
+    from modjax.bridge.sklearn_model import ScikitModelWrapper
+    from modjax.bridge.torch_model import TorchModelWrapper
 
-_LAZY = {"TorchModelWrapper": "modjax.bridge.torch_model",
-         "ScikitModelWrapper": "modjax.bridge.sklearn_model"}
+_WHERE: dict[str, str] = {
+    **dict.fromkeys((
+        "bridge_model", "is_sklearn_estimator", "is_torch_module", "wrap_model",
+    ), "modjax.bridge.dispatch"),
+    "ScikitModelWrapper": "modjax.bridge.sklearn_model",
+    "TorchModelWrapper": "modjax.bridge.torch_model",
+}
 
+__all__ = [
+    "bridge_model", "is_sklearn_estimator", "is_torch_module", "ScikitModelWrapper",
+    "TorchModelWrapper", "wrap_model",
+]
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'modjax.bridge' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_namespace("modjax.bridge", _WHERE)

@@ -76,7 +76,7 @@ def wrap_model(model: Any) -> Any:
         TypeError: ``model`` is none of those.
 
     Example:
-        >>> from modjax.graph.models import Identity
+        >>> from modjax import Identity
         >>> m = Identity()
         >>> wrap_model(m) is m
         True

@@ -253,7 +253,7 @@ class DataAccessMixin(ModularMLAccessMixin):
             stacked. TypeError: string values with ``fmt="jax"``.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("gd", {"a": [[1., 2.]], "b": [[3., 4.]], "y": [0.]},
             ...                           ["a", "b"], "y")
             >>> fs.get_domain("features").shape, fs.get_domain("features", "b", fmt="dict")
@@ -373,7 +373,7 @@ class DataAccessMixin(ModularMLAccessMixin):
             (ModularML's positional fmt reads as ``keys`` to them: pass ``fmt=`` to get it).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("gf", {"v": np.ones((3, 8)), "y": np.zeros(3)},
             ...                           "v", "y")
             >>> fs.get_features().shape, type(fs.get_features(fmt="jax")).__name__
@@ -499,7 +499,7 @@ class DataAccessMixin(ModularMLAccessMixin):
             KeyError: no such column here (names the closest ones).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("gc", {"x": [1.0, 2.0], "y": [0.0, 1.0]}, "x", "y")
             >>> fs.take([1]).get_column("targets.y.raw").tolist()
             [1.0]

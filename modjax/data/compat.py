@@ -105,7 +105,7 @@ def resolve_column_selectors(host: Any, *, columns: Any = None, features: Any = 
         KeyError: a selector matches no column (names it and the nearest columns).
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("rcs", {"v": [1.0], "y": [2.0]}, "v", "y")
         >>> resolve_column_selectors(fs, features="v", targets="*")
         ['features.v.raw', 'targets.y.raw']
@@ -179,7 +179,7 @@ class ModularMLAccessMixin:
             The names.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("gfk", {"v": [1.0], "y": [0.0]}, "v", "y")
             >>> fs.get_feature_keys(), fs.get_feature_keys(include_domain_prefix=False)
             (['features.v.raw'], ['v.raw'])
@@ -202,7 +202,7 @@ class ModularMLAccessMixin:
         when the domain prefix is kept.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> FeatureSet.from_dict("gak", {"v": [1.0], "y": [0.0]}, "v", "y").get_all_keys()
             ['features.v.raw', 'targets.y.raw', 'sample_uuids']
         """
@@ -244,7 +244,7 @@ class ModularMLAccessMixin:
         """``{column: per-sample shape}`` of the features, ModularML's key spelling.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("gfs", {"v": np.ones((2, 3)), "y": [0., 1.]}, "v", "y")
             >>> fs.get_feature_shapes(), fs.get_target_shapes(include_rep_suffix=False)
             ({'features.v.raw': (3,)}, {'targets.y': ()})
@@ -269,7 +269,7 @@ class ModularMLAccessMixin:
         """``{column: dtype name}`` of the features (``'string'`` for text).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> FeatureSet.from_dict("gfd", {"v": [1.0], "y": [0]}, "v", "y").get_feature_dtypes()
             {'features.v.raw': 'float64'}
         """
@@ -349,7 +349,7 @@ class ModularMLAccessMixin:
             the ``fmt=`` literal like :meth:`get_features`).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("gd2", {"v": [1.0, 2.0], "y": [0., 1.], "c": [7, 8]},
             ...                           "v", "y", "c")
             >>> sorted(fs.get_data(features="v", tags="*"))
@@ -388,7 +388,7 @@ class ModularMLAccessMixin:
         """Sample uuids of these rows (``fmt="numpy"``: an object array of str; ``"list"``).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("gsu", {"v": [1.0, 2.0], "y": [0., 1.]}, "v", "y")
             >>> len(fs.get_sample_uuids()), len(fs.get_sample_uuids(fmt="list"))
             (2, 2)
@@ -400,7 +400,7 @@ class ModularMLAccessMixin:
         """These rows and columns as an Arrow table (columns ordered as :meth:`get_all_keys`).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("ta", {"v": [1.0, 2.0], "y": [0., 1.]}, "v", "y")
             >>> fs.take([1]).to_arrow().num_rows
             1
@@ -413,7 +413,7 @@ class ModularMLAccessMixin:
         """These rows as a pandas DataFrame (array cells as arrays).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> FeatureSet.from_dict("tp", {"v": [1.0], "y": [0.]}, "v", "y").to_pandas().shape
             (1, 3)
         """
@@ -423,7 +423,7 @@ class ModularMLAccessMixin:
         """A boxed text summary: label, sample count, columns per domain, splits.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> print(FeatureSet.from_dict("sm", {"v": [1.0], "y": [0.]}, "v", "y").summary())
             ┌─ FeatureSet ───────────┐
             │ label : sm             │
@@ -480,7 +480,7 @@ class ModularMLAccessMixin:
             KeyError: an unknown column. TypeError: a value condition on array cells.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("flt", {"v": [1.0, 2.0, 3.0], "y": [0., 1., 1.],
             ...                                   "c": ["a", "b", "a"]}, "v", "y", "c")
             >>> fs.filter(conditions={"tags.c.raw": "a"}).indices.tolist()
@@ -504,7 +504,7 @@ class ModularMLAccessMixin:
         """A view of the samples with these uuids (ModularML's name for ``take_uuids``).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("tsu", {"v": [1.0, 2.0], "y": [0., 1.]}, "v", "y")
             >>> fs.take_sample_uuids(fs.get_sample_uuids()[1:]).indices.tolist()
             [1]
@@ -518,7 +518,7 @@ class SupportedScalers(Mapping):
     importing modjax does not import scikit-learn (ModularML's ``mml.supported_scalers``).
 
     Example:
-        >>> from modjax.data.compat import supported_scalers
+        >>> from modjax import supported_scalers
         >>> "SegmentedScaler" in supported_scalers and "MinMaxScaler" in supported_scalers
         True
     """

@@ -231,7 +231,7 @@ def gather_domain(view: Any, domain: str, keys: Sequence[str], rep: str | None,
         TypeError: a column's dtype cannot go on the device (strings).
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("gd", {"a": [0., 1., 2.], "b": [3, 4, 5], "y": [0.] * 3},
         ...                           ["a", "b"], "y")
         >>> out = gather_domain(fs.take([2, 0]), "features", ["a", "b"], None, np.float32)
@@ -284,7 +284,8 @@ class DeviceStore:
             the mesh spans several processes (each process then reads only its rows).
 
     Example:
-        >>> from modjax.data import FeatureSet, SimpleSampler
+        >>> from modjax import FeatureSet
+        >>> from modjax import SimpleSampler
         >>> fs = FeatureSet.from_dict("dev", {"x": np.arange(10.0), "y": np.arange(10.0)}, "x", "y")
         >>> store = DeviceStore(fs)
         >>> plan = SimpleSampler(4, shuffle=False, source=fs).plan()
@@ -414,7 +415,7 @@ class DeviceStore:
             The arrays and the plan to scan over (gather with :meth:`gather_fn`).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("ea", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
             >>> arrays, p = DeviceStore(fs).epoch_arrays(IndexPlan.from_flat(np.arange(4), 2))
             >>> arrays["features"].shape, p.n_batches
@@ -443,7 +444,7 @@ class DeviceStore:
             An equal plan, partly on the device.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("rp", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
             >>> store, p = DeviceStore(fs), IndexPlan.from_flat(np.arange(4), 2)
             >>> _ = store.reuse_plan_leaves(p)
@@ -472,7 +473,7 @@ class DeviceStore:
         """The pure gather matching this store's layout (use inside the jitted step).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("gf", {"x": np.arange(2.0), "y": np.zeros(2)}, "x", "y")
             >>> DeviceStore(fs).gather_fn() is gather_plan
             True
@@ -492,7 +493,7 @@ class DeviceStore:
             The device plan (padding slots masked, weight 0).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("pp", {"x": np.arange(3.0), "y": np.zeros(3)}, "x", "y")
             >>> DeviceStore(fs).put_plan(IndexPlan.from_flat(np.arange(3), 2)).mask["default"].shape
             (2, 2)
@@ -532,7 +533,8 @@ class DeviceStore:
             ``(store_arrays, device_plan)``: run the epoch's scan over each in turn.
 
         Example:
-            >>> from modjax.data import FeatureSet, SimpleSampler
+            >>> from modjax import FeatureSet
+            >>> from modjax import SimpleSampler
             >>> fs = FeatureSet.from_dict("ec", {"x": np.arange(8.0), "y": np.zeros(8)}, "x", "y")
             >>> plan = SimpleSampler(2, shuffle=False, source=fs).plan()
             >>> small = DeviceStore(fs, byte_budget=DeviceStore(fs).nbytes // 2)
@@ -578,7 +580,7 @@ class DeviceStore:
             An object array of uuid strings.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("uf", {"x": np.arange(3.0), "y": np.zeros(3)}, "x", "y")
             >>> DeviceStore(fs).uuids_for([2])[0] == fs.sample_uuids[2]
             True
@@ -599,7 +601,7 @@ class DeviceStore:
             The store.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("fr", {"a": np.ones((4, 2)), "b": np.zeros(4),
             ...                                  "y": np.zeros(4)}, ["a", "b"], "y")
             >>> DeviceStore.from_reference(fs.reference(features="a")).arrays["features"].shape
@@ -645,7 +647,7 @@ def shared_store(source: Any, **kwargs: Any) -> DeviceStore:
         The shared store (new on the first call for this data).
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("sh", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
         >>> a = shared_store(fs.take(np.arange(3)))
         >>> a is shared_store(fs.take(np.arange(3))), a is shared_store(fs.take(np.arange(2)))

@@ -36,7 +36,7 @@ def featureset_mermaid(fs: FeatureSet, *, show_features: bool = True, show_targe
     """Mermaid ``flowchart TD`` text for ``fs`` (see :meth:`FeatureSet.visualize`).
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("mm", {"x": [1.0, 2.0], "y": [0.0, 1.0]}, "x", "y")
         >>> "<b>mm</b><br/>n_samples=2" in featureset_mermaid(fs)
         True

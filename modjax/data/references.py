@@ -100,7 +100,7 @@ class FeatureSetReference:
         rep: ``"raw"``, ``"transformed"`` or None (transformed when present).
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("r", {"a": [[1., 2.]], "b": [[3., 4.]], "y": [0.]},
         ...                           ["a", "b"], "y")
         >>> ref = fs.reference(features="*")
@@ -200,7 +200,7 @@ class FeatureSetColumnReference:
     """Symbolic pointer to one column ``domain.key.rep`` of a FeatureSet.
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("c", {"v": [1., 2.], "y": [0., 1.]}, "v", "y")
         >>> fs.column_reference(feature="v").column
         'features.v.raw'

@@ -135,7 +135,7 @@ class BaseSampler(abc.ABC):
             RuntimeError: the sampler is not bound.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("pl", {"x": np.arange(6.0), "y": np.zeros(6)}, "x", "y")
             >>> s = SimpleSampler(3, seed=0, source=fs)
             >>> bool((s.plan(4).indices["default"] == s.plan(4).indices["default"]).all())
@@ -150,7 +150,7 @@ class BaseSampler(abc.ABC):
             The plan of epoch ``self.epoch`` before the call.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("np", {"x": np.arange(6.0), "y": np.zeros(6)}, "x", "y")
             >>> s = SimpleSampler(3, seed=0, source=fs)
             >>> first = s.next_plan()
@@ -213,7 +213,7 @@ class SimpleSampler(BaseSampler):
     """Plain batches of one role (``"default"``).
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("s", {"x": np.arange(5.0), "y": np.zeros(5)}, "x", "y")
         >>> p = SimpleSampler(2, shuffle=False, source=fs).plan()
         >>> p.indices["default"].tolist(), p.mask["default"][-1].tolist()
@@ -295,7 +295,7 @@ class NSampler(BaseSampler):
         anchor_role: name of the anchor role.
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("n", {"x": np.arange(6.0), "g": [0, 0, 1, 1, 2, 2]},
         ...                           "x", None, "g")
         >>> s = NSampler({"same": {"g": SimilarityCondition()}}, batch_size=3, source=fs)
@@ -522,7 +522,7 @@ class PairedSampler(NSampler):
         other arguments: as in :class:`NSampler`.
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("pairs", {"x": np.arange(4.0), "soh": [.90, .91, .50, .52]},
         ...                           "x", "soh")
         >>> s = PairedSampler({"soh": SimilarityCondition(tolerance=0.05)}, 2, source=fs)
@@ -559,7 +559,7 @@ class TripletSampler(NSampler):
         other arguments: as in :class:`NSampler`.
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("tri", {"x": np.arange(6.0), "g": [0, 0, 0, 1, 1, 1]},
         ...                           "x", None, "g")
         >>> t = TripletSampler({"g": SimilarityCondition()},

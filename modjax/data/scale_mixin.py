@@ -40,7 +40,7 @@ class ScaleMixin:
             scaler.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("ft", {"x": [1.0, 2.0, 3.0, 4.0], "y": [0., 0, 1, 1]},
             ...                           "x", "y")
             >>> _ = fs.split_random({"train": 2, "test": 2}, seed=0)
@@ -66,7 +66,7 @@ class ScaleMixin:
             KeyError: an unknown key.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("ul", {"x": [1.0, 3.0], "y": [0.0, 1.0]}, "x", "y")
             >>> _ = fs.fit_transform("StandardScaler", domain="features")
             >>> _ = fs.fit_transform("Negate", domain="features")
@@ -89,7 +89,7 @@ class ScaleMixin:
             ValueError: a later transform that is not undone depends on one that is.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("ua", {"x": [1.0, 3.0], "y": [0.0, 1.0]}, "x", "y")
             >>> _ = fs.fit_transform("MinMaxScaler", domain="features")
             >>> _ = fs.fit_transform("MinMaxScaler", domain="targets")
@@ -117,7 +117,7 @@ class ScaleMixin:
                 keys not in ``columns``.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("us", {"x": [1.0, 2.0], "y": [10.0, 30.0]}, "x", "y")
             >>> _ = fs.fit_transform("MinMaxScaler", domain="targets")
             >>> pred = np.array([[0.5], [1.0]])  # model outputs in scaled units
@@ -141,7 +141,7 @@ class ScaleMixin:
             ValueError: a scaler was fitted jointly on keys not in ``columns``.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("it", {"x": [1.0, 2.0], "y": [0.0, 1.0]}, "x", "y")
             >>> _ = fs.fit_transform("StandardScaler", domain="features")
             >>> _ = fs.fit_transform("Negate", domain="features")

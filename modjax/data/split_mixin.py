@@ -49,7 +49,7 @@ class SplitMixin:
             KeyError: no such split (names the split and the available ones).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("gs", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
             >>> _ = fs.split_random({"train": 3, "test": 1}, seed=0)
             >>> fs.get_split("train").n_samples, fs.n_splits
@@ -72,7 +72,7 @@ class SplitMixin:
                 exists already.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("as", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
             >>> fs.add_split(fs.take([0, 2], label="even"))
             >>> fs.available_splits, fs.get_split("even").indices.tolist()
@@ -99,7 +99,7 @@ class SplitMixin:
             The removed view.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("rs", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
             >>> _ = fs.split_random({"a": 2, "b": 2}, seed=0)
             >>> fs.remove_split("a").n_samples, fs.available_splits
@@ -156,7 +156,7 @@ class SplitMixin:
             KeyError: unknown group/stratify column or source split.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("sr", {"x": np.arange(10.0), "y": np.zeros(10)},
             ...                           "x", "y")
             >>> parts = fs.split_random({"train": 0.8, "test": 0.2}, seed=0)
@@ -192,7 +192,7 @@ class SplitMixin:
             ``{name: view}`` (None when ``return_views`` is False).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("sc", {"x": np.arange(6.0), "cell": list("aabbcc")},
             ...                           "x", None, "cell")
             >>> v = fs.split_by_condition({"ab": {"cell": ["a", "b"]},

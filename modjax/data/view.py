@@ -74,7 +74,7 @@ class FeatureSetView(DataAccessMixin):
         label: optional name (a split's name).
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("v", {"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]}, "x", "y")
         >>> v = fs.to_view().take([2, 0])
         >>> v.get_features()[:, 0].tolist(), v.indices.tolist()
@@ -155,7 +155,7 @@ class FeatureSetView(DataAccessMixin):
             The sub-view; its ``indices`` index the source FeatureSet.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("vt", {"x": np.arange(5.0), "y": np.zeros(5)}, "x", "y")
             >>> fs.take([4, 3, 2]).take([0, 2]).indices.tolist()
             [4, 2]
@@ -180,7 +180,7 @@ class FeatureSetView(DataAccessMixin):
             The view.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("vs", {"a": [1.0], "b": [2.0], "y": [0.0]},
             ...                           ["a", "b"], "y")
             >>> fs.to_view().select(["features.a.raw"]).columns
@@ -202,7 +202,7 @@ class FeatureSetView(DataAccessMixin):
             The view without a column filter.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("ve", {"a": [1.0], "y": [0.0]}, "a", "y")
             >>> narrow = fs.select(["features.a.raw"], label="n")
             >>> wide = narrow.expand_columns()
@@ -226,7 +226,7 @@ class FeatureSetView(DataAccessMixin):
             Whether the views share no sample.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("vd", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
             >>> fs.take([0, 1]).is_disjoint_with(fs.take([2, 3]))
             True
@@ -245,7 +245,7 @@ class FeatureSetView(DataAccessMixin):
             The shared uuids, sorted.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("vo", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
             >>> fs.take([0, 1]).get_overlap_with(fs.take([1, 2])) == [fs.sample_uuids[1]]
             True
@@ -268,7 +268,7 @@ class FeatureSetView(DataAccessMixin):
         (``order="other"``: in ``other``'s order). This view's columns are kept.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("ti", {"x": np.arange(5.0), "y": np.zeros(5)}, "x", "y")
             >>> fs.take([4, 1, 2]).take_intersection(fs.take([2, 4])).indices.tolist()
             [4, 2]
@@ -286,7 +286,7 @@ class FeatureSetView(DataAccessMixin):
         """Rows of this view that are not in ``other`` (same source), in this view's order.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("td", {"x": np.arange(5.0), "y": np.zeros(5)}, "x", "y")
             >>> fs.take([4, 1, 2]).take_difference(fs.take([2])).indices.tolist()
             [4, 1]
@@ -299,7 +299,7 @@ class FeatureSetView(DataAccessMixin):
         """Rows of this view followed by the rows of ``other`` not already here.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("tn", {"x": np.arange(5.0), "y": np.zeros(5)}, "x", "y")
             >>> fs.take([3, 1]).take_union(fs.take([1, 0])).indices.tolist()
             [3, 1, 0]
@@ -323,7 +323,7 @@ class FeatureSetView(DataAccessMixin):
             The FeatureSet.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("tf", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
             >>> sub = fs.take([3, 1]).to_featureset("sub")
             >>> sub.n_samples, sub.get_features()[:, 0].tolist()
@@ -354,7 +354,7 @@ class FeatureSetView(DataAccessMixin):
             ValueError: ``register=True`` on a view that is not a registered split.
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("ns", {"x": np.arange(10.0), "y": np.zeros(10)},
             ...                           "x", "y")
             >>> _ = fs.split_random({"source": 0.5, "test": 0.5}, seed=0)
@@ -379,7 +379,7 @@ class FeatureSetView(DataAccessMixin):
         """Condition split of this view's rows (see :meth:`split_random` for nesting).
 
         Example:
-            >>> from modjax.data import FeatureSet
+            >>> from modjax import FeatureSet
             >>> fs = FeatureSet.from_dict("nc", {"x": np.arange(4.0), "y": np.zeros(4)}, "x", "y")
             >>> v = fs.take([0, 3]).split_by_condition({"hi": {"x": lambda x: x > 1}},
             ...                                        register=False)

@@ -1,30 +1,32 @@
-"""Graph layer: models, nodes, ModelGraph, FlowBuilder, label paths."""
+"""modjax.graph: graph definitions (GraphDef, apply), the node base classes and SampleData.
 
-from modjax.graph.definition import GraphDef, apply, definition_hash
-from modjax.graph.model_graph import ModelGraph
-from modjax.graph.models import *
-from modjax.graph.models import __all__ as _models_all
-from modjax.graph.nodes import (
-    AddNode,
-    ConcatNode,
-    GraphNode,
-    MeanNode,
-    MergeNode,
-    MergeStrategy,
-    ModelNode,
-    NodeReference,
-    StackNode,
-)
-from modjax.paths import get_at, has_path, join_path, path_mask, set_at, split_path
-from modjax.graph.sample_data import SampleData
+ModelGraph, ModelNode, the merge nodes and the built-in models are at the top level; the
+model protocol, base classes and adapters in :mod:`modjax.graph.models`; flow graphs in
+:mod:`modjax.flow`; label paths in :mod:`modjax.paths`.
+"""
 
-__all__ = ["get_at", "has_path", "join_path", "path_mask", "set_at", "split_path"]
-__all__ += ["GraphDef", "apply", "definition_hash"]
-__all__ += ["AddNode", "ConcatNode", "GraphNode", "MeanNode", "MergeNode", "MergeStrategy",
-            "ModelGraph", "ModelNode", "NodeReference", "SampleData", "StackNode", *_models_all]
+from __future__ import annotations
 
-# FlowBuilder and the graph tree
-from modjax.graph.flow import *  # noqa: E402
-from modjax.graph.flow import __all__ as _flow_all  # noqa: E402
+from typing import TYPE_CHECKING
 
-__all__ += [*_flow_all]
+from modjax._lazy import lazy_namespace
+
+if TYPE_CHECKING:  # the names as static tools see them; at run time _WHERE loads them
+    from modjax.graph.definition import GraphDef, apply, definition_hash
+    from modjax.graph.nodes import GraphNode, MergeNode, MergeStrategy, NodeReference
+    from modjax.graph.sample_data import SampleData
+
+_WHERE: dict[str, str] = {
+    **dict.fromkeys(("apply", "definition_hash", "GraphDef"), "modjax.graph.definition"),
+    **dict.fromkeys((
+        "GraphNode", "MergeNode", "MergeStrategy", "NodeReference",
+    ), "modjax.graph.nodes"),
+    "SampleData": "modjax.graph.sample_data",
+}
+
+__all__ = [
+    "apply", "definition_hash", "GraphDef", "GraphNode", "MergeNode", "MergeStrategy",
+    "NodeReference", "SampleData",
+]
+
+__getattr__, __dir__ = lazy_namespace("modjax.graph", _WHERE, ("models",))

@@ -143,8 +143,8 @@ class GraphDef:
         key: see above.
 
     Example:
-        >>> from modjax.graph.models import Linear
-        >>> from modjax.graph.flow import FlowBuilder
+        >>> from modjax import Linear
+        >>> from modjax.flow import FlowBuilder
         >>> a = FlowBuilder.from_(Linear(3)).build(input_shape=(2,))
         >>> b = FlowBuilder.from_(Linear(3)).build(input_shape=(2,))
         >>> a.definition == b.definition, hash(a.definition) == hash(b.definition)
@@ -225,8 +225,8 @@ def apply(definition: GraphDef, variables: Mapping[str, Any], inputs: Any, *, ke
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> from modjax.graph.models import Linear
-        >>> from modjax.graph.flow import FlowBuilder
+        >>> from modjax import Linear
+        >>> from modjax.flow import FlowBuilder
         >>> g = FlowBuilder.from_(Linear(3)).label("lin").build(input_shape=(2,))
         >>> out, _ = jax.jit(apply, static_argnums=0)(g.definition, g.variables, jnp.ones((4, 2)))
         >>> out["lin"].shape
@@ -297,8 +297,8 @@ def definition_hash(graph: Any, at: str | tuple[str, ...] | None = None) -> str 
         holding code), in which case only shapes can be compared.
 
     Example:
-        >>> from modjax.graph.models import SequentialMLP
-        >>> from modjax.graph.flow import FlowBuilder
+        >>> from modjax import SequentialMLP
+        >>> from modjax.flow import FlowBuilder
         >>> def enc(act):
         ...     return FlowBuilder.from_(SequentialMLP(output_shape=(2,), activation=act)).build()
         >>> definition_hash(enc("relu")) == definition_hash(enc("gelu"))

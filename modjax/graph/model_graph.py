@@ -70,8 +70,10 @@ class ModelGraph(ModelGraphFreezing, GraphPersistence, GraphNotebookRepr):
 
     Example:
         >>> import numpy as np
-        >>> from modjax.data import FeatureSet
-        >>> from modjax.graph import ModelGraph, ModelNode, Linear
+        >>> from modjax import FeatureSet
+        >>> from modjax import ModelGraph
+        >>> from modjax import Linear
+        >>> from modjax import ModelNode
         >>> fs = FeatureSet.from_dict("Doc", {"x": np.zeros((4, 3)), "y": np.zeros(4)},
         ...                           "x", "y", register=False)
         >>> n = ModelNode("Lin", Linear(2), upstream_ref=fs.reference(), register=False)
@@ -234,8 +236,10 @@ class ModelGraph(ModelGraphFreezing, GraphPersistence, GraphNotebookRepr):
 
         Example:
             >>> import numpy as np
-            >>> from modjax.data import FeatureSet
-            >>> from modjax.graph import ModelGraph, ModelNode, Linear
+            >>> from modjax import FeatureSet
+            >>> from modjax import ModelGraph
+            >>> from modjax import Linear
+            >>> from modjax import ModelNode
             >>> fs = FeatureSet.from_dict("D", {"x": np.zeros((4, 3)), "y": np.zeros(4)},
             ...                           "x", "y", register=False)
             >>> def make():

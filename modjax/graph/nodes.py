@@ -22,8 +22,8 @@ from modjax.errors import ConfigError, GraphStructureError, ShapeMismatchError
 from modjax.graph.merges import batched_axis, merge_concat, merge_mean, merge_stack, merge_sum
 from modjax.graph.models.protocol import as_model
 from modjax.graph.node_calls import ModelNodeCalls
-from modjax.paths import validate_label
 from modjax.io.registry import deserialize, get_registered, register, serialize
+from modjax.paths import validate_label
 
 __all__ = [
     "NodeReference",
@@ -212,7 +212,7 @@ class ModelNode(ModelNodeCalls, GraphNode):
         register: register in the active ExperimentContext.
 
     Example:
-        >>> from modjax.graph.models import Identity
+        >>> from modjax import Identity
         >>> a = ModelNode("A", Identity(), upstream_ref=NodeReference("In"), register=False)
         >>> a.max_upstream_refs, a.upstream_labels, a.is_frozen
         (1, ['In'], False)

@@ -109,7 +109,7 @@ def scale_features(fs: Any, raw: Mapping[str, np.ndarray], keys: Sequence[str], 
     feature scalers (none when ``rep == "raw"``), in the order they were fitted.
 
     Example:
-        >>> from modjax.data import FeatureSet
+        >>> from modjax import FeatureSet
         >>> fs = FeatureSet.from_dict("sf", {"x": [1.0, 3.0], "y": [0.0, 1.0]}, "x", "y",
         ...                           register=False)
         >>> _ = fs.fit_transform("StandardScaler", domain="features")
@@ -197,7 +197,10 @@ def predict(graph: Any, data: Any, *, node: Any = None, batch_size: int = DEFAUL
             scaled targets cannot be unscaled from this node's output shape.
 
     Example:
-        >>> from modjax import FeatureSet, ModelGraph, ModelNode, SequentialMLP
+        >>> from modjax import FeatureSet
+        >>> from modjax import ModelGraph
+        >>> from modjax import SequentialMLP
+        >>> from modjax import ModelNode
         >>> fs = FeatureSet.from_dict("pd", {"x": np.ones((8, 3)), "y": np.ones(8)}, "x", "y")
         >>> _ = fs.fit_transform("StandardScaler", domain="targets")
         >>> g = ModelGraph([ModelNode("m", SequentialMLP(n_layers=1),

@@ -6,30 +6,43 @@ module then), so ``import modjax`` does not pay for the plotting and logging cod
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_WHERE = {
-    "Observer": "observer", "LogHook": "observer", "FlushHook": "observer",
-    "Trend": "trends", "TrendGroup": "trends",
-    "format_duration": "logs", "export_trends": "logs", "export_timing_trends": "logs",
-    "write_log": "logs",
-    "plot_html": "plots", "plot_timings_html": "plots",
-    "Profile": "profiling", "NodeTiming": "profiling", "LevelTiming": "profiling",
-    "ProfileHook": "profiling", "ProfileRecorder": "profiling", "heat_color": "profiling",
-    "format_node_time": "profiling",
+from modjax._lazy import lazy_namespace
+
+if TYPE_CHECKING:  # the names as static tools see them; at run time _WHERE loads them
+    from modjax.observe.logs import export_timing_trends, export_trends, format_duration, write_log
+    from modjax.observe.observer import FlushHook, LogHook, Observer
+    from modjax.observe.plots import plot_html, plot_timings_html
+    from modjax.observe.profiling import (
+        LevelTiming,
+        NodeTiming,
+        Profile,
+        ProfileHook,
+        ProfileRecorder,
+        format_node_time,
+        heat_color,
+    )
+    from modjax.observe.trends import Trend, TrendGroup
+
+_WHERE: dict[str, str] = {
+    **dict.fromkeys((
+        "export_timing_trends", "export_trends", "format_duration", "write_log",
+    ), "modjax.observe.logs"),
+    **dict.fromkeys(("FlushHook", "LogHook", "Observer"), "modjax.observe.observer"),
+    **dict.fromkeys(("plot_html", "plot_timings_html"), "modjax.observe.plots"),
+    **dict.fromkeys((
+        "format_node_time", "heat_color", "LevelTiming", "NodeTiming", "Profile",
+        "ProfileHook", "ProfileRecorder",
+    ), "modjax.observe.profiling"),
+    **dict.fromkeys(("Trend", "TrendGroup"), "modjax.observe.trends"),
 }
 
-__all__ = list(_WHERE)
+__all__ = [
+    "export_timing_trends", "export_trends", "FlushHook", "format_duration", "format_node_time",
+    "heat_color", "LevelTiming", "LogHook", "NodeTiming", "Observer", "plot_html",
+    "plot_timings_html", "Profile", "ProfileHook", "ProfileRecorder", "Trend", "TrendGroup",
+    "write_log",
+]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'modjax.observe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"modjax.observe.{_WHERE[name]}"), name)
-    globals()[name] = value  # later look-ups skip this hook
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_namespace("modjax.observe", _WHERE)

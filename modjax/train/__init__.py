@@ -1,56 +1,62 @@
-"""modjax.train."""
+"""modjax.train: the training layer's specialised names (results, step builders, name
+lists, program cache). Phases, Experiment, losses, optimizers and callbacks are at the
+top level."""
 
-from modjax.train.callbacks import (
-    Callback,
-    EarlyStopping,
-    EvalLossMetric,
-    EvalMetric,
-    Evaluation,
-    EvaluationMetric,
-    ExperimentCallback,
-    MetricCallback,
-)
-from modjax.train.checkpointing import EXPERIMENT_HOOKS, PHASE_HOOKS, Checkpointing
-from modjax.train.collection import ExperimentCollection
-from modjax.train.cv import CrossValidation, CVBinding, CVResults
-from modjax.train.ensemble import (
-    Ensemble,
-    EnsembleEvalResults,
-    EnsembleTrainResults,
-    ensemble_of,
-)
-from modjax.train.eval_phase import EvalPhase
-from modjax.train.experiment import Experiment, ExperimentRun, PhaseGroup
-from modjax.train.feeds import InputBinding
-from modjax.train.fit_phase import FitPhase
-from modjax.train.hyperparams import HyperOptimizer, get_hyperparams, set_hyperparams
-from modjax.train.losses import LOSS_NAMES, AppliedLoss, Loss
-from modjax.train.metrics import METRIC_NAMES, AppliedMetric, predicted_classes, probabilities
-from modjax.train.optim import OPTIMIZER_NAMES, Optimizer, freezable, frozen_mask
-from modjax.train.phases import ExperimentPhase, NanPolicy, ResultRecording
-from modjax.train.programs import clear_program_cache, enable_compilation_cache
-from modjax.train.results import (
-    EvalResults,
-    FitResults,
-    MetricStore,
-    PhaseGroupResults,
-    PhaseResults,
-    TrainResults,
-)
-from modjax.train.schedule import BatchSchedulingPolicy
-from modjax.train.step import init_train_carry, make_eval_step, make_train_step
-from modjax.train.train_phase import TrainPhase
+from __future__ import annotations
 
-__all__: list[str] = ["Checkpointing", "EXPERIMENT_HOOKS", "PHASE_HOOKS"]
-__all__ += ["Optimizer", "frozen_mask", "OPTIMIZER_NAMES", "Loss", "AppliedLoss", "LOSS_NAMES",
-            "make_train_step", "make_eval_step", "init_train_carry"]
-__all__ += ["Callback", "EarlyStopping", "EvalLossMetric", "Evaluation", "EvaluationMetric",
-            "ExperimentCallback", "MetricCallback", "Experiment", "ExperimentRun", "PhaseGroup",
-            "EvalPhase", "ExperimentPhase", "FitPhase", "InputBinding", "NanPolicy",
-            "ResultRecording", "TrainPhase", "EvalResults", "FitResults", "MetricStore",
-            "PhaseGroupResults", "PhaseResults", "TrainResults", "BatchSchedulingPolicy"]
-__all__ += ["CrossValidation", "CVBinding", "CVResults"]
-__all__ += ["AppliedMetric", "METRIC_NAMES", "EvalMetric", "probabilities", "predicted_classes"]
-__all__ += ["freezable", "enable_compilation_cache", "clear_program_cache"]
-__all__ += ["ExperimentCollection", "HyperOptimizer", "set_hyperparams", "get_hyperparams",
-            "Ensemble", "EnsembleTrainResults", "EnsembleEvalResults", "ensemble_of"]
+from typing import TYPE_CHECKING
+
+from modjax._lazy import lazy_namespace
+
+if TYPE_CHECKING:  # the names as static tools see them; at run time _WHERE loads them
+    from modjax.train.checkpointing import EXPERIMENT_HOOKS, PHASE_HOOKS
+    from modjax.train.cv import CVResults
+    from modjax.train.ensemble import EnsembleEvalResults, EnsembleTrainResults
+    from modjax.train.experiment import ExperimentRun
+    from modjax.train.hyperparams import get_hyperparams, set_hyperparams
+    from modjax.train.losses import LOSS_NAMES
+    from modjax.train.metrics import METRIC_NAMES, predicted_classes, probabilities
+    from modjax.train.optim import OPTIMIZER_NAMES, freezable, frozen_mask
+    from modjax.train.phases import ExperimentPhase, NanPolicy, ResultRecording
+    from modjax.train.programs import clear_program_cache, enable_compilation_cache
+    from modjax.train.results import (
+        EvalResults,
+        FitResults,
+        MetricStore,
+        PhaseGroupResults,
+        PhaseResults,
+        TrainResults,
+    )
+    from modjax.train.schedule import BatchSchedulingPolicy
+    from modjax.train.step import init_train_carry, make_eval_step, make_train_step
+
+_WHERE: dict[str, str] = {
+    **dict.fromkeys(("EXPERIMENT_HOOKS", "PHASE_HOOKS"), "modjax.train.checkpointing"),
+    "CVResults": "modjax.train.cv",
+    **dict.fromkeys(("EnsembleEvalResults", "EnsembleTrainResults"), "modjax.train.ensemble"),
+    "ExperimentRun": "modjax.train.experiment",
+    **dict.fromkeys(("get_hyperparams", "set_hyperparams"), "modjax.train.hyperparams"),
+    "LOSS_NAMES": "modjax.train.losses",
+    **dict.fromkeys(("METRIC_NAMES", "predicted_classes", "probabilities"), "modjax.train.metrics"),
+    **dict.fromkeys(("freezable", "frozen_mask", "OPTIMIZER_NAMES"), "modjax.train.optim"),
+    **dict.fromkeys(("ExperimentPhase", "NanPolicy", "ResultRecording"), "modjax.train.phases"),
+    **dict.fromkeys(("clear_program_cache", "enable_compilation_cache"), "modjax.train.programs"),
+    **dict.fromkeys((
+        "EvalResults", "FitResults", "MetricStore", "PhaseGroupResults", "PhaseResults",
+        "TrainResults",
+    ), "modjax.train.results"),
+    "BatchSchedulingPolicy": "modjax.train.schedule",
+    **dict.fromkeys(("init_train_carry", "make_eval_step", "make_train_step"), "modjax.train.step"),
+}
+
+__all__ = [
+    "BatchSchedulingPolicy", "clear_program_cache", "CVResults", "enable_compilation_cache",
+    "EnsembleEvalResults", "EnsembleTrainResults", "EvalResults", "EXPERIMENT_HOOKS",
+    "ExperimentPhase", "ExperimentRun", "FitResults", "freezable", "frozen_mask",
+    "get_hyperparams", "init_train_carry", "LOSS_NAMES", "make_eval_step", "make_train_step",
+    "METRIC_NAMES", "MetricStore", "NanPolicy", "OPTIMIZER_NAMES", "PHASE_HOOKS",
+    "PhaseGroupResults", "PhaseResults", "predicted_classes", "probabilities",
+    "ResultRecording", "set_hyperparams", "TrainResults",
+]
+
+__getattr__, __dir__ = lazy_namespace("modjax.train", _WHERE)

@@ -15,8 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from modjax.observe import Profile, heat_color
-from modjax.observe.profiling import format_node_time
+from modjax.observe.profiling import Profile, format_node_time, heat_color
 
 __all__ = ["dot", "dot_with_profile", "svg", "svg_with_profile"]
 
@@ -149,8 +148,8 @@ def dot(graph: Any) -> str:
         DOT text (render with ``dot -Tsvg``).
 
     Example:
-        >>> from modjax.graph.models import Linear
-        >>> from modjax.graph.flow import FlowBuilder
+        >>> from modjax import Linear
+        >>> from modjax.flow import FlowBuilder
         >>> g = FlowBuilder.from_(Linear(2)).tag("out").build(input_shape=(3,))
         >>> src = dot(g)
         >>> src.startswith('digraph "graph"'), '#out' in src

@@ -25,7 +25,10 @@ def model_graph_dot(graph: Any) -> str:
     their model and output shape, edges labelled with shapes once built.
 
     Example:
-        >>> from modjax import FeatureSet, ModelGraph, ModelNode, SequentialMLP
+        >>> from modjax import FeatureSet
+        >>> from modjax import ModelGraph
+        >>> from modjax import SequentialMLP
+        >>> from modjax import ModelNode
         >>> import numpy as np
         >>> fs = FeatureSet.from_dict("dd", {"x": np.ones((4, 3)), "y": np.ones(4)}, "x", "y")
         >>> g = ModelGraph([ModelNode("dotm", SequentialMLP(n_layers=1),

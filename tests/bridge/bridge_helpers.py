@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modjax.data import FeatureSet, SimpleSampler
-from modjax.train import AppliedLoss, InputBinding, TrainPhase
+from modjax import AppliedLoss, FeatureSet, InputBinding, SimpleSampler, TrainPhase
 
 
 def make_featureset(n: int = 256, n_features: int = 4, seed: int = 0, label: str = "fs",

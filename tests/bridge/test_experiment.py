@@ -14,19 +14,21 @@ pytest.importorskip("skops")
 from bridge_helpers import make_featureset, mse_on  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 
-from modjax.bridge import TorchModelWrapper  # noqa: E402
-from modjax.data import SimpleSampler  # noqa: E402
-from modjax.graph import ModelGraph, ModelNode, SequentialMLP  # noqa: E402
-from modjax.train import (  # noqa: E402
+from modjax import (  # noqa: E402
     CrossValidation,
     CVBinding,
     EvalPhase,
     Experiment,
     FitPhase,
     InputBinding,
+    ModelGraph,
+    ModelNode,
     Optimizer,
+    SequentialMLP,
+    SimpleSampler,
     TrainPhase,
 )
+from modjax.bridge import TorchModelWrapper  # noqa: E402
 
 
 class Encoder(torch.nn.Module):

@@ -15,9 +15,10 @@ def test_package_works_with_torch_and_sklearn_unimportable():
         import numpy as np
         import modjax
         from modjax.bridge import wrap_model
-        from modjax.data import FeatureSet, SimpleSampler
-        from modjax.graph import ModelGraph, ModelNode, SequentialMLP, as_model
-        from modjax.train import AppliedLoss, InputBinding, Optimizer, TrainPhase
+        from modjax import FeatureSet, SimpleSampler
+        from modjax import ModelGraph, ModelNode, SequentialMLP
+        from modjax.graph.models import as_model
+        from modjax import AppliedLoss, InputBinding, Optimizer, TrainPhase
         x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
         fs = FeatureSet.from_dict("fs", {"a": x[:, 0], "b": x[:, 1], "y": x[:, 2]}, ["a", "b"], "y")
         g = ModelGraph([ModelNode("m", SequentialMLP(n_layers=1, hidden_dim=4),

@@ -20,10 +20,9 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 from sklearn.linear_model import LogisticRegression, Ridge, SGDRegressor  # noqa: E402
 
+from modjax import EvalPhase, FitPhase, ModelGraph, ModelNode, Optimizer, SequentialMLP
 from modjax.bridge import ScikitModelWrapper  # noqa: E402
 from modjax.errors import ConfigError, ShapeMismatchError  # noqa: E402
-from modjax.graph import ModelGraph, ModelNode, SequentialMLP  # noqa: E402
-from modjax.train import EvalPhase, FitPhase, Optimizer  # noqa: E402
 
 
 def _graph(fs, model, *, label="sk"):
@@ -111,8 +110,8 @@ def test_save_load_in_a_fresh_process_gives_identical_predictions(tmp_path):
     g.save(tmp_path / "g")
     code = textwrap.dedent(f"""
         import numpy as np
-        from modjax.data import FeatureSet
-        from modjax.graph import ModelGraph
+        from modjax import FeatureSet
+        from modjax import ModelGraph
         FeatureSet.load({str(tmp_path / 'fs')!r})
         g = ModelGraph.load({str(tmp_path / 'g')!r})
         y = np.asarray(g.forward({{"enc": np.load({str(tmp_path / 'x.npy')!r})}})["sk"])
@@ -200,7 +199,7 @@ def test_prefitted_estimator_needs_no_fit_phase_and_gradients_stop():
 
 def _three_class_featureset(n: int = 120):
     """Class = argmax of 3 noisy scores; the train split holds classes 0 and 1 only."""
-    from modjax.data import FeatureSet
+    from modjax import FeatureSet
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(n, 4)).astype(np.float32)

@@ -12,10 +12,10 @@ torch = pytest.importorskip("torch")
 
 from bridge_helpers import make_featureset, train_phase  # noqa: E402
 
+from modjax import ModelGraph, ModelNode, Optimizer, SequentialMLP  # noqa: E402
 from modjax.bridge import TorchModelWrapper, wrap_model  # noqa: E402
 from modjax.errors import ConfigError, ShapeMismatchError  # noqa: E402
-from modjax.graph import FunctionModel, ModelGraph, ModelNode, SequentialMLP  # noqa: E402
-from modjax.train import Optimizer  # noqa: E402
+from modjax.graph.models import FunctionModel  # noqa: E402
 
 
 class LastStep(torch.nn.Module):

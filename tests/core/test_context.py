@@ -55,7 +55,7 @@ def test_scope_entered_and_never_left_does_not_switch_back_at_garbage_collection
 
 
 def test_experiment_without_ctx_activates_its_context_until_the_scope_ends():
-    from modjax.train import Experiment
+    from modjax import Experiment
 
     outer = ExperimentContext.get_active()
     with ExperimentContext().activate():
@@ -72,8 +72,7 @@ def test_experiment_without_ctx_activates_its_context_until_the_scope_ends():
 
 
 def test_registry_by_id_and_label_and_type():
-    from modjax.data import FeatureSet
-    from modjax.graph import Identity, ModelNode
+    from modjax import FeatureSet, Identity, ModelNode
 
     with ExperimentContext(registration_policy="error").activate() as ctx:
         fs = FeatureSet.from_dict("Data", {"x": np.zeros((2, 3)), "y": np.zeros(2)}, "x", "y")

@@ -9,8 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from modjax.context import ExperimentContext
-from modjax.data import (
+from modjax import (
     FeatureSet,
     NSampler,
     PairedSampler,
@@ -18,6 +17,7 @@ from modjax.data import (
     SimpleSampler,
     TripletSampler,
 )
+from modjax.context import ExperimentContext
 
 
 @pytest.fixture
@@ -403,8 +403,8 @@ def test_non_finite_values_are_refused_by_scalers(bad, scaler):
 
 @pytest.mark.parametrize("lr", ["fast", None, float("nan"), True])
 def test_optimizer_learning_rate_checked_when_made(lr):
+    from modjax import Optimizer
     from modjax.errors import ConfigError
-    from modjax.train import Optimizer
 
     with pytest.raises(ConfigError, match=r"Optimizer\('adam'\): learning rate .* must be a "
                                           r"finite number"):

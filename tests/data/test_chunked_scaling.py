@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from modjax.data import FeatureSet
+from modjax import FeatureSet
 from modjax.data import chunked_scaling as cs
 from modjax.data.out_of_core import ChunkedColumn, write_arrow_ipc
 

@@ -13,15 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax.data import (
-    DeviceStore,
-    FeatureSet,
-    PairedSampler,
-    SimilarityCondition,
-    SimpleSampler,
-    gather,
-    gather_plan,
-)
+from modjax import FeatureSet, PairedSampler, SimilarityCondition, SimpleSampler
+from modjax.data import DeviceStore, gather, gather_plan
 
 
 @pytest.fixture
@@ -123,7 +116,8 @@ def test_byte_budget_streams_same_batches(fs):
 SHARDED = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh
-    from modjax.data import FeatureSet, SimpleSampler, DeviceStore, make_gather
+    from modjax import FeatureSet, SimpleSampler
+    from modjax.data import DeviceStore, make_gather
     assert jax.device_count() == 8
     fs = FeatureSet.from_dict("m", {"x": np.arange(30.0).reshape(30, 1), "y": np.arange(30.0)},
                               "x", "y")

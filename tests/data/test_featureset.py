@@ -9,8 +9,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from modjax import FeatureSet
 from modjax.context import ExperimentContext
-from modjax.data import FeatureSet, FeatureSetReference, FeatureSetView
+from modjax.data import FeatureSetReference, FeatureSetView
 from modjax.errors import ShapeMismatchError
 
 
@@ -244,7 +245,8 @@ def test_reference_by_full_column_names_and_single_wildcard(fs):
 NO_PANDAS = """
 import sys
 import numpy as np
-from modjax.data import DeviceStore, FeatureSet, PairedSampler, SimilarityCondition, SimpleSampler
+from modjax import FeatureSet, PairedSampler, SimilarityCondition, SimpleSampler
+from modjax.data import DeviceStore
 
 def workflow(data):
     fs = FeatureSet.from_dict("d", data, "x", "y", [k for k in ("g", "cell") if k in data])

@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from modjax.data import FeatureSet, SimpleSampler
+from modjax import FeatureSet, SimpleSampler
 from modjax.data.plan import IndexPlan
 
 

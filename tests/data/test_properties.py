@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modjax import FeatureSet, SimpleSampler
 from modjax.context import ExperimentContext
-from modjax.data import FeatureSet, SimpleSampler
 
 
 def _fs(n: int, n_groups: int) -> FeatureSet:

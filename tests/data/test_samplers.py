@@ -7,15 +7,15 @@ import jax
 import numpy as np
 import pytest
 
-from modjax.data import (
+from modjax import (
     FeatureSet,
-    IndexPlan,
     NSampler,
     PairedSampler,
     SimilarityCondition,
     SimpleSampler,
     TripletSampler,
 )
+from modjax.data import IndexPlan
 from modjax.io.registry import deserialize, serialize
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import sklearn.preprocessing as skp
 
-from modjax.data import FeatureSet
+from modjax import FeatureSet
 from modjax.data.scalers import BUILTIN_SCALERS
 from modjax.data.scaling import Scaler, ScalerRecord
 from modjax.data.splitters import SplitterRecord

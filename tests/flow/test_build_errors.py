@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from modjax import Linear
 from modjax.errors import GraphStructureError, LabelPathError, ShapeMismatchError
-from modjax.graph.flow import (
-    Add,
-    ArgmaxSelector,
-    FixedSelector,
-    FlowBuilder,
-    Reshape,
-    SoftmaxRouter,
-)
-from modjax.graph.models import Linear
+from modjax.flow import Add, ArgmaxSelector, FixedSelector, FlowBuilder, Reshape, SoftmaxRouter
 
 
 def test_open_branches():

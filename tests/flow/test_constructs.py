@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax.graph.flow import (
+from modjax import Linear
+from modjax.flow import (
     Add,
     ArgmaxSelector,
     Cat,
@@ -22,7 +23,7 @@ from modjax.graph.flow import (
     StateAdd,
     ThresholdHalt,
 )
-from modjax.graph.models import FunctionModel, Linear
+from modjax.graph.models import FunctionModel
 
 X = jax.random.normal(jax.random.key(1), (5, 4))
 
@@ -279,7 +280,7 @@ def test_merge_modules_directly():
 def test_config_round_trip_of_every_node_kind():
     import json
 
-    from modjax.graph.flow import Graph
+    from modjax.flow import Graph
     g = (FlowBuilder.from_(Linear(4)).tag("ctx").input("aux")
          .split(Linear(4), Linear(4)).tag_group("h").merge(Add())
          .also(Linear(4))

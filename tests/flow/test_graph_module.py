@@ -9,12 +9,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax.data import FeatureSet, SimpleSampler
+from modjax import (
+    AppliedLoss,
+    Dropout,
+    FeatureSet,
+    Linear,
+    ModelGraph,
+    ModelNode,
+    Optimizer,
+    SimpleSampler,
+    TrainPhase,
+)
 from modjax.errors import ShapeMismatchError
-from modjax.graph import ModelGraph, ModelNode
-from modjax.graph.flow import FlowBuilder, StateAdd
-from modjax.graph.models import Dropout, Linear
-from modjax.train import AppliedLoss, Optimizer, TrainPhase
+from modjax.flow import FlowBuilder, StateAdd
 
 RNG = np.random.default_rng(0)
 N, D = 48, 6
@@ -171,7 +178,7 @@ def test_eager_forward_never_drops_learned_values_on_a_shape_change():
 
 
 def test_failed_rebuild_leaves_the_graph_as_it_was():
-    from modjax.graph.flow import Reshape
+    from modjax.flow import Reshape
     g = FlowBuilder.from_(Reshape(2, 3)).tag("r").build(input_shape=(6,))
     held = g.variables
     with pytest.raises(ShapeMismatchError, match=r"node 'r'.*Reshape"):

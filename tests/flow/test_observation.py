@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from modjax import Linear
 from modjax.errors import LabelPathError
-from modjax.graph.flow import FlowBuilder, Mean, SoftmaxRouter
-from modjax.graph.models import FunctionModel, Linear
+from modjax.flow import FlowBuilder, Mean, SoftmaxRouter
+from modjax.graph.models import FunctionModel
 from modjax.observe import Profile
 from modjax.viz import dot, dot_with_profile, svg
 

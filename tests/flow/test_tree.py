@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from modjax import BatchNorm, Linear
 from modjax.errors import LabelPathError, ShapeMismatchError
-from modjax.graph.flow import FlowBuilder, Graph
-from modjax.graph.models import BatchNorm, Linear
+from modjax.flow import FlowBuilder, Graph
 from modjax.paths import path_mask
 
 X = jax.random.normal(jax.random.key(2), (6, 4))
@@ -83,7 +83,8 @@ def test_freeze_thaw_record_paths_for_the_optimizer():
 
 
 def test_training_a_composed_graph_keeps_the_frozen_subtree_bit_identical():
-    from modjax.train import Optimizer, init_train_carry
+    from modjax import Optimizer
+    from modjax.train import init_train_carry
     _, model = make_model()
     model.freeze("encoder")
     model.thaw("encoder.scan")

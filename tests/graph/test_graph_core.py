@@ -15,12 +15,19 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from train_helpers import make_featureset, mse_on, train_phase  # noqa: E402
 
+from modjax import (
+    AddNode,
+    AppliedLoss,
+    Linear,
+    MeanNode,
+    ModelGraph,
+    ModelNode,
+    Optimizer,
+    SequentialMLP,
+)
 from modjax.errors import CheckpointError  # noqa: E402
-from modjax.graph import AddNode, MeanNode, ModelGraph, ModelNode, SequentialMLP  # noqa: E402
+from modjax.flow import FlowBuilder
 from modjax.graph.definition import GraphDef, apply, definition_hash  # noqa: E402
-from modjax.graph.flow import FlowBuilder  # noqa: E402
-from modjax.graph.models import Linear  # noqa: E402
-from modjax.train import AppliedLoss, Optimizer  # noqa: E402
 from modjax.train.step import init_train_carry, make_eval_step, make_train_step  # noqa: E402
 
 
@@ -55,8 +62,7 @@ def _merge_graph(fs, merge_cls, seed=0):
 
 
 def _two_heads_phase(n_epochs=2):
-    from modjax.data import SimpleSampler
-    from modjax.train import InputBinding, TrainPhase
+    from modjax import InputBinding, SimpleSampler, TrainPhase
 
     s = SimpleSampler(32, seed=0)
     return TrainPhase("t", input_sources=[
@@ -270,7 +276,7 @@ def test_subgraph_hash_covers_the_architecture(tmp_path):
 
 
 def test_compilation_cache_opt_in(tmp_path):
-    from modjax import enable_compilation_cache
+    from modjax.train import enable_compilation_cache
 
     old = jax.config.jax_compilation_cache_dir
     try:

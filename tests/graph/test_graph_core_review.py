@@ -17,10 +17,8 @@ from train_helpers import (  # noqa: E402
     train_phase,
 )
 
-from modjax.graph import AddNode, ModelGraph, ModelNode, SequentialMLP  # noqa: E402
-from modjax.graph.flow import FlowBuilder  # noqa: E402
-from modjax.graph.models import BatchNorm, Linear  # noqa: E402
-from modjax.train import Optimizer  # noqa: E402
+from modjax import AddNode, BatchNorm, Linear, ModelGraph, ModelNode, Optimizer, SequentialMLP
+from modjax.flow import FlowBuilder
 from modjax.train.programs import clear_program_cache  # noqa: E402
 
 
@@ -84,8 +82,7 @@ def _merge_graph(fs):
 
 
 def _two_heads(n_epochs=1):
-    from modjax.data import SimpleSampler
-    from modjax.train import InputBinding, TrainPhase
+    from modjax import InputBinding, SimpleSampler, TrainPhase
 
     s = SimpleSampler(32, seed=0)
     return TrainPhase("t", input_sources=[
@@ -122,7 +119,7 @@ def test_in_place_edit_of_a_merge_node_gives_a_new_definition():
 
 
 def test_freezing_a_tied_use_freezes_the_shared_weights():
-    from modjax.train import AppliedLoss
+    from modjax import AppliedLoss
     from modjax.train.step import init_train_carry, make_train_step
 
     lin = Linear(3)
@@ -192,8 +189,7 @@ def test_node_order_in_the_constructor_is_not_structure():
 def test_stage_wise_check_runs_for_a_cached_program_too():
     import pytest
 
-    from modjax.data import SimpleSampler
-    from modjax.train import InputBinding, TrainPhase
+    from modjax import InputBinding, SimpleSampler, TrainPhase
 
     def phase():
         s = SimpleSampler(32, seed=0)

@@ -10,24 +10,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax.context import ExperimentContext
-from modjax.data import FeatureSet
-from modjax.errors import GraphStructureError, LabelPathError, ShapeMismatchError
-from modjax.graph import (
+from modjax import (
     AddNode,
     BatchNorm,
     ConcatNode,
     Dropout,
-    FunctionModel,
+    FeatureSet,
     Identity,
     Linear,
     MeanNode,
     ModelGraph,
     ModelNode,
-    NodeReference,
     SequentialMLP,
     StackNode,
 )
+from modjax.context import ExperimentContext
+from modjax.errors import GraphStructureError, LabelPathError, ShapeMismatchError
+from modjax.graph import NodeReference
+from modjax.graph.models import FunctionModel
 from modjax.graph.shapes import label_seed
 
 N = 8
@@ -228,8 +228,8 @@ def test_init_is_deterministic_and_per_label(ref):
 def test_grouped_init_equals_each_node_init_on_its_own_key(ref):
     """Nodes are initialised together (shared draws, broadcast constants, per-model
     maps); every node's values must still be exactly ``init(fold_in(key, label))``."""
+    from modjax import Conv1D
     from modjax.graph import model_init as mg
-    from modjax.graph.models import Conv1D
 
     small = [ModelNode(f"S{i}", mlp((1, 4), n=2, h=6), ref) for i in range(2)]
     lin = ModelNode("Lin", Linear(5), small[0])
@@ -513,7 +513,7 @@ def test_merge_node_variants(ref, x):
 
 
 def test_flow_graph_as_node_model_nests_labels_and_captures(ref, x):
-    from modjax.graph.flow import FlowBuilder
+    from modjax.flow import FlowBuilder
 
     flow = FlowBuilder.from_(Linear(8)).tag("hidden").through(Linear(4)).build()
     enc = ModelNode("Encoder", flow, ref)

@@ -10,23 +10,18 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from modjax.errors import ConfigError, ShapeMismatchError
-from modjax.graph.models import (
+from modjax import (
     BatchNorm,
     Conv1D,
     Dropout,
-    Fittable,
-    FunctionModel,
     Identity,
     LayerNorm,
     Linear,
-    LinenModel,
-    NNXModel,
     RidgeRegression,
     SequentialMLP,
-    as_model,
-    is_model,
 )
+from modjax.errors import ConfigError, ShapeMismatchError
+from modjax.graph.models import Fittable, FunctionModel, LinenModel, NNXModel, as_model, is_model
 from modjax.io.registry import deserialize, serialize
 
 KEY = jax.random.key(0)

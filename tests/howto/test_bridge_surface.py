@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from modjax import ScikitModelWrapper, TorchModelWrapper  # noqa: E402
+from modjax.bridge import ScikitModelWrapper, TorchModelWrapper  # noqa: E402
 
 
 class Encoder(torch.nn.Module):

@@ -23,11 +23,11 @@ from modjax import (
     ModelNode,
     Optimizer,
     SequentialMLP,
-    ShapeMismatchError,
     SimpleSampler,
     TrainPhase,
-    probabilities,
 )
+from modjax.errors import ShapeMismatchError
+from modjax.train import probabilities
 
 C = 3
 

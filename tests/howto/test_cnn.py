@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax import FeatureSet, ModelGraph, ModelNode, SequentialCNN, ShapeMismatchError
+from modjax import FeatureSet, ModelGraph, ModelNode, SequentialCNN
+from modjax.errors import ShapeMismatchError
 
 torch = pytest.importorskip("torch")
 

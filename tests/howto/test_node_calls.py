@@ -5,19 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from modjax import (
-    ConcatNode,
-    ExperimentContext,
-    FeatureSet,
-    GraphStructureError,
-    LabelPathError,
-    MergeStrategy,
-    ModelGraph,
-    ModelNode,
-    SampleData,
-    SequentialMLP,
-    ShapeMismatchError,
-)
+from modjax import ConcatNode, FeatureSet, ModelGraph, ModelNode, SequentialMLP
+from modjax.context import ExperimentContext
+from modjax.errors import GraphStructureError, LabelPathError, ShapeMismatchError
+from modjax.graph import MergeStrategy, SampleData
 
 
 @pytest.fixture()

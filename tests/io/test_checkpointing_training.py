@@ -6,20 +6,23 @@ import chex
 import numpy as np
 import pytest
 
-from modjax.data import FeatureSet, SimpleSampler
-from modjax.errors import ConfigError
-from modjax.graph import ModelGraph, ModelNode, SequentialMLP
-from modjax.io import checkpoint_kind, open_artifact
-from modjax.train import (
+from modjax import (
     AppliedLoss,
     Checkpointing,
     EarlyStopping,
     Experiment,
+    FeatureSet,
     InputBinding,
     MetricCallback,
+    ModelGraph,
+    ModelNode,
     Optimizer,
+    SequentialMLP,
+    SimpleSampler,
     TrainPhase,
 )
+from modjax.errors import ConfigError
+from modjax.io import checkpoint_kind, open_artifact
 
 
 def _experiment(phase_ck=None, exp_ck=None, n_epochs=3):

@@ -15,54 +15,48 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax.context import ExperimentContext
-from modjax.data import (
-    FeatureSet,
-    PairedSampler,
-    SimilarityCondition,
-    SimpleSampler,
-    TripletSampler,
-)
-from modjax.data.scalers import StandardScaler
-from modjax.data.scaling import Scaler
-from modjax.graph import (
+from modjax import (
     AddNode,
-    ConcatNode,
-    MeanNode,
-    ModelGraph,
-    ModelNode,
-    SequentialMLP,
-    StackNode,
-)
-from modjax.graph.models import (
-    BatchNorm,
-    Conv1D,
-    Dropout,
-    Identity,
-    LayerNorm,
-    Linear,
-    RidgeRegression,
-)
-from modjax.io import deserialize, register, serialize
-from modjax.io.checkpoints import load_pytree, save_pytree
-from modjax.train import (
     AppliedLoss,
+    BatchNorm,
     Callback,
+    ConcatNode,
+    Conv1D,
     CrossValidation,
     CVBinding,
+    Dropout,
     EarlyStopping,
     EvalLossMetric,
     EvalPhase,
     Evaluation,
     Experiment,
     ExperimentCallback,
+    FeatureSet,
     FitPhase,
+    Identity,
     InputBinding,
+    LayerNorm,
+    Linear,
     Loss,
+    MeanNode,
+    ModelGraph,
+    ModelNode,
     Optimizer,
+    PairedSampler,
     PhaseGroup,
+    RidgeRegression,
+    SequentialMLP,
+    SimilarityCondition,
+    SimpleSampler,
+    StackNode,
     TrainPhase,
+    TripletSampler,
 )
+from modjax.context import ExperimentContext
+from modjax.data.scalers import StandardScaler
+from modjax.data.scaling import Scaler
+from modjax.io import deserialize, register, serialize
+from modjax.io.checkpoints import load_pytree, save_pytree
 from modjax.train.checkpointing import Checkpointing
 
 

@@ -15,9 +15,9 @@ from modjax.io.checkpoints import load_pytree, open_artifact
 
 PIPELINE = textwrap.dedent("""
     import numpy as np
-    from modjax.data import FeatureSet, SimpleSampler
-    from modjax.graph import ModelGraph, ModelNode, SequentialMLP
-    from modjax.train import AppliedLoss, Experiment, InputBinding, Optimizer, TrainPhase
+    from modjax import FeatureSet, SimpleSampler
+    from modjax import ModelGraph, ModelNode, SequentialMLP
+    from modjax import AppliedLoss, Experiment, InputBinding, Optimizer, TrainPhase
 
     def pipeline(label, n_epochs):
         exp = Experiment(label, registration_policy="overwrite")

@@ -22,15 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from modjax import FeatureSet, ModelGraph, ModelNode, Optimizer, SequentialMLP
 from modjax.context import ExperimentContext
-from modjax.data import FeatureSet
 from modjax.errors import CheckpointError, ConfigError
-from modjax.graph import ModelGraph, ModelNode, SequentialMLP
 from modjax.io import checkpoints as ck_mod
 from modjax.io import load_pytree, save_pytree
 from modjax.io.atomic import POINTER_FILE, artifact_lock, is_artifact, remove_artifact
 from modjax.io.checkpoints import open_artifact, write_artifact
-from modjax.train import Optimizer
 from modjax.train.checkpointing import Checkpointing, CheckpointWriteWarning
 from tests.io.fault_tools import flip_byte, generation, largest_file, manifest, write_manifest
 from tests.io.seam_hosts import SeamGraph

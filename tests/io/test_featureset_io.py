@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from modjax import FeatureSet
 from modjax.context import ExperimentContext
-from modjax.data import FeatureSet
 from modjax.errors import CheckpointError
 from modjax.io.atomic import resolve_artifact
 

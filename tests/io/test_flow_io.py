@@ -7,9 +7,9 @@ import chex
 import jax.numpy as jnp
 import pytest
 
+from modjax import Linear
 from modjax.errors import CheckpointError
-from modjax.graph import Linear
-from modjax.graph.flow import FlowBuilder, Graph
+from modjax.flow import FlowBuilder, Graph
 from modjax.io import checkpoint_version, migrate_checkpoint
 
 X = jnp.linspace(-1.0, 1.0, 15).reshape(5, 3)

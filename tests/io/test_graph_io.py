@@ -9,11 +9,9 @@ import numpy as np
 import optax
 import pytest
 
+from modjax import FeatureSet, ModelGraph, ModelNode, Optimizer, SequentialMLP
 from modjax.context import ExperimentContext
-from modjax.data import FeatureSet
 from modjax.errors import CheckpointError, LabelPathError, RegistrationError
-from modjax.graph import ModelGraph, ModelNode, SequentialMLP
-from modjax.train import Optimizer
 
 X = np.random.default_rng(0).normal(size=(8, 1, 10)).astype(np.float32)
 

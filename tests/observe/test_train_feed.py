@@ -16,19 +16,23 @@ import numpy as np
 import optax
 import pytest
 
-from modjax.data import FeatureSet, SimpleSampler
-from modjax.graph import ModelGraph, ModelNode, SequentialMLP
-from modjax.graph.flow import FlowBuilder
-from modjax.graph.models import FunctionModel, Linear
-from modjax.observe import Observer
-from modjax.train import (
+from modjax import (
     AppliedLoss,
     Callback,
     Experiment,
+    FeatureSet,
     InputBinding,
+    Linear,
+    ModelGraph,
+    ModelNode,
     Optimizer,
+    SequentialMLP,
+    SimpleSampler,
     TrainPhase,
 )
+from modjax.flow import FlowBuilder
+from modjax.graph.models import FunctionModel
+from modjax.observe import Observer
 
 N, EPOCHS, BATCH, LR = 112, 3, 20, 1e-2  # 84 training rows: the last batch is padded
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modjax.train import AppliedLoss, EvalPhase, InputBinding
+from modjax import AppliedLoss, EvalPhase, InputBinding
 from tests.train.train_helpers import make_featureset, make_mlp_graph
 
 

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from modjax import AppliedLoss, EvalPhase, InputBinding
 from modjax.data import IndexPlan
-from modjax.train import AppliedLoss, EvalPhase, InputBinding
 from tests.train.train_helpers import make_featureset, make_mlp_graph
 
 

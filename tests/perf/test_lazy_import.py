@@ -10,7 +10,9 @@ import sys
 import modjax
 heavy = [m for m in ("orbax.checkpoint", "tqdm", "modjax.observe.plots") if m in sys.modules]
 print("loaded:", heavy)
-from modjax import Observer, plot_html, save_pytree, load_pytree, LoadReport, TrainPhase
+from modjax import TrainPhase
+from modjax.io import load_pytree, LoadReport, save_pytree
+from modjax.observe import Observer, plot_html
 from modjax.io import register, migrate_checkpoint
 from modjax.observe import Trend, write_log
 assert "plot_html" in dir(modjax) and "save_pytree" in dir(modjax.io)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from modjax.train import Callback, EarlyStopping
+from modjax import Callback, EarlyStopping
 from tests.train.train_helpers import make_featureset, make_mlp_graph, train_phase
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from modjax import AppliedLoss, EvalPhase, InputBinding
 from modjax.data import DeviceStore
 from modjax.data.device import shared_store
-from modjax.train import AppliedLoss, EvalPhase, InputBinding
 from tests.train.train_helpers import make_featureset, make_mlp_graph, train_phase
 
 

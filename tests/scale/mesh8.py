@@ -18,8 +18,9 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 from train_helpers import make_featureset, make_mlp_graph, train_phase  # noqa: E402
 
 import modjax.distributed as md  # noqa: E402
+from modjax import SimpleSampler  # noqa: E402
 from modjax.context import ExperimentContext  # noqa: E402
-from modjax.data import DeviceStore, SimpleSampler  # noqa: E402
+from modjax.data import DeviceStore  # noqa: E402
 
 assert jax.device_count() == 8
 RULES = {"mlp.layer_0.kernel": P(None, "model"), "mlp.layer_0.bias": P("model"),

@@ -25,7 +25,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from train_helpers import make_featureset, make_mlp_graph, mse_on, train_phase  # noqa: E402
 
-from modjax.train import AppliedMetric, Checkpointing, EvalPhase, Experiment  # noqa: E402
+from modjax import AppliedMetric, Checkpointing, EvalPhase, Experiment  # noqa: E402
 
 
 def flat(tree):

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from modjax.train import AppliedMetric, EvalPhase, Experiment
+from modjax import AppliedMetric, EvalPhase, Experiment
 from tests.scale.harness import run_processes, run_single
 from tests.train.train_helpers import make_featureset, make_mlp_graph, mse_on, train_phase
 

@@ -10,7 +10,8 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 
-from modjax.data import DeviceStore, FeatureSet, SimpleSampler
+from modjax import FeatureSet, SimpleSampler
+from modjax.data import DeviceStore
 from modjax.data.out_of_core import ChunkedColumn, OutOfCoreFeatureSet, fit_scaler_chunked
 from modjax.data.scalers import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 from tests.train.train_helpers import make_mlp_graph, train_phase

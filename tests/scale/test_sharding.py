@@ -9,7 +9,8 @@ import pytest
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from modjax.data import DeviceStore, FeatureSet
+from modjax import FeatureSet
+from modjax.data import DeviceStore
 from modjax.data.plan import IndexPlan
 from modjax.data.sharded import row_blocks
 from modjax.errors import ShapeMismatchError

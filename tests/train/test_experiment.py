@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 from train_helpers import make_branching_graph, make_featureset, make_mlp_graph, mse_on, train_phase
 
-from modjax.data import SimpleSampler
-from modjax.data.scalers import StandardScaler
-from modjax.train import (
+from modjax import (
     Callback,
     CrossValidation,
     CVBinding,
@@ -19,9 +17,11 @@ from modjax.train import (
     InputBinding,
     Optimizer,
     PhaseGroup,
+    SimpleSampler,
     TrainPhase,
-    TrainResults,
 )
+from modjax.data.scalers import StandardScaler
+from modjax.train import TrainResults
 from modjax.train.schedule import schedule_plans, schedule_steps
 
 
@@ -273,7 +273,7 @@ def test_preview_phase_outside_the_plan_mutates_nothing():
 
 def test_phase_batch_orders_match_the_seed():
     """S1 = [b1, b2, b3] (batch 64) and S2 = [c1, c2] (batch 96) through real TrainPhases."""
-    from modjax.graph import ModelGraph, ModelNode, SequentialMLP
+    from modjax import ModelGraph, ModelNode, SequentialMLP
     fs = make_featureset(register=False)  # 192 train rows
     a = ModelNode("a", SequentialMLP(n_layers=1, hidden_dim=4), upstream_ref=fs.reference(),
                   register=False)

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from train_helpers import make_featureset, mse_on, train_phase
 
+from modjax import AppliedLoss, EvalPhase, Loss, ModelGraph, ModelNode, Optimizer, SequentialMLP
 from modjax.errors import ShapeMismatchError
-from modjax.graph import ModelGraph, ModelNode, SequentialMLP
-from modjax.train import AppliedLoss, EvalPhase, Loss, Optimizer
 
 
 def _graph(fs, output_shape):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import chex
 from train_helpers import make_featureset, make_mlp_graph, train_phase
 
-from modjax.train import Checkpointing, EarlyStopping, MetricCallback
+from modjax import Checkpointing, EarlyStopping, MetricCallback
 
 
 def test_memory_checkpoints_per_epoch_and_restore_best_uses_them():

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 from train_helpers import make_featureset, make_mlp_graph, train_phase
 
-from modjax.train import AppliedLoss, Callback
+from modjax import AppliedLoss, Callback
 
 
 class Boom(Callback):
@@ -60,8 +60,7 @@ def test_nan_raise_rolls_back_counters():
 def test_zero_row_split_is_named_before_training():
     import numpy as np
 
-    from modjax.data import SimpleSampler
-    from modjax.train import InputBinding, TrainPhase
+    from modjax import InputBinding, SimpleSampler, TrainPhase
 
     fs = make_featureset(n=32, seed=0, register=False)
     fs.add_split(fs.take(np.arange(0)), "empty")

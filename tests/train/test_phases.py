@@ -9,10 +9,7 @@ import numpy as np
 import pytest
 from train_helpers import make_branching_graph, make_featureset, make_mlp_graph, mse_on, train_phase
 
-from modjax.data import SimpleSampler
-from modjax.errors import GraphStructureError, LabelPathError
-from modjax.graph import ModelGraph, ModelNode, RidgeRegression, SequentialMLP
-from modjax.train import (
+from modjax import (
     AppliedLoss,
     Callback,
     EarlyStopping,
@@ -22,9 +19,15 @@ from modjax.train import (
     FitPhase,
     InputBinding,
     MetricCallback,
+    ModelGraph,
+    ModelNode,
     Optimizer,
+    RidgeRegression,
+    SequentialMLP,
+    SimpleSampler,
     TrainPhase,
 )
+from modjax.errors import GraphStructureError, LabelPathError
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +308,7 @@ def test_fit_phase_ridge_then_frozen():
 
 
 def test_triplet_roles_through_phase():
-    from modjax.data import SimilarityCondition, TripletSampler
+    from modjax import SimilarityCondition, TripletSampler
     fs = make_featureset(register=False)
     enc = ModelNode("enc", SequentialMLP(output_shape=(1, 3), n_layers=1, hidden_dim=8),
                     upstream_ref=fs.reference(), register=False)
@@ -403,7 +406,7 @@ def test_results_accessors(trained):
 def test_losses_decrease_on_the_reference_workload():
     """Issue 4's reference: 5,000 x 10 (4,000 train), tanh(x @ w) + noise,
     SequentialMLP(2, 32), Adam(1e-3), MSE, batch 32, shuffled (3 of the 20 epochs here)."""
-    from modjax.data import FeatureSet
+    from modjax import FeatureSet
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5000, 10)).astype(np.float32)
     w = rng.normal(size=(10,)).astype(np.float32) / np.sqrt(10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modjax.train import Callback
+from modjax import Callback
 from tests.train.train_helpers import make_featureset, make_mlp_graph, train_phase
 
 

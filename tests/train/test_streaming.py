@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from train_helpers import make_featureset, make_mlp_graph, train_phase
 
+from modjax import Callback, Experiment
 from modjax.data import DeviceStore
-from modjax.train import Callback, Experiment
 
 
 def _row_bytes(fs) -> int:

@@ -8,9 +8,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.data import FeatureSet, SimpleSampler
-from modjax.graph import ConcatNode, ModelGraph, ModelNode, SequentialMLP
-from modjax.train import AppliedLoss, InputBinding, Optimizer, TrainPhase
+from modjax import (
+    AppliedLoss,
+    ConcatNode,
+    FeatureSet,
+    InputBinding,
+    ModelGraph,
+    ModelNode,
+    Optimizer,
+    SequentialMLP,
+    SimpleSampler,
+    TrainPhase,
+)
 
 
 def make_featureset(n: int = 256, n_features: int = 4, seed: int = 0, label: str = "fs",

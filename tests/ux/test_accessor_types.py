@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modjax.data import FeatureSet
+from modjax import FeatureSet
 from modjax.data.formats import DataFormat
 
 torch = pytest.importorskip("torch")

@@ -16,10 +16,10 @@ from modjax import (
     EvalPhase,
     Evaluation,
     Experiment,
-    Observer,
     SimpleSampler,
     TrainPhase,
 )
+from modjax.observe import Observer
 
 
 def _phase(n_epochs=3, observer=None):

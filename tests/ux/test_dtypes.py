@@ -21,10 +21,10 @@ from modjax import (
     ModelNode,
     Optimizer,
     SequentialMLP,
-    ShapeMismatchError,
     SimpleSampler,
     TrainPhase,
 )
+from modjax.errors import ShapeMismatchError
 
 
 def _train(graph, epochs=15):

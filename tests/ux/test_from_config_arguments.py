@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from modjax import EarlyStopping, Linear, Optimizer
 from modjax.graph.flow.modules import Cat, Reshape
-from modjax.graph.models import Linear
-from modjax.train import EarlyStopping, Optimizer
 
 
 @pytest.mark.parametrize("obj", [Optimizer("adam", opt_kwargs={"lr": 1e-2}), Linear(3), Cat(1),

@@ -14,10 +14,10 @@ from modjax import (
     ModelNode,
     Optimizer,
     SequentialMLP,
-    ShapeMismatchError,
     SimpleSampler,
     TrainPhase,
 )
+from modjax.errors import ShapeMismatchError
 
 
 def test_classifier_head_narrower_than_the_classes():

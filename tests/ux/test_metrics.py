@@ -15,11 +15,11 @@ from modjax import (
     EvalMetric,
     EvalPhase,
     Evaluation,
-    ShapeMismatchError,
     SimpleSampler,
     TrainPhase,
-    probabilities,
 )
+from modjax.errors import ShapeMismatchError
+from modjax.train import probabilities
 
 skm = pytest.importorskip("sklearn.metrics")
 
@@ -95,7 +95,7 @@ def test_eval_phase_metrics_padded_chunks_and_probabilities():
     probs = np.asarray(probabilities(logits))
     assert probs.shape == (len(y), 3) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
     # config round trip keeps the metrics
-    from modjax import deserialize, serialize
+    from modjax.io import deserialize, serialize
     again = deserialize(serialize(ev))
     assert [m.get_config() for m in again.metrics] == [m.get_config() for m in mets]
 

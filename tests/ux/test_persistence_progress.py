@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from ux_helpers import classifier
 
+from modjax import AppliedLoss, Experiment, InputBinding, SimpleSampler, TrainPhase
 from modjax.context import ExperimentContext
-from modjax.data import SimpleSampler
 from modjax.io import open_artifact
-from modjax.train import AppliedLoss, Experiment, InputBinding, TrainPhase
 
 
 def _final_count(text: str) -> tuple[int, int]:

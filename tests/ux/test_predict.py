@@ -7,15 +7,8 @@ import numpy as np
 import pytest
 from ux_helpers import regression
 
-from modjax import (
-    AppliedLoss,
-    EvalPhase,
-    Experiment,
-    FeatureSet,
-    ShapeMismatchError,
-    SimpleSampler,
-    TrainPhase,
-)
+from modjax import AppliedLoss, EvalPhase, Experiment, FeatureSet, SimpleSampler, TrainPhase
+from modjax.errors import ShapeMismatchError
 from modjax.graph import predict as predict_mod
 
 

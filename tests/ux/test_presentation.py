@@ -14,10 +14,10 @@ from modjax import (
     EvalLossMetric,
     EvalPhase,
     Evaluation,
-    Observer,
     SimpleSampler,
     TrainPhase,
 )
+from modjax.observe import Observer
 
 
 def test_notebook_views_of_graph_featureset_results_observer():

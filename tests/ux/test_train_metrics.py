@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from ux_helpers import classifier, regression
 
-from modjax import AppliedLoss, AppliedMetric, Observer, SimpleSampler, TrainPhase
+from modjax import AppliedLoss, AppliedMetric, SimpleSampler, TrainPhase
 from modjax.io.registry import deserialize, serialize
+from modjax.observe import Observer
 
 
 def test_train_accuracy_is_exact_over_the_epoch_and_compiles_once():

@@ -1,33 +1,6 @@
-"""FlowBuilder and the built flow Graph (Graph-as-Module), with its flow primitives."""
+"""The flow graph implementation (FlowBuilder, Graph, nodes, modules, routers, graph tree).
 
-from modjax.graph.flow.base import FlowModule
-from modjax.graph.flow.builder import FlowBuilder, LoopBuilder, MapBuilder
-from modjax.graph.flow.graph import Graph
-from modjax.graph.flow.modules import Add, Cat, Mean, Reshape, StateAdd
-from modjax.graph.flow.routers import (
-    ArgmaxSelector,
-    FixedSelector,
-    LearnedHalt,
-    SigmoidRouter,
-    SoftmaxRouter,
-    ThresholdHalt,
-)
+Its public names are in :mod:`modjax.flow`; this package exports nothing itself.
+"""
 
-__all__ = [
-    "Add",
-    "ArgmaxSelector",
-    "Cat",
-    "FixedSelector",
-    "FlowBuilder",
-    "FlowModule",
-    "Graph",
-    "LearnedHalt",
-    "LoopBuilder",
-    "MapBuilder",
-    "Mean",
-    "Reshape",
-    "SigmoidRouter",
-    "SoftmaxRouter",
-    "StateAdd",
-    "ThresholdHalt",
-]
+__all__: list[str] = []

@@ -43,8 +43,9 @@ class FlowBuilder:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from modjax.graph.models import Linear
-        >>> from modjax.graph.flow import Add, FlowBuilder
+        >>> from modjax import Linear
+        >>> from modjax.flow import FlowBuilder
+        >>> from modjax.flow import Add
         >>> g = (FlowBuilder.from_(Linear(8)).tag("hidden")
         ...      .split(Linear(8), Linear(8)).tag_group("head").merge(Add())
         ...      .also(Linear(8))
@@ -125,7 +126,7 @@ class FlowBuilder:
             A new builder whose single stream is ``module``'s output.
 
         Example:
-            >>> from modjax.graph.models import Linear
+            >>> from modjax import Linear
             >>> FlowBuilder.from_(Linear(3)).build(input_shape=(2,)).output_shape
             (3,)
         """
@@ -146,7 +147,7 @@ class FlowBuilder:
             self, for chaining (a split stream is reported by :meth:`build`).
 
         Example:
-            >>> from modjax.graph.models import Linear
+            >>> from modjax import Linear
             >>> g = FlowBuilder.from_(Linear(3)).through(Linear(1)).build(input_shape=(2,))
             >>> [e.id for e in g.entries]
             ['Linear_0', 'Linear_1']
@@ -168,7 +169,7 @@ class FlowBuilder:
             self, for chaining.
 
         Example:
-            >>> from modjax.graph.models import Linear
+            >>> from modjax import Linear
             >>> g = FlowBuilder.from_(Linear(3)).tag("hidden").build()
             >>> g.tags
             {'hidden': 'hidden'}
@@ -190,8 +191,8 @@ class FlowBuilder:
             self, for chaining.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import Add
+            >>> from modjax import Linear
+            >>> from modjax.flow import Add
             >>> g = (FlowBuilder.from_(Linear(2)).split(Linear(2), Linear(2))
             ...      .tag_group("head").merge(Add()).build())
             >>> g.tag_group("head")
@@ -225,8 +226,8 @@ class FlowBuilder:
 
         Example:
             >>> import jax.numpy as jnp
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import Add
+            >>> from modjax import Linear
+            >>> from modjax.flow import Add
             >>> g = (FlowBuilder.from_(Linear(2)).tag("skip").through(Linear(2))
             ...      .through(Add()).using("skip").build(input_shape=(3,)))
             >>> g(jnp.ones((1, 3))).shape
@@ -253,8 +254,8 @@ class FlowBuilder:
 
         Example:
             >>> import jax.numpy as jnp
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import Cat
+            >>> from modjax import Linear
+            >>> from modjax.flow import Cat
             >>> g = (FlowBuilder.from_(Linear(4)).split(Linear(2), Linear(3))
             ...      .merge(Cat(-1)).build(input_shape=(3,)))
             >>> g.output_shape
@@ -283,8 +284,8 @@ class FlowBuilder:
             self, with a single stream again.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import Mean
+            >>> from modjax import Linear
+            >>> from modjax.flow import Mean
             >>> g = (FlowBuilder.from_(Linear(2)).split(Linear(2), Linear(2))
             ...      .merge(Mean()).build(input_shape=(3,)))
             >>> g.output_shape
@@ -333,8 +334,8 @@ class FlowBuilder:
             self, for chaining.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import SoftmaxRouter
+            >>> from modjax import Linear
+            >>> from modjax.flow import SoftmaxRouter
             >>> g = (FlowBuilder.from_(Linear(4)).tag("ctx")
             ...      .gate(SoftmaxRouter(4, 2), Linear(3), Linear(3)).using("ctx")
             ...      .build(input_shape=(2,)))
@@ -371,7 +372,7 @@ class FlowBuilder:
         Example:
             >>> import jax.numpy as jnp
             >>> from modjax.graph.models import FunctionModel
-            >>> from modjax.graph.flow import FixedSelector
+            >>> from modjax.flow import FixedSelector
             >>> def times(k):
             ...     return FunctionModel(lambda key, s: {}, lambda p, x: k * x)
             >>> g = FlowBuilder.from_(times(1.0)).switch(FixedSelector(1), times(2.0), times(3.0))
@@ -407,7 +408,7 @@ class FlowBuilder:
             A :class:`LoopBuilder`.
 
         Example:
-            >>> from modjax.graph.models import Linear
+            >>> from modjax import Linear
             >>> g = FlowBuilder.from_(Linear(4)).loop(Linear(4)).for_(3).build(input_shape=(2,))
             >>> g.entries[1].node.describe()
             'loop Linear for 3'
@@ -424,8 +425,8 @@ class FlowBuilder:
             A :class:`MapBuilder`.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import Reshape
+            >>> from modjax import Linear
+            >>> from modjax.flow import Reshape
             >>> g = (FlowBuilder.from_(Reshape(3, 2)).map(Linear(5)).each()
             ...      .build(input_shape=(6,)))
             >>> g.output_shape
@@ -446,8 +447,8 @@ class FlowBuilder:
 
         Example:
             >>> import jax.numpy as jnp
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import Add
+            >>> from modjax import Linear
+            >>> from modjax.flow import Add
             >>> g = (FlowBuilder.from_(Linear(2)).tag("main").input("bias")
             ...      .through(Add()).using("bias").build(input_shape=((3,), (2,))))
             >>> x, bias = jnp.ones((1, 3)), jnp.ones((1, 2))
@@ -476,7 +477,7 @@ class FlowBuilder:
             self, for chaining.
 
         Example:
-            >>> from modjax.graph.models import Linear
+            >>> from modjax import Linear
             >>> enc = FlowBuilder.from_(Linear(2)).label("encoder").build()
             >>> FlowBuilder.from_(enc).build().tree_children() == {"encoder": enc}
             True
@@ -497,7 +498,7 @@ class FlowBuilder:
             self, for chaining.
 
         Example:
-            >>> from modjax.graph.models import Linear
+            >>> from modjax import Linear
             >>> g = FlowBuilder.from_(Linear(2)).tag("mid").internal("mid").build()
             >>> g.internal_tags()
             {'mid'}
@@ -516,7 +517,7 @@ class FlowBuilder:
             self, for chaining.
 
         Example:
-            >>> from modjax.graph.models import Linear
+            >>> from modjax import Linear
             >>> g = FlowBuilder.from_(Linear(2)).verbose(True).build(input_shape=(3,))
             >>> g.param_summary().splitlines()[0]
             'Total: 8 parameters'
@@ -658,7 +659,7 @@ class LoopBuilder:
         Example:
             >>> import jax.numpy as jnp
             >>> from modjax.graph.models import FunctionModel
-            >>> from modjax.graph.flow import ThresholdHalt
+            >>> from modjax.flow import ThresholdHalt
             >>> inc = FunctionModel(lambda k, s: {}, lambda p, x: x + 1.0)
             >>> g = FlowBuilder.from_(inc).loop(inc).while_(ThresholdHalt(2.5), 9)
             >>> g.build(input_shape=(1,))(jnp.array([[0.0], [5.0]])).tolist()
@@ -679,7 +680,7 @@ class LoopBuilder:
         Example:
             >>> import jax.numpy as jnp
             >>> from modjax.graph.models import FunctionModel
-            >>> from modjax.graph.flow import ThresholdHalt
+            >>> from modjax.flow import ThresholdHalt
             >>> inc = FunctionModel(lambda k, s: {}, lambda p, x: x + 1.0)
             >>> g = FlowBuilder.from_(inc).loop(inc).until(ThresholdHalt(2.5), 9)
             >>> g.build(input_shape=(1,))(jnp.array([[0.0], [5.0]])).tolist()
@@ -701,8 +702,8 @@ class MapBuilder:
             self; finish with :meth:`each` or :meth:`over`.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import Reshape
+            >>> from modjax import Linear
+            >>> from modjax.flow import Reshape
             >>> g = (FlowBuilder.from_(Reshape(2, 2)).map(Linear(3)).batched().each()
             ...      .build(input_shape=(4,)))
             >>> g.output_shape
@@ -726,8 +727,8 @@ class MapBuilder:
             The FlowBuilder, for chaining.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import Reshape
+            >>> from modjax import Linear
+            >>> from modjax.flow import Reshape
             >>> FlowBuilder.from_(Reshape(4, 2)).map(Linear(1)).each().build(
             ...     input_shape=(8,)).output_shape
             (4, 1)
@@ -746,8 +747,8 @@ class MapBuilder:
             The FlowBuilder, for chaining.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import Reshape
+            >>> from modjax import Linear
+            >>> from modjax.flow import Reshape
             >>> g = (FlowBuilder.from_(Reshape(3, 2)).tag("slots").through(Reshape(6))
             ...      .map(Linear(4)).over("slots").build(input_shape=(6,)))
             >>> g.output_shape
@@ -770,7 +771,7 @@ class MapBuilder:
             The FlowBuilder, for chaining.
 
         Example:
-            >>> from modjax.graph.models import Linear
+            >>> from modjax import Linear
             >>> FlowBuilder.from_(Linear(8)).map(Linear(3)).slices(4).build(
             ...     input_shape=(2,)).output_shape
             (12,)

@@ -32,9 +32,10 @@ from modjax.graph.definition import GraphDef, definition_hash
 from modjax.graph.flow.nodes import FlowNode, StepNode, node_from_config
 from modjax.graph.flow.observing import GraphObservation
 from modjax.graph.flow.tree import GraphTree
-from modjax.io.persistable import GraphPersistence
+from modjax.graph.io import GraphPersistence
 from modjax.io.registry import register
-from modjax.observe import Observer, ProfileRecorder
+from modjax.observe.observer import Observer
+from modjax.observe.profiling import ProfileRecorder
 from modjax.paths import flatten_paths, split_path
 
 __all__ = ["Graph", "REFS_KEY"]
@@ -109,8 +110,8 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> from modjax.graph.models import Linear
-        >>> from modjax.graph.flow import FlowBuilder
+        >>> from modjax import Linear
+        >>> from modjax.flow import FlowBuilder
         >>> g = FlowBuilder.from_(Linear(8)).tag("hidden").through(Linear(2)).build()
         >>> params, state = g.init(jax.random.key(0), (4,))
         >>> y, state, cap = g.apply(params, state, jnp.ones((3, 4)), capture=["hidden"])
@@ -175,9 +176,9 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
 
         Example:
             >>> import jax.numpy as jnp
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.definition import apply
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.graph import apply
+            >>> from modjax.flow import FlowBuilder
             >>> g = FlowBuilder.from_(Linear(3)).tag("h").label("net").build(input_shape=(2,))
             >>> out, _ = apply(g.definition, g.variables, {"x": jnp.ones((5, 2))}, capture=["h"])
             >>> sorted(out), out["net"].shape
@@ -545,8 +546,8 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
 
         Example:
             >>> import jax
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> g = FlowBuilder.from_(Linear(2)).build(input_shape=(3,))
             >>> g.set_variables(jax.tree.map(lambda a: a * 0, g.variables))
             >>> float(g.variables["params"]["Linear_0"]["kernel"].sum())
@@ -579,8 +580,8 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
 
         Example:
             >>> import jax
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> g = FlowBuilder.from_(Linear(2)).build().initialize((3,), key=jax.random.key(1))
             >>> g.variables["params"]["Linear_0"]["kernel"].shape
             (3, 2)
@@ -643,8 +644,8 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
 
         Example:
             >>> import jax.numpy as jnp
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> g = FlowBuilder.from_(Linear(4)).tag("h").through(Linear(1)).build()
             >>> g(jnp.ones((2, 3))).shape, g.input_shape, g.tagged("h").shape
             ((2, 1), (3,), (2, 4))
@@ -731,8 +732,9 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
 
         Example:
             >>> import jax, jax.numpy as jnp
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder, StateAdd
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
+            >>> from modjax.flow import StateAdd
             >>> g = FlowBuilder.from_(Linear(2)).through(StateAdd()).using("m").tag("m").build()
             >>> p, s = g.init(jax.random.key(0), (2,))
             >>> _, s = g.apply(p, s, jnp.ones((1, 2)))
@@ -877,8 +879,8 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
             The hash shown by :meth:`tree_summary` and checked by subgraph checkpoints.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> a = FlowBuilder.from_(Linear(2)).label("a").build()
             >>> b = FlowBuilder.from_(Linear(2)).label("b").build(seed=5)
             >>> a.structural_hash() == b.structural_hash(), len(a.structural_hash())

@@ -14,8 +14,10 @@ import functools
 from typing import Any
 
 from modjax.errors import LabelPathError
+from modjax.observe.observer import Observer
+from modjax.observe.profiling import Profile
+from modjax.observe.trends import Trend
 from modjax.paths import split_path
-from modjax.observe import Observer, Profile, Trend
 
 __all__ = ["GraphObservation", "DELEGATED"]
 

@@ -71,8 +71,8 @@ class GraphTree:
             A new dict (changing it does not change the tree).
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
             ...        .label("encoder").build())
             >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
@@ -102,8 +102,8 @@ class GraphTree:
             The graph at that path.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
             ...        .label("encoder").build())
             >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
@@ -181,8 +181,8 @@ class GraphTree:
             LabelPathError: the path does not resolve or crosses into an internal tag.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> enc = FlowBuilder.from_(Linear(4)).tag("hidden").label("encoder").build()
             >>> model = FlowBuilder.from_(enc).through(Linear(2)).build()
             >>> model.validate_path("encoder"), model.validate_path("encoder.hidden")
@@ -221,8 +221,8 @@ class GraphTree:
         """The params subtree at a label path (for optimizer groups).
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> g = FlowBuilder.from_(Linear(3)).tag("a").through(Linear(2)).build(
             ...     input_shape=(4,))
             >>> sorted(g.parameters_at("a"))
@@ -241,8 +241,8 @@ class GraphTree:
             the target alone would name them.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
             ...        .label("encoder").build())
             >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
@@ -261,8 +261,9 @@ class GraphTree:
             Dotted names relative to the target (batch-norm ``mean``/``var``...).
 
         Example:
-            >>> from modjax.graph.models import BatchNorm, Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax import BatchNorm
+            >>> from modjax.flow import FlowBuilder
             >>> g = FlowBuilder.from_(Linear(2)).through(BatchNorm()).tag("bn").build(
             ...     input_shape=(3,))
             >>> sorted(g.named_buffers_at("bn"))
@@ -298,8 +299,8 @@ class GraphTree:
             paths: one label path or several (subgraphs, tags, or node ids).
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
             ...        .label("encoder").build())
             >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
@@ -376,8 +377,8 @@ class GraphTree:
             The ``frozen=`` argument of :meth:`modjax.train.Optimizer.update`.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
             ...        .label("encoder").build())
             >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
@@ -402,8 +403,8 @@ class GraphTree:
             training: the fixed flag, or ``None`` to follow the graph again.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> enc = (FlowBuilder.from_(Linear(4)).tag("scan").through(Linear(4)).tag("read")
             ...        .label("encoder").build())
             >>> model = FlowBuilder.from_(enc).through(Linear(1)).build(input_shape=(2,))
@@ -449,8 +450,8 @@ class GraphTree:
         """The tree as text: each graph's hash, visible tags, parameter count, children.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> enc = FlowBuilder.from_(Linear(4)).tag("hidden").label("encoder").build()
             >>> m = FlowBuilder.from_(enc).through(Linear(2)).tag("out").build(input_shape=(3,))
             >>> print(m.tree_summary())  # doctest: +ELLIPSIS
@@ -480,8 +481,8 @@ class GraphTree:
         """Parameter breakdown: total, per child subgraph and own, with frozen status.
 
         Example:
-            >>> from modjax.graph.models import Linear
-            >>> from modjax.graph.flow import FlowBuilder
+            >>> from modjax import Linear
+            >>> from modjax.flow import FlowBuilder
             >>> enc = FlowBuilder.from_(Linear(4)).label("encoder").build()
             >>> m = FlowBuilder.from_(enc).through(Linear(2)).build(input_shape=(3,))
             >>> m.freeze("encoder")

@@ -41,7 +41,7 @@ class BaseModel:
     :meth:`build` (the graph calls it during shape inference).
 
     Example:
-        >>> from modjax.graph.models import SequentialMLP
+        >>> from modjax import SequentialMLP
         >>> m = SequentialMLP(n_layers=1)
         >>> m.build((4,), (2,))
         >>> m.input_shape, m.output_shape
@@ -135,7 +135,8 @@ class BaseModel:
         models whose init draws other distributions) makes the graph call :meth:`init`.
 
         Example:
-            >>> from modjax.graph.models import BatchNorm, Conv1D
+            >>> from modjax import Conv1D
+            >>> from modjax import BatchNorm
             >>> BatchNorm().init_draws((3,)), Conv1D(2).init_draws((1, 8))
             (0, None)
         """
@@ -146,7 +147,7 @@ class BaseModel:
 
         Example:
             >>> import jax.numpy as jnp
-            >>> from modjax.graph.models import LayerNorm
+            >>> from modjax import LayerNorm
             >>> LayerNorm().init_from_draws(jnp.zeros(0), (2,))[0]["scale"].tolist()
             [1.0, 1.0]
         """
@@ -183,7 +184,7 @@ class ShapePreservingModel(BaseModel):
     values are constants (Dropout, Identity, the norms): no ``output_shape`` argument.
 
     Example:
-        >>> from modjax.graph.models import Identity
+        >>> from modjax import Identity
         >>> m = Identity()
         >>> m.build((3, 2), None)
         >>> m.output_shape, "output_shape" in m.get_config()

@@ -64,7 +64,7 @@ def is_model(obj: Any) -> bool:
     """Whether ``obj`` already satisfies the model protocol.
 
     Example:
-        >>> from modjax.graph.models import Identity
+        >>> from modjax import Identity
         >>> is_model(Identity()), is_model(object())
         (True, False)
     """
