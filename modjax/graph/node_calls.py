@@ -19,8 +19,8 @@ import jax
 import numpy as np
 
 from modjax.errors import GraphStructureError, LabelPathError, ShapeMismatchError
-from modjax.paths import flatten_paths, split_path
 from modjax.graph.sample_data import SampleData, as_jax_array, like_caller
+from modjax.paths import flatten_paths, split_path
 
 __all__ = ["ModelNodeCalls"]
 

@@ -26,8 +26,8 @@ import numpy as np
 import optax
 
 from modjax.errors import ConfigError, closest_names
-from modjax.paths import path_mask
 from modjax.io.registry import register
+from modjax.paths import path_mask
 
 __all__ = ["Optimizer", "frozen_mask", "freezable", "OPTIMIZER_NAMES"]
 

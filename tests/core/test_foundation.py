@@ -6,8 +6,8 @@ import pytest
 
 from modjax.context import ExperimentContext, ExperimentNode
 from modjax.errors import ConfigError, LabelPathError, RegistrationError
-from modjax.paths import flatten_paths, get_at, path_mask, set_at
 from modjax.io.registry import deserialize, register, serialize
+from modjax.paths import flatten_paths, get_at, path_mask, set_at
 
 
 def test_label_path_error_names_path_and_neighbours():
