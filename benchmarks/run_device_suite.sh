@@ -23,6 +23,9 @@ for arg in "$@"; do
   esac
 done
 cd "$(dirname "$0")/.."
+# the benchmarks run as scripts: make them import this checkout's modjax, not another
+# installed copy
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
@@ -36,13 +39,14 @@ run() {  # run a step, keep going on failure, remember it
     echo "!!! failed: $*"; failed+=("$*")
   fi
 }
-run "$PY" -c "import jax; print('backend', jax.default_backend(), '| devices', jax.devices())"
+run "$PY" -c "import jax, modjax; print('backend', jax.default_backend(), '| devices', \
+jax.devices(), '| modjax from', modjax.__file__)"
 if [ "$quick" = 1 ]; then
   run "$PY" benchmarks/bench_train_loop.py --repeats 1 --sizes 5000 --batches 256
   run "$PY" benchmarks/bench_data_batches.py --rows 100000 --cols 16 --repeats 1
   run "$PY" benchmarks/bench_graph_apply.py
   run "$PY" benchmarks/bench_checkpoint.py --repeats 1 --skip-large
-  run "$PY" benchmarks/bench_out_of_core.py --rows 1500000 --budget-mb 4 --repeats 1
+  run "$PY" benchmarks/bench_out_of_core.py --rows 2000000 --repeats 1
 else
   run "$PY" benchmarks/bench_train_loop.py
   run "$PY" benchmarks/bench_data_batches.py --repeats 3

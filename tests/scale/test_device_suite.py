@@ -49,6 +49,9 @@ def test_quick_suite_runs_every_benchmark_and_prints_figures():
                      "bench_checkpoint", "bench_out_of_core"]
     assert out.count("--- ok") == 6 and "!!! failed" not in out
     assert re.search(r"^backend \w+ \| devices", out, re.M)
+    # the benchmarks import this checkout's modjax, whatever else is installed
+    where = re.search(r"\| modjax from (\S+)", out).group(1)
+    assert Path(where).resolve().is_relative_to(ROOT), where
     assert "device suite: every step passed" in out
     # the out-of-core benchmark printed its ratio against the bound and met it
     assert re.search(r"claim \(every run < 0\.25 x file size.*\): met", out), out[-3000:]
