@@ -87,9 +87,11 @@ class EnsembleTrainResults(TrainResults):
         self.replicas = list(replicas)
         first = self.replicas[0]
         self.epochs = first.epochs
+        # one pass over each replica's entries (a lookup per epoch would be quadratic)
+        per = [{e: v for e, _, v in r.metrics.entries("train_loss")} if "train_loss" in r.metrics
+               else {} for r in self.replicas]
         for e in first.epoch_indices:
-            vals = [r.metrics.epoch_value("train_loss", e) for r in self.replicas]
-            vals = [v for v in vals if v is not None]
+            vals = [d[e] for d in per if e in d]
             self.metrics.log("train_loss", float(np.mean(vals)), epoch=e)
 
 
@@ -107,13 +109,22 @@ class EnsembleEvalResults(EvalResults):
         return np.stack([r.stacked_tensors(node, domain) for r in self.replicas])
 
 
-def execute_ensemble(phase: Any, graph: Any, *, experiment: Any = None) -> EnsembleTrainResults:
+def execute_ensemble(phase: Any, graph: Any, *, experiment: Any = None,
+                     show_training_progress: bool = False, show_sampler_progress: bool = False,
+                     persist_progress: bool = False, val_loss_metric: str = "val_loss",
+                     progress_file: Any = None) -> EnsembleTrainResults:
     """Run ``phase`` (a TrainPhase with ``replicas=K``) as one vmapped program.
 
     Args:
         phase: the TrainPhase.
         graph: the graph (built if needed); afterwards it holds replica 0's variables.
-        experiment: the running Experiment (callbacks see it).
+        experiment: the running Experiment (callbacks and observer).
+        show_training_progress: one epoch bar for the ensemble (the mean over the
+            replicas of ``train_loss`` and of every metric logged).
+        show_sampler_progress: a bar over each epoch's batches.
+        persist_progress: leave the bars on screen afterwards.
+        val_loss_metric: the validation metric shown first.
+        progress_file: stream for the bars (default stderr).
 
     Returns:
         The :class:`EnsembleTrainResults`.
@@ -129,10 +140,17 @@ def execute_ensemble(phase: Any, graph: Any, *, experiment: Any = None) -> Ensem
     if why is not None:
         raise ValueError(f"TrainPhase {phase.label!r} with replicas={phase.replicas} cannot run "
                          f"vectorized: {why}")
-    specs = [make_spec(phase, graph, label=f"replica{r}", variables=graph.init(phase.seed + r),
+    inits = replica_inits(graph, [phase.seed + r for r in range(phase.replicas)])
+    specs = [make_spec(phase, graph, label=f"replica{r}", variables=inits[r],
                        opt_state=None, seed=phase.seed + r, sampler_offset=r,
                        experiment=experiment) for r in range(phase.replicas)]
-    outs = run_replicas(phase, specs, mesh=mesh)
+    from modjax.train.replica_loop import group_progress
+
+    progress = group_progress(phase, phase.replicas, {
+        "show_training_progress": show_training_progress,
+        "show_sampler_progress": show_sampler_progress, "persist_progress": persist_progress,
+        "val_loss_metric": val_loss_metric, "progress_file": progress_file})
+    outs = run_replicas(phase, specs, mesh=mesh, progress=progress)
     graph.set_variables(jax.device_get(outs[0].variables) if mesh is not None
                         else outs[0].variables)
     graph.set_opt_state(outs[0].opt_state)
@@ -146,6 +164,24 @@ def execute_ensemble(phase: Any, graph: Any, *, experiment: Any = None) -> Ensem
     phase.ensemble = ens
     return EnsembleTrainResults(phase.label, [o.results for o in outs], graph=graph,
                                 loss_nodes={al.label: al.node for al in phase.losses})
+
+
+def replica_inits(graph: Any, seeds: Sequence[int]) -> list[Any]:
+    """``[graph.init(s) for s in seeds]`` as one compiled, vmapped call (equal values).
+
+    Args:
+        graph: the built graph.
+        seeds: one int seed per replica.
+
+    Returns:
+        Each replica's fresh variables.
+    """
+    if not all(0 <= s < 2**31 for s in seeds):  # key() of a wider int splits it in two words
+        return [graph.init(s) for s in seeds]
+    fn = program(("replica_inits", graph.definition),
+                 lambda: jax.jit(jax.vmap(lambda s: graph.init(jax.random.key(s)))))
+    stacked = fn(np.asarray(seeds, np.int32))
+    return [take_replica(stacked, r) for r in range(len(seeds))]
 
 
 def _originals(phase: Any, copies: dict[int, Any]) -> list[tuple[Any, Any]]:

@@ -11,7 +11,7 @@ state swapped in. Each member gets the PhaseGroupResults a run of its own would 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,9 +85,9 @@ def _group(members: list[LockstepMember], plans: list[PhaseGroup], mesh: Any,
         if isinstance(items[0], PhaseGroup):
             res = _group(members, items, mesh, options)
         elif isinstance(items[0], TrainPhase) and _vectorize(members, items):
-            res = _vectorized(members, items, mesh)
+            res = _vectorized(members, items, mesh, options)
         else:
-            res = [_alone(m, it, options) for m, it in zip(members, items)]
+            res = [_alone(m, it, options, members) for m, it in zip(members, items)]
         for o, r in zip(outs, res):
             o.add_result(r)
     return outs
@@ -100,17 +100,37 @@ def _vectorize(members: Sequence[LockstepMember], items: Sequence[TrainPhase]) -
                                     for it in items)
 
 
-def _alone(m: LockstepMember, phase: Any, options: dict[str, Any]) -> Any:
+def _alone(m: LockstepMember, phase: Any, options: dict[str, Any],
+           members: Sequence[LockstepMember]) -> Any:
     exp = m.experiment
-    with m.scope():
+    with m.scope(), _own_observer(m, members):
         m.load()
         res = exp._execute_phase(phase, **options)
         m.save()
     return res
 
 
-def _vectorized(members: Sequence[LockstepMember], items: Sequence[TrainPhase], mesh: Any
-                ) -> list[Any]:
+@contextlib.contextmanager
+def _own_observer(m: LockstepMember, members: Sequence[LockstepMember]) -> Iterator[None]:
+    """Members sharing an Experiment feed its observer's child of their label (as their
+    vectorized phases do), not the shared observer itself."""
+    exp = m.experiment
+    obs = getattr(exp, "observer", None)
+    if obs is None or sum(x.experiment is exp for x in members) < 2:
+        yield
+        return
+    from modjax.train.replica_loop import member_observer
+
+    exp.observer = member_observer(obs, m.label)
+    try:
+        yield
+    finally:
+        exp.observer = obs
+
+
+def _vectorized(members: Sequence[LockstepMember], items: Sequence[TrainPhase], mesh: Any,
+                options: dict[str, Any]) -> list[Any]:
+    from modjax.train.replica_loop import group_progress
     from modjax.train.replicas import make_spec, run_replicas
 
     specs = []
@@ -123,7 +143,8 @@ def _vectorized(members: Sequence[LockstepMember], items: Sequence[TrainPhase], 
                 g.build()
             specs.append(make_spec(phase, g, label=m.label, variables=g.variables,
                                    opt_state=g.opt_state, experiment=exp, scope=m.scope))
-    outs = run_replicas(items[0], specs, mesh=mesh)
+    outs = run_replicas(items[0], specs, mesh=mesh,
+                        progress=group_progress(items[0], len(specs), options))
     for m, phase, out in zip(members, items, outs):
         exp = m.experiment
         with m.scope():

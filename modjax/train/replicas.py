@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,19 +24,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from modjax.train.callbacks import Callback
+from modjax.train.epoch_program import start_key
 from modjax.train.feeds import Feed as _Feed
-from modjax.train.feeds import binding_records as _binding_records
+from modjax.train.hooks import Hook, ProgressHook
+from modjax.train.loop import LoopRun, run_loop
 from modjax.train.metrics import check_class_targets
-from modjax.train.phases import NanPolicy, ResultRecording
-from modjax.train.programs import counting_traces
-from modjax.train.results import EpochRecord, TrainResults
-from modjax.train.step import init_train_carry
+from modjax.train.phases import ResultRecording
+from modjax.train.programs import program, spec_of
+from modjax.train.progress import EpochProgress
+from modjax.train.replica_loop import (
+    ReplicaEpochs,
+    ReplicaHooks,
+    ReplicaPhase,
+    replica_observers,
+    replica_runs,
+)
+from modjax.train.results import TrainResults
 from modjax.train.train_phase import TrainPhase
 from modjax.train.vectorized import (
     pad_rows,
     put_replica,
     replica_epoch,
-    stack_plans,
     stack_trees,
     take_replica,
 )
@@ -175,53 +182,6 @@ def make_spec(phase: TrainPhase, graph: Any, *, label: str, variables: Any = Non
                        samplers)
 
 
-class ReplicaPhase:
-    """What a callback of replica ``k`` sees as ``phase`` (the rest reads the template)."""
-
-    def __init__(self, run: _Run, k: int) -> None:
-        self._run, self._k = run, k
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._run.phase, name)
-
-    @property
-    def graph(self) -> Any:
-        return self._run.specs[self._k].graph
-
-    @property
-    def replica(self) -> str:
-        """The replica's label."""
-        return self._run.specs[self._k].label
-
-    checkpointing = None
-
-    def current_variables(self) -> Any:
-        return take_replica(self._run.carry["variables"], self._k)
-
-    def snapshot(self) -> dict[str, Any]:
-        return take_replica(self._run.carry, self._k)
-
-    def restore_snapshot(self, snap: Any) -> None:
-        part = {k: snap[k] for k in ("variables", "opt_state", "step", "key") if k in snap}
-        sub = {k: self._run.carry[k] for k in part}
-        self._run.carry = dict(self._run.carry, **put_replica(sub, self._k, part))
-
-    def request_stop(self) -> None:
-        self._run.active[self._k] = False
-
-    def __repr__(self) -> str:
-        return f"ReplicaPhase({self._run.phase.label!r}, replica={self.replica!r})"
-
-
-class _Run:
-    """State of one vectorized phase run (the stacked carry and per-replica flags)."""
-
-    def __init__(self, phase: TrainPhase, specs: Sequence[ReplicaSpec]) -> None:
-        self.phase, self.specs = phase, list(specs)
-        self.carry: Any = None
-        self.active = [True] * len(self.specs)
-
-
 def _check_group(phase: TrainPhase, specs: Sequence[ReplicaSpec]) -> None:
     d0, keys0 = specs[0].graph.definition, [f.key for f in specs[0].feeds]
     for s in specs[1:]:
@@ -253,18 +213,35 @@ def _stores(specs: Sequence[ReplicaSpec]) -> tuple[dict, dict]:
     return stores, shared
 
 
-def _initial_carry(phase: TrainPhase, specs: Sequence[ReplicaSpec], optimizer: Any) -> Any:
-    carries = []
-    struct = jax.tree.structure(jax.eval_shape(optimizer.init, specs[0].variables["params"]))
-    for s in specs:
-        opt_state = s.opt_state
-        if opt_state is not None and jax.tree.structure(opt_state) != struct:
-            opt_state = None
-        key = jax.random.fold_in(jax.random.key(s.seed), s.epochs_run)
-        c = init_train_carry(s.variables, optimizer, key, opt_state=opt_state)
-        c.pop("frozen")
-        carries.append(c)
-    return stack_trees(carries)
+def _initial_carry(specs: Sequence[ReplicaSpec], optimizer: Any) -> Any:
+    """The stacked starting carry: one compiled call per part, not K eager inits."""
+    params = specs[0].variables["params"]
+    struct = jax.tree.structure(jax.eval_shape(optimizer.init, params))
+    given = [s.opt_state if s.opt_state is not None and jax.tree.structure(s.opt_state) == struct
+             else None for s in specs]
+    variables = stack_trees([s.variables for s in specs])
+    if all(g is not None for g in given):
+        opt_state = stack_trees(given)
+    else:
+        init = program(("replica_opt_init", spec_of(optimizer), jax.tree.structure(params)),
+                       lambda: jax.jit(jax.vmap(optimizer.init)))
+        opt_state = init(variables["params"])
+        for k, g in enumerate(given):
+            if g is not None:
+                opt_state = put_replica(opt_state, k, g)
+    seeds, runs = [s.seed for s in specs], [s.epochs_run for s in specs]
+    if all(-2**31 <= v < 2**31 for v in seeds) and all(0 <= v < 2**31 for v in runs):
+        keys = _start_keys(np.asarray(seeds, np.int32), np.asarray(runs, np.uint32))
+    else:  # seeds outside 32 bits: key() splits them into two words, one replica at a time
+        keys = stack_trees([start_key(a, b) for a, b in zip(seeds, runs)])
+    return {"variables": variables, "opt_state": opt_state, "key": keys,
+            "step": jnp.zeros(len(specs), jnp.int32)}
+
+
+@jax.jit
+def _start_keys(seeds: Any, epochs: Any) -> Any:
+    # each replica's key as a run of its own makes it: fold_in(key(seed), epochs_run)
+    return jax.vmap(lambda s, e: jax.random.fold_in(jax.random.key(s), e))(seeds, epochs)
 
 
 def _place(tree: Any, mesh: Any) -> Any:
@@ -276,22 +253,9 @@ def _place(tree: Any, mesh: Any) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(REPLICA_AXIS)))
 
 
-def run_replicas(phase: TrainPhase, specs: Sequence[ReplicaSpec], *, mesh: Any = None
-                 ) -> list[ReplicaOutcome]:
-    """Train every replica of ``phase`` together, one vmapped scan per epoch.
-
-    Args:
-        phase: the template TrainPhase (losses, epochs, recording, nan policy).
-        specs: the replicas (equal definitions, feeds and batch shapes).
-        mesh: a ``Mesh`` with a ``"replica"`` axis to shard the replicas over.
-
-    Returns:
-        One outcome per replica, in order. Nothing is written to any graph.
-
-    Raises:
-        ValueError: the replicas do not share a structure (the replica is named).
-        FloatingPointError: a replica's loss is not finite under ``nan_policy="raise"``.
-    """
+def _program(phase: TrainPhase, specs: Sequence[ReplicaSpec], mesh: Any
+              ) -> tuple[Any, Any, list[str], dict]:
+    """The group's optimizer, vmapped epoch, recorded nodes and store arrays."""
     from modjax.train.step import graph_optimizers
 
     _check_group(phase, specs)
@@ -308,96 +272,48 @@ def run_replicas(phase: TrainPhase, specs: Sequence[ReplicaSpec], *, mesh: Any =
                        gathers={f.key: f.store.gather_fn() for f in feeds0}, shared=shared,
                        record=record, capture=phase.capture, active_nodes=phase.active_nodes,
                        compute_dtype=phase.compute_dtype, sharding=mesh)
-    run = _Run(phase, specs)
-    run.carry = _place(_initial_carry(phase, specs, optimizer), mesh)
+    return optimizer, fn, record, stores
+
+
+def run_replicas(phase: TrainPhase, specs: Sequence[ReplicaSpec], *, mesh: Any = None,
+                 progress: EpochProgress | None = None) -> list[ReplicaOutcome]:
+    """Train every replica of ``phase`` together, one vmapped scan per epoch.
+
+    Each replica's callbacks and observer (the phase's, else its experiment's; a shared
+    one gets a child per replica) see its own epochs, as in a run of its own.
+
+    Args:
+        phase: the template TrainPhase (losses, epochs, recording, nan policy).
+        specs: the replicas (equal definitions, feeds and batch shapes).
+        mesh: a ``Mesh`` with a ``"replica"`` axis to shard the replicas over.
+        progress: the group's progress bar (epochs; the mean of each metric over the
+            replicas), or None.
+
+    Returns:
+        One outcome per replica, in order. Nothing is written to any graph.
+
+    Raises:
+        ValueError: the replicas do not share a structure (the replica is named).
+        FloatingPointError: a replica's loss is not finite under ``nan_policy="raise"``.
+    """
+    optimizer, fn, record, stores = _program(phase, specs, mesh)
+    graph = specs[0].graph
     frozen = None
     if graph.frozen_paths:
         from modjax.train.optim import frozen_mask
         frozen = frozen_mask(specs[0].variables["params"], sorted(graph.frozen_paths))
     weights = jnp.asarray([s.loss_weights for s in specs], jnp.float32)
-    results = [TrainResults(phase.label, graph=s.graph,
-                            loss_nodes={al.label: al.node for al in phase.losses}) for s in specs]
-    epochs = [s.epochs_run for s in specs]
-    views = [ReplicaPhase(run, k) for k in range(len(specs))]
-    _hooks(run, views, results, "on_phase_start")
-    for epoch in range(phase.n_epochs):
-        live = [k for k, a in enumerate(run.active) if a]
-        if not live:
-            break
-        _hooks(run, views, results, "on_epoch_start", epoch=epoch, only=live)
-        t0 = time.time()
-        # stopped replicas draw no plan (their samplers stay where a run of their own
-        # would leave them); they scan a live replica's plan with every update masked
-        own = {k: phase._epoch_plans(specs[k].feeds) for k in live}
-        per = [own.get(k, own[live[0]]) for k in range(len(specs))]
-        plans: dict[str, Any] = {}
-        counts: list[int] = []
-        for i, f in enumerate(feeds0):
-            plans[f.key], counts = stack_plans([p[i] for p in per])
-        pre = run.carry
-        active = np.asarray(run.active)
-        with counting_traces(phase):
-            run.carry, out = fn(run.carry, frozen, stores, _place(plans, mesh), active, weights)
-        table = np.asarray(out["loss_table"])
-        done = []
-        for k in live:
-            s = specs[k]
-            rec = EpochRecord(epoch, table[k, :counts[k], 0],
-                              {al.label: table[k, :counts[k], j + 1]
-                               for j, al in enumerate(phase.losses)},
-                              None, _binding_records(s.feeds, per[k]))
-            if not _nan_check(phase, run, pre, k, rec, epoch):
-                results[k].nan_stop = rec.nan_stop  # type: ignore[attr-defined]
-                results[k].stopped_early = True
-                continue
-            if record:
-                rec.records = jax.tree.map(lambda a, k=k, n=counts[k]: a[k, :n], out["records"])
-            rec.started_at, rec.ended_at = t0, time.time()
-            _add_epoch(phase, results[k], rec, epoch)
-            epochs[k] += 1
-            done.append(k)
-        _hooks(run, views, results, "on_epoch_end", epoch=epoch, only=done)
-    _hooks(run, views, results, "on_phase_end")
-    return [ReplicaOutcome(results[k], take_replica(run.carry["variables"], k),
-                           take_replica(run.carry["opt_state"], k), epochs[k], s.samplers,
-                           run.carry["variables"])
+    body = ReplicaEpochs(phase, specs, fn, _place(_initial_carry(specs, optimizer), mesh),
+                         (frozen, stores, weights), record=record,
+                         place=lambda t: _place(t, mesh), progress=progress)
+    runs = replica_runs(body, replica_observers(phase, specs))
+    hooks: list[Hook] = [ReplicaHooks(body, runs, means=progress is not None and progress.visible)]
+    if progress is not None:
+        hooks.append(ProgressHook(progress))
+    group = TrainResults(phase.label, graph=graph)
+    run_loop(body, LoopRun(phase, specs[0].experiment, group, hooks))
+    carry = body.carry
+    return [ReplicaOutcome(body.results[k], take_replica(carry["variables"], k),
+                           take_replica(carry["opt_state"], k), body.epochs[k], s.samplers,
+                           carry["variables"])
             for k, s in enumerate(specs)]
-
-
-def _add_epoch(phase: TrainPhase, results: TrainResults, rec: EpochRecord, epoch: int) -> None:
-    results.add_epoch(rec, keep_records=phase.result_recording is not ResultRecording.NONE)
-    if phase.result_recording is ResultRecording.LAST:
-        results.drop_records_except(epoch)
-    counts = results._batch_counts(rec)
-    results.metrics.log("train_loss", float(np.sum(rec.loss * counts) / max(counts.sum(), 1.0)),
-                        epoch=epoch)
-
-
-def _nan_check(phase: TrainPhase, run: _Run, pre: Any, k: int, rec: EpochRecord,
-               epoch: int) -> bool:
-    """False when replica ``k`` stops on a non-finite loss (its carry is put back)."""
-    bad = np.flatnonzero(~np.isfinite(rec.loss))
-    if not bad.size or phase.nan_policy is NanPolicy.IGNORE:
-        return True
-    b = int(bad[0])
-    if phase.nan_policy is NanPolicy.RAISE:
-        raise FloatingPointError(
-            f"TrainPhase {phase.label!r}, replica {run.specs[k].label!r}: non-finite loss at "
-            f"epoch {epoch}, batch {b} (losses: { {n: float(v[b]) for n, v in rec.losses.items()} })"
-            "; no graph was written (nan_policy='stop' stops this replica instead)")
-    rec.nan_stop = (epoch, b)  # type: ignore[attr-defined]
-    run.carry = put_replica(run.carry, k, take_replica(pre, k))
-    run.active[k] = False
-    return False
-
-
-def _hooks(run: _Run, views: Sequence[ReplicaPhase], results: Sequence[TrainResults], hook: str,
-           *, only: Sequence[int] | None = None, **kw: Any) -> None:
-    for k in (range(len(run.specs)) if only is None else only):
-        s = run.specs[k]
-        cbs = sorted(s.callbacks, key=lambda c: c.execution_order)
-        if not cbs:
-            continue
-        with s.scope():
-            for cb in cbs:
-                getattr(cb, hook)(experiment=s.experiment, phase=views[k], results=results[k], **kw)
