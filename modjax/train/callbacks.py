@@ -107,6 +107,14 @@ class Callback:
     def on_phase_end(self, **kw: Any) -> None: ...
 
     @property
+    def needs_training_state(self) -> bool:
+        """Whether the callback may read or change the running training state (variables,
+        optimizer state, samplers) between epochs. True unless a callback knows better:
+        a phase whose callbacks all read only logged metrics may run several epochs per
+        dispatch and hand them to the callbacks one by one afterwards."""
+        return True
+
+    @property
     def uses_batch_hooks(self) -> bool:
         """True when a subclass overrides a batch hook (the phase then chunks its scan)."""
         cls = type(self)
@@ -191,6 +199,12 @@ class EarlyStopping(Callback):
         if self.mode == "min":
             return value < self.best_value - self.min_delta
         return value > self.best_value + self.min_delta
+
+    @property
+    def needs_training_state(self) -> bool:
+        """Only to keep the best epoch's snapshot (``restore_best``); a subclass may do
+        more, so it keeps the default."""
+        return self.restore_best or type(self) is not EarlyStopping
 
     def on_phase_start(self, **kw: Any) -> None:
         self._reset()

@@ -21,7 +21,7 @@ from modjax.train.phases import ResultRecording
 from modjax.train.programs import note_trace, program, spec_of
 from modjax.train.step import check_stage_wise, make_train_step
 
-__all__ = ["epoch_program", "start_key"]
+__all__ = ["epoch_program", "block_program", "start_key"]
 
 
 def epoch_program(phase: Any, graph: Any, feeds: Sequence[Feed], optimizer: Any, *,
@@ -42,20 +42,84 @@ def epoch_program(phase: Any, graph: Any, feeds: Sequence[Feed], optimizer: Any,
         The jitted function; its per-batch outputs are ``loss_table`` (total and
         per-label losses per row), ``records`` and ``metric_stats``.
     """
+    record, sig = _signature(phase, graph, feeds, optimizer)
+    sig = ("train_epoch", chunked, skip_empty, *sig)
+    return program(sig, lambda: _jit_epoch(phase, graph, feeds, optimizer, record, skip_empty))
+
+
+def block_program(phase: Any, graph: Any, feeds: Sequence[Feed], optimizer: Any, k: int) -> Any:
+    """The jitted block of ``k`` epochs
+    ``(carry, stores, plans, active) -> (carry, per-epoch per-batch outputs)``.
+
+    ``plans`` is a sequence of ``k`` per-epoch plans (``{feed key: IndexPlan}``), stacked
+    inside the program; epoch ``j`` runs only where ``active[j]`` (a bool vector), else
+    the carry passes through and its outputs are zeros. A block thus computes exactly the
+    epochs a run of :func:`epoch_program` would, one after the other, with one dispatch
+    and one loss transfer for all of them; a shorter prefix of the same block (an early
+    stop) reuses the same program.
+
+    Args:
+        phase, graph, feeds, optimizer: as for :func:`epoch_program`.
+        k: epochs per block (a static size: one program for every block).
+
+    Returns:
+        The jitted function; outputs have a leading ``k`` axis.
+    """
+    record, sig = _signature(phase, graph, feeds, optimizer)
+    sig = ("train_block", k, *sig)
+    return program(sig, lambda: _jit_block(_scan_epoch(phase, graph, feeds, optimizer, record,
+                                                       False)))
+
+
+def _signature(phase: Any, graph: Any, feeds: Sequence[Feed], optimizer: Any
+               ) -> tuple[list[str], tuple]:
+    """The recorded nodes and everything a traced epoch depends on (the program key)."""
     record = (phase._record_nodes(graph)
               if phase.result_recording is not ResultRecording.NONE else [])
     # before the lookup: a cached program was checked against what was frozen then
     check_stage_wise(graph, optimizer, phase.active_nodes)
-    sig = ("train_epoch", graph.definition, tuple(spec_of(al) for al in phase.losses),
-           spec_of(optimizer), tuple(f.key for f in feeds), chunked, skip_empty, phase.mesh,
-           tuple(f.store.shard_rows for f in feeds), spec_of(phase.compute_dtype),
-           tuple(record), phase.capture, spec_of(phase.active_nodes),
-           tuple(spec_of(m) for m in phase.metrics))
-    return program(sig, lambda: _make_epoch(phase, graph, feeds, optimizer, record, skip_empty))
+    sig = (graph.definition, tuple(spec_of(al) for al in phase.losses), spec_of(optimizer),
+           tuple(f.key for f in feeds), phase.mesh, tuple(f.store.shard_rows for f in feeds),
+           spec_of(phase.compute_dtype), tuple(record), phase.capture,
+           spec_of(phase.active_nodes), tuple(spec_of(m) for m in phase.metrics))
+    return record, sig
 
 
-def _make_epoch(phase: Any, graph: Any, feeds: Sequence[Feed], optimizer: Any,
+def _jit_epoch(phase: Any, graph: Any, feeds: Sequence[Feed], optimizer: Any,
+               record: list[str], skip_empty: bool) -> Any:
+    scan_epoch = _scan_epoch(phase, graph, feeds, optimizer, record, skip_empty)
+
+    def epoch(carry, stores, plans):
+        note_trace()  # Python runs only while tracing: counts compilations
+        return scan_epoch(carry, stores, plans)
+
+    fn = jax.jit(epoch)
+    fn.step = scan_epoch.step  # type: ignore[attr-defined]
+    return fn
+
+
+def _jit_block(scan_epoch: Any) -> Any:
+    def block(carry, stores, plans, active):
+        note_trace()
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *plans)
+
+        def one(c, xs):
+            p, act = xs
+            shapes = jax.eval_shape(scan_epoch, c, stores, p)[1]
+
+            def skip(c):
+                return c, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+            return jax.lax.cond(act, lambda c: scan_epoch(c, stores, p), skip, c)
+
+        return jax.lax.scan(one, carry, (stacked, active))
+
+    return jax.jit(block)
+
+
+def _scan_epoch(phase: Any, graph: Any, feeds: Sequence[Feed], optimizer: Any,
                 record: list[str], skip_empty: bool) -> Any:
+    """The epoch as a (not yet jitted) ``lax.scan`` of the pure step over the batches."""
     from modjax.train.precision import compute_graph
     step = make_train_step(compute_graph(graph, phase.compute_dtype), phase.losses, optimizer,
                            active_nodes=phase.active_nodes, capture=phase.capture,
@@ -65,8 +129,6 @@ def _make_epoch(phase: Any, graph: Any, feeds: Sequence[Feed], optimizer: Any,
     labels = [al.label for al in phase.losses]
 
     def epoch(carry, stores, plans):
-        note_trace()  # Python runs only while tracing: counts compilations
-
         def body(carry, xs):
             batch = {k: gathers[k](stores[k], xs[k]) for k in keys}
             new, m = step(carry, batch)
@@ -83,9 +145,8 @@ def _make_epoch(phase: Any, graph: Any, feeds: Sequence[Feed], optimizer: Any,
 
         return jax.lax.scan(body, carry, plans)
 
-    fn = jax.jit(epoch)
-    fn.step = step  # type: ignore[attr-defined]
-    return fn
+    epoch.step = step  # type: ignore[attr-defined]
+    return epoch
 
 
 @jax.jit

@@ -30,12 +30,13 @@ class Hook:
 
     ``needs_batches``: the hook acts at batch boundaries, so the phase must run its
     epochs batch by batch (one-batch scans of the same program) instead of one scan.
-    ``needs_carry``: the hook reads the running state (variables, optimizer state)
-    between epochs, so every epoch's end state must exist on its own.
+    ``needs_host``: the hook must act on the host between epochs as they happen (it
+    reads or changes the running state, or times or shows each epoch), so the phase
+    may not run several epochs in one dispatch.
     """
 
     needs_batches = False
-    needs_carry = True
+    needs_host = True
 
     def setup(self, run: LoopRun) -> None:
         """Before any callback sees the phase."""
@@ -79,7 +80,7 @@ class CallbackHook(Hook):
         self.callbacks = list(callbacks)
         self.call_epoch_start = epoch_start
         self.needs_batches = any(cb.uses_batch_hooks for cb in self.callbacks)
-        self.needs_carry = bool(self.callbacks)
+        self.needs_host = any(cb.needs_training_state for cb in self.callbacks)
 
     def phase_start(self, run: LoopRun) -> None:
         for cb in self.callbacks:
@@ -173,8 +174,6 @@ class ObserverHook(Hook):
         observer: the Observer.
     """
 
-    needs_carry = False
-
     def __init__(self, observer: Any) -> None:
         self.observer = observer
 
@@ -209,10 +208,9 @@ class ProgressHook(Hook):
         progress: the EpochProgress.
     """
 
-    needs_carry = False
-
     def __init__(self, progress: Any) -> None:
         self.progress = progress
+        self.needs_host = progress.visible  # a bar on screen moves epoch by epoch
 
     def epoch_end(self, run: LoopRun, epoch: int, rec: EpochRecord) -> None:
         self.progress.update(epoch, run.results.metrics)

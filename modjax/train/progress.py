@@ -57,6 +57,11 @@ class EpochProgress:
                             file=file) if enabled else None
         self._batch_bar: Any = None
 
+    @property
+    def visible(self) -> bool:
+        """Whether any bar is shown."""
+        return self._bar is not None or self.show_batches
+
     def start_epoch(self, epoch: int, n_batches: int) -> None:
         """Open (or reset) the batch bar for an epoch of ``n_batches`` steps."""
         self.batches_done = 0

@@ -112,7 +112,7 @@ class TrainEpochs:
 
     def __init__(self, phase: Any, graph: Any, optimizer: Any, feeds: Sequence[Feed],
                  programs: tuple[Any, Any], *, streaming: bool, progress: Any,
-                 counters: Any) -> None:
+                 counters: Any, blocks: Any = None) -> None:
         self.phase, self.graph, self.optimizer, self.feeds = phase, graph, optimizer, feeds
         self.fn, self.step_fn = programs
         self.streaming, self.progress, self.counters = streaming, progress, counters
@@ -120,6 +120,7 @@ class TrainEpochs:
         # the next epoch is dispatched before this one's losses are read; batch hooks and
         # streamed data run epoch by epoch
         self.pipelined = phase._pipeline and self.step_fn is None and not streaming
+        self.blocks = blocks  # a BlockRunner: several epochs per dispatch
         self.spec: Any = None
         self.ahead_plans: Ahead = {}
         self.pre_epoch: Any = None
@@ -128,6 +129,12 @@ class TrainEpochs:
     # ----------------------------------------------------------------- one epoch
     def run_epoch(self, run: LoopRun, epoch: int) -> EpochRecord:
         t0 = time.time()
+        if self.blocks is not None:
+            rec, n_batches = self.blocks.epoch(epoch)
+            self.progress.start_epoch(epoch, n_batches)
+            self.progress.advance_batches(n_batches)
+            rec.started_at, rec.ended_at = t0, time.time()
+            return rec
         plans, dispatched = self._confirm()
         if dispatched is None:
             plans = epoch_plans(self.feeds, self.phase.batch_schedule, self.ahead_plans)
@@ -236,6 +243,9 @@ class TrainEpochs:
 
     # ----------------------------------------------------------------- loop contract
     def discard_epoch(self, rec: EpochRecord) -> None:
+        if self.blocks is not None:
+            self.blocks.truncate(self.blocks.kept)
+            return
         self.phase._carry = self.pre_epoch
 
     def record(self, run: LoopRun, epoch: int, rec: EpochRecord) -> None:
@@ -249,11 +259,15 @@ class TrainEpochs:
         log_epoch_metrics(phase.metrics, rec.__dict__.pop("metric_stats", None), results,
                           epoch, owner=self.owner)
         phase.epochs_run += 1
+        if self.blocks is not None:
+            self.blocks.kept += 1
 
     def stop_requested(self) -> bool:
         return self.phase._stop
 
     def end(self, run: LoopRun) -> None:
+        if self.blocks is not None:
+            self.blocks.end()
         self.phase._discarded += self.spec is not None  # dispatched past a stop: never used
 
     def abort(self) -> None:

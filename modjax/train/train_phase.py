@@ -21,7 +21,8 @@ from modjax.data.plan import IndexPlan
 from modjax.distributed import put_global, spans_processes, to_host
 from modjax.io.registry import register, serialize
 from modjax.train.callbacks import Callback
-from modjax.train.epoch_program import epoch_program, start_key
+from modjax.train.epoch_blocks import BLOCK, BlockRunner, blockable
+from modjax.train.epoch_program import block_program, epoch_program, start_key
 from modjax.train.feeds import Feed, InputBinding
 from modjax.train.hooks import (
     CallbackHook,
@@ -41,7 +42,7 @@ from modjax.train.progress import EpochProgress
 from modjax.train.results import TrainResults
 from modjax.train.schedule import BatchSchedulingPolicy
 from modjax.train.step import graph_optimizers, init_train_carry
-from modjax.train.train_epochs import TrainEpochs, epoch_plans
+from modjax.train.train_epochs import TrainEpochs, distinct_samplers, epoch_plans, schedule
 
 __all__ = ["TrainPhase"]
 
@@ -308,9 +309,23 @@ class TrainPhase(ExperimentPhase):
         counters = self.get_state() if self._carry is None else None
         self._graph, self._carry, self._stop = graph, carry, False
         body = TrainEpochs(self, graph, optimizer, feeds, (fn, step_fn), streaming=streaming,
-                           progress=progress, counters=counters)
+                           progress=progress, counters=counters,
+                           blocks=self._blocks(graph, feeds, optimizer, hooks, streaming))
         return run_loop(body, LoopRun(self, experiment, results, hooks),
                         guard=NanGuard(self.nan_policy, f"TrainPhase {self.label!r}"))
+
+    def _blocks(self, graph: Any, feeds: Sequence[Feed], optimizer: Any, hooks: Sequence[Hook],
+                streaming: bool) -> BlockRunner | None:
+        """A BlockRunner when the epochs may run several per dispatch, else None."""
+        samplers = distinct_samplers(feeds)
+        if not self._pipeline or not blockable(feeds, samplers, hooks, mesh=self.mesh,
+                                               streaming=streaming,
+                                               batch_hooks=needs_batches(hooks)):
+            return None
+        fn = block_program(self, graph, feeds, optimizer, BLOCK)
+        return BlockRunner(self, fn, feeds, samplers,
+                           lambda raw: schedule(feeds, samplers, raw, self.batch_schedule),
+                           self.n_epochs)
 
     def _feeds(self, graph: Any, experiment: Any) -> tuple[list[Feed], bool]:
         """The resolved bindings (checked) and whether their data must be streamed."""
