@@ -249,19 +249,34 @@ class TrainPhase(ExperimentPhase):
         if self._carry is not None and "variables" in state:
             self.restore_snapshot(state)
 
-    def save_checkpoint(self, path: Any, *, overwrite: bool = True, **kwargs: Any) -> Any:
-        """Disk checkpoint of the running variables and optimizer state through the graph's
-        Orbax writer (extra keyword arguments such as ``blocking`` are forwarded)."""
-        g = self._graph
-        old_vars, old_opt = g.variables, g.opt_state
-        g.set_variables(self.current_variables())
-        if self._carry is not None and not isinstance(self._carry["opt_state"], dict):
-            g.set_opt_state(self._carry["opt_state"])
-        try:
-            return g.save_checkpoint(path, overwrite=overwrite, **kwargs)
-        finally:
-            g.set_variables(old_vars)
-            g.set_opt_state(old_opt)
+    def save_checkpoint(self, path: Any, *, overwrite: bool = True, blocking: bool = True,
+                        meta: dict[str, Any] | None = None, show_progress: bool = False,
+                        progress_file: Any = None) -> Any:
+        """Disk checkpoint of the running variables and optimizer state (the graph's own
+        when the phase is not running), written by the graph layer's writer from the
+        carry's pytrees: nothing is copied into the graph.
+
+        Args:
+            path: the checkpoint directory.
+            overwrite: replace an existing checkpoint.
+            blocking: with False the write happens on the background checkpoint thread
+                and a Future of the path is returned.
+            meta: JSON metadata stored in the manifest.
+            show_progress: draw a tqdm bar (needs ``blocking=True``).
+            progress_file: stream for the bar.
+
+        Returns:
+            The path, or a Future of it.
+        """
+        from modjax.graph.io import save_checkpoint
+
+        c = self._carry
+        # stage-wise training keeps one state per node optimizer: the graph's own is stored
+        opt_state = None if c is None or isinstance(c["opt_state"], dict) else c["opt_state"]
+        return save_checkpoint(self._graph, path, variables=self.current_variables(),
+                               opt_state=opt_state, overwrite=overwrite, meta=meta,
+                               blocking=blocking, show_progress=show_progress,
+                               progress_file=progress_file)
 
     # ----------------------------------------------------------------- run
     def execute(self, graph: Any, *, experiment: Any = None, show_training_progress: bool = True,
