@@ -24,6 +24,7 @@ __all__ = [
     "set_at",
     "has_path",
     "flatten_paths",
+    "key_name",
     "path_mask",
 ]
 
@@ -115,6 +116,22 @@ def set_at(tree: Mapping[str, Any], path: str | tuple[str, ...], value: Any) -> 
     return out
 
 
+def key_name(k: Any) -> str:
+    """The label of one step of a jax key path (dict key, sequence index, attribute).
+
+    Example:
+        >>> [key_name(k) for k in jax.tree_util.tree_flatten_with_path({"a": [0]})[0][0][0]]
+        ['a', '0']
+    """
+    if isinstance(k, jax.tree_util.DictKey | jax.tree_util.FlattenedIndexKey):
+        return str(k.key)
+    if isinstance(k, jax.tree_util.SequenceKey):
+        return str(k.idx)
+    if isinstance(k, jax.tree_util.GetAttrKey):
+        return str(k.name)
+    return str(k)
+
+
 def flatten_paths(tree: Any, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     """Leaves keyed by dotted path (dict keys, and sequence indices as digits).
 
@@ -125,15 +142,7 @@ def flatten_paths(tree: Any, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     out = {}
     for kp, leaf in leaves:
-        names = []
-        for k in kp:
-            if hasattr(k, "key"):
-                names.append(str(k.key))
-            elif hasattr(k, "idx"):
-                names.append(str(k.idx))
-            else:
-                names.append(str(getattr(k, "name", k)))
-        out[join_path(prefix + tuple(names))] = leaf
+        out[join_path(prefix + tuple(key_name(k) for k in kp))] = leaf
     return out
 
 
@@ -152,7 +161,7 @@ def path_mask(tree: Any, selected: Iterable[str | tuple[str, ...]],
         get_at(tree, p)
 
     def mark(kp: tuple[Any, ...], _leaf: Any) -> Any:
-        names = tuple(str(getattr(k, "key", getattr(k, "idx", k))) for k in kp)
+        names = tuple(key_name(k) for k in kp)
         return leaf_fn(any(names[: len(p)] == p for p in prefixes))
 
     return jax.tree_util.tree_map_with_path(mark, tree)

@@ -15,7 +15,13 @@ protocol                   who relies on it
 :class:`Persistable`       object save/load (FeatureSet, graphs, Experiment)
 :class:`CheckpointHost`    graph save/load/checkpoints (:mod:`modjax.graph.io`)
 :class:`PhaseGraph`        what a phase trains, evaluates or fits
-:class:`HasOptimizer`      graphs with one optimizer and its state
+:class:`HasOptimizer`,     graphs with one optimizer, and the optimizer state they
+:class:`HasOptState`       keep
+:class:`ReportsBuilt`      graphs that say whether they are built
+:class:`NodeGraph`,        graphs of labelled nodes and the nodes running a model
+:class:`HoldsModel`        (what the bridge checks walk)
+:class:`BridgedModel`,     models wrapping torch / scikit-learn; the ones gradients
+:class:`GradientBarrierModel`  cannot pass
 :class:`Buildable`,        an unbuilt graph being restored (``build()``, or the abstract
 :class:`AbstractlyBuildable`  shapes without an init)
 :class:`HasDefinitionHash` architecture checks of subgraph checkpoints
@@ -25,6 +31,7 @@ protocol                   who relies on it
 :class:`CheckpointOwner`   an object carrying a ``Checkpointing`` (phases, experiments)
 :class:`PhaseContainer`    execution-plan nodes holding phases (groups)
 :class:`ExperimentHost`    experiment save/load/checkpoints (:mod:`modjax.train.io`)
+:class:`HasContext`        an experiment with its own ExperimentContext
 :class:`CheckpointDirHost` the experiment seen by a phase's checkpoint hook
 =========================  ==============================================================
 
@@ -51,6 +58,12 @@ __all__ = [
     "CheckpointHost",
     "PhaseGraph",
     "HasOptimizer",
+    "HasOptState",
+    "ReportsBuilt",
+    "NodeGraph",
+    "HoldsModel",
+    "BridgedModel",
+    "GradientBarrierModel",
     "Buildable",
     "AbstractlyBuildable",
     "HasDefinitionHash",
@@ -60,6 +73,7 @@ __all__ = [
     "CheckpointOwner",
     "PhaseContainer",
     "ExperimentHost",
+    "HasContext",
     "CheckpointDirHost",
 ]
 
@@ -111,7 +125,7 @@ class CheckpointHost(Protocol):
 class PhaseGraph(Protocol):
     """What a phase needs from the graph it runs: a label, the immutable definition it
     traces, the variables it starts from and writes back, and the frozen label paths.
-    A graph with one optimizer is also a :class:`HasOptimizer`."""
+    A graph with one optimizer is also a :class:`HasOptimizer` and :class:`HasOptState`."""
 
     label: str
     definition: Any
@@ -123,12 +137,27 @@ class PhaseGraph(Protocol):
 
 @runtime_checkable
 class HasOptimizer(Protocol):
-    """A graph with one optimizer (``init(params)``) and its current state."""
+    """A graph with one optimizer attribute (an ``Optimizer``/optax transformation with
+    ``init(params)``, or None for stage-wise training)."""
 
     optimizer: Any
+
+
+@runtime_checkable
+class HasOptState(Protocol):
+    """A graph keeping the optimizer state it was trained with."""
+
     opt_state: Any
 
     def set_opt_state(self, opt_state: Any) -> Any: ...
+
+
+@runtime_checkable
+class ReportsBuilt(Protocol):
+    """Says whether it is built (ModelGraph); hosts without it are built when their
+    ``variables`` are not None."""
+
+    is_built: bool
 
 
 @runtime_checkable
@@ -167,6 +196,39 @@ class Thawable(Protocol):
 
 
 @runtime_checkable
+class NodeGraph(Protocol):
+    """A graph of labelled nodes (ModelGraph): ``nodes`` by label, wiring queries."""
+
+    nodes: Any
+    node_labels: Any
+
+    def upstream_of(self, node: Any) -> Any: ...
+
+
+@runtime_checkable
+class HoldsModel(Protocol):
+    """A graph node running a model (ModelNode; merge nodes have none)."""
+
+    model: Any
+
+
+@runtime_checkable
+class BridgedModel(Protocol):
+    """A model wrapping a foreign library (torch, scikit-learn)."""
+
+    bridged: bool
+
+
+@runtime_checkable
+class GradientBarrierModel(BridgedModel, Protocol):
+    """A bridged model gradients cannot pass (scikit-learn): fitted, not differentiated.
+    ``training_mode`` is ``"batch_fit"`` (a FitPhase) or ``"partial_fit"`` (per batch)."""
+
+    gradient_barrier: bool
+    training_mode: str
+
+
+@runtime_checkable
 class CheckpointTarget(Stateful, Protocol):
     """What ``Checkpointing`` saves: ``get_state``/``set_state`` in memory mode,
     ``save_checkpoint(path, overwrite=...)`` on disk (a ``blocking=False`` keyword, when
@@ -192,13 +254,19 @@ class PhaseContainer(Protocol):
 @runtime_checkable
 class ExperimentHost(Persistable, Protocol):
     """What experiment persistence needs from an Experiment: its graph, plan, history
-    and Checkpointing, the context its FeatureSets live in, and a ``get_state()``
+    and Checkpointing, and a ``get_state()``
     covering the graph, phase counters and sampler RNG (so a resume is bit-exact)."""
 
     model_graph: Any
     execution_plan: Any
     history: Any
     checkpointing: Any
+
+
+@runtime_checkable
+class HasContext(Protocol):
+    """Lives in its own ExperimentContext (an Experiment: its FeatureSets are there)."""
+
     ctx: Any
 
 

@@ -1,7 +1,8 @@
 """What the phases ask of bridged nodes: checks before running, and partial_fit steps.
 
-Nothing here imports torch or scikit-learn: the checks look at model attributes
-(``gradient_barrier``, ``training_mode``) and at the concrete fit ids in the variables.
+Nothing here imports torch or scikit-learn: the checks look at the models through
+:class:`~modjax.protocols.GradientBarrierModel` (``gradient_barrier``,
+``training_mode``) and at the concrete fit ids in the variables.
 """
 
 from __future__ import annotations
@@ -11,24 +12,27 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from modjax.protocols import BridgedModel, GradientBarrierModel, HasOptimizer, HoldsModel, NodeGraph
+
 __all__ = ["has_bridges", "check_phase", "partial_fit_hook"]
 
 
 def _model_nodes(graph: Any) -> dict[str, Any]:
-    nodes = getattr(graph, "nodes", None)
-    if not isinstance(nodes, dict):
-        return {}
-    return {n.label: n for n in nodes.values() if getattr(n, "model", None) is not None}
+    if not isinstance(graph, NodeGraph) or not isinstance(graph.nodes, dict):
+        return {}  # a flow Graph has no ModelNodes
+    return {n.label: n for n in graph.nodes.values()
+            if isinstance(n, HoldsModel) and n.model is not None}
 
 
 def _barriers(graph: Any) -> dict[str, Any]:
     return {lab: n for lab, n in _model_nodes(graph).items()
-            if getattr(n.model, "gradient_barrier", False)}
+            if isinstance(n.model, GradientBarrierModel) and n.model.gradient_barrier}
 
 
 def has_bridges(graph: Any) -> bool:
     """Whether any node of ``graph`` has a bridged model."""
-    return any(getattr(n.model, "bridged", False) for n in _model_nodes(graph).values())
+    return any(isinstance(n.model, BridgedModel) and n.model.bridged
+               for n in _model_nodes(graph).values())
 
 
 def _ancestors(graph: Any, label: str) -> set[str]:
@@ -52,8 +56,7 @@ def _trainable(graph: Any, label: str) -> bool:
     import jax
 
     params = graph.variables["params"].get(label, {})
-    frozen = {p.split(".")[0] for p in (getattr(graph, "frozen_paths", None) or ())
-              if "." not in p}
+    frozen = {p.split(".")[0] for p in (graph.frozen_paths or ()) if "." not in p}
     return bool(jax.tree.leaves(params)) and label not in frozen
 
 
@@ -85,7 +88,7 @@ def check_phase(phase: Any, graph: Any) -> None:
     Raises:
         ValueError: naming the node and what to do instead.
     """
-    kind = getattr(phase, "kind", "")
+    kind = phase.kind
     barriers = _barriers(graph)
     if kind not in ("train", "eval") or not barriers:
         return
@@ -94,13 +97,14 @@ def check_phase(phase: Any, graph: Any) -> None:
     for label, node in barriers.items():
         if label not in run:
             continue
-        partial = getattr(node.model, "training_mode", "") == "partial_fit"
+        partial = node.model.training_mode == "partial_fit"
         if not _fitted(node, graph) and not (kind == "train" and partial):
             raise ValueError(
                 f"{owner}: scikit-learn node {label!r} is not fitted; fit it first with a "
                 "FitPhase, leave it out with active_nodes=..., or use "
                 "training_mode='partial_fit' and train it in a TrainPhase")
-        if kind == "train" and label in loss_deps and getattr(graph, "optimizer", None) is not None:
+        if kind == "train" and label in loss_deps and isinstance(graph, HasOptimizer) \
+                and graph.optimizer is not None:
             trainable = sorted(a for a in _ancestors(graph, label) if _trainable(graph, a))
             if trainable:
                 raise ValueError(
@@ -124,7 +128,7 @@ def partial_fit_hook(graph: Any, active: Iterable[str] | None) -> Callable[..., 
     """
     active_set = None if active is None else set(active)
     nodes = [n for lab, n in _barriers(graph).items()
-             if getattr(n.model, "training_mode", "") == "partial_fit"
+             if n.model.training_mode == "partial_fit"
              and (active_set is None or lab in active_set)]
     if not nodes:
         return None

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from modjax.bridge.sklearn_state import UNFITTED, FitTable, dumps_estimator, loads_estimator
+from modjax.data.references import FeatureSetReference
 from modjax.errors import ShapeMismatchError
 from modjax.graph.models.base import BaseModel, Shape
 from modjax.io.registry import register
@@ -92,6 +93,8 @@ class ScikitModelWrapper(BaseModel):
     #: FitPhase calls ``fit`` on the host with concrete arrays (it cannot be jitted)
     fits_on_host = True
     _config_determines_model = False
+    #: the unfitted estimator's text, made on first use
+    _template_cache: str | None = None
 
     def __init__(self, model: Any, *, training_mode: str = "auto", output_method: str = "auto",
                  partial_fit_kwargs: dict[str, Any] | None = None,
@@ -170,7 +173,7 @@ class ScikitModelWrapper(BaseModel):
         Args:
             ref: the FeatureSet reference whose targets reach the node.
         """
-        if not self._per_class() or not getattr(ref, "targets", ()):
+        if not self._per_class() or not isinstance(ref, FeatureSetReference) or not ref.targets:
             return
         try:
             y = ref.resolve().get_domain("targets", list(ref.targets), rep=ref.rep)
@@ -369,7 +372,7 @@ class ScikitModelWrapper(BaseModel):
     def _template_text(self) -> str:
         from sklearn.base import clone
 
-        if getattr(self, "_template_cache", None) is None:
+        if self._template_cache is None:
             self._template_cache = dumps_estimator(clone(self.estimator))
         return self._template_cache
 

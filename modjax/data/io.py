@@ -111,7 +111,7 @@ def load_featureset(cls: type, path: str | Path, *, overwrite: bool = False,
             fs = read_featureset_files(art, cls, overwrite=overwrite,
                                        allow_packaged_code=allow_packaged_code)
     log_event("loaded FeatureSet %r from %r (%d samples, splits %s)", fs.label, str(path),
-              fs.n_samples, list(getattr(fs, "available_splits", [])))
+              fs.n_samples, list(fs.available_splits))
     return fs
 
 

@@ -36,6 +36,8 @@ from modjax.protocols import (
     CheckpointHost,
     HasDefinitionHash,
     HasOptimizer,
+    HasOptState,
+    ReportsBuilt,
     Thawable,
     Unfreezable,
 )
@@ -47,7 +49,7 @@ __all__ = ["GraphPersistence", "save_graph", "load_graph", "save_checkpoint",
 
 def _built_variables(graph: CheckpointHost) -> Any:
     """The graph's variables, or None when it is not built (hosts may raise instead)."""
-    if getattr(graph, "is_built", True) is False:  # is_built is optional on hosts
+    if isinstance(graph, ReportsBuilt) and not graph.is_built:
         return None
     try:
         return graph.variables
@@ -66,7 +68,7 @@ def _variables(graph: CheckpointHost, what: str) -> Any:
 
 def _opt_state(graph: CheckpointHost) -> Any:
     try:
-        return getattr(graph, "opt_state", None)  # optional: hosts without an optimizer
+        return graph.opt_state if isinstance(graph, HasOptState) else None
     except Exception:  # a host may raise when no optimizer is attached
         return None
 
@@ -97,8 +99,8 @@ def _definition_hash(graph: Any, at: str | None) -> str | None:
     return graph.definition_hash(at) if isinstance(graph, HasDefinitionHash) else None
 
 
-def _label(graph: Any) -> str:
-    return repr(getattr(graph, "label", "?"))  # messages only: any object may be named
+def _label(graph: CheckpointHost) -> str:
+    return repr(graph.label)
 
 
 def _subtree_frozen(frozen: list[str], parts: tuple[str, ...]) -> list[str]:
@@ -121,7 +123,7 @@ def _values(graph: CheckpointHost, at: str | None, variables: Any,
     elif opt_state is None:
         opt_state = _opt_state(graph)
     at_name = join_path(parts) or None
-    extra = {"at": at_name, "graph_label": getattr(graph, "label", None),
+    extra = {"at": at_name, "graph_label": graph.label,
              "definition_hash": _definition_hash(graph, at_name)}
     return variables, opt_state, frozen, extra
 
@@ -224,14 +226,15 @@ def _apply_checkpoint(graph: CheckpointHost, ck: GraphArtifact) -> list[str]:
         target_opt = _opt_state(graph)
         if ck.has_opt_state and target_opt is not None:
             new_opt = ck.opt_state(target_opt)
-            graph.set_opt_state(new_opt)
+            graph.set_opt_state(new_opt)  # type: ignore[attr-defined]  # HasOptState
         elif target_opt is not None:
             _reset_opt_state(graph, new_vars, ck)
         set_frozen(graph, new_frozen)
     except BaseException:
         if old_vars is not None:
             graph.set_variables(old_vars)
-            graph.set_opt_state(old_opt)
+            if isinstance(graph, HasOptState):
+                graph.set_opt_state(old_opt)
         raise
     done = ["variables"] + (["optimizer state"] if new_opt is not None else [])
     return done + [f"{len(new_frozen)} frozen paths"] if new_frozen else done
@@ -240,10 +243,11 @@ def _apply_checkpoint(graph: CheckpointHost, ck: GraphArtifact) -> list[str]:
 def _reset_opt_state(graph: CheckpointHost, variables: Any, ck: GraphArtifact) -> None:
     """A checkpoint without optimizer state: moments of other variables must not be
     kept, so the state starts afresh for the restored variables (with a warning)."""
-    if not isinstance(graph, HasOptimizer) or not callable(
-            getattr(graph.optimizer, "init", None)):  # optax-like or modjax Optimizer
+    opt = graph.optimizer if isinstance(graph, HasOptimizer) else None
+    if opt is None or not callable(getattr(opt, "init", None)):
+        # the optimizer is the user's (an Optimizer or any optax-like object): duck-typed
         return
-    graph.set_opt_state(graph.optimizer.init(variables["params"]))
+    graph.set_opt_state(opt.init(variables["params"]))
     warnings.warn(f"{str(ck.path)!r} holds no optimizer state; the optimizer state of graph "
                   f"{_label(graph)} was reset (fresh moments and step count) "
                   "instead of keeping the values of the variables it replaced", stacklevel=4)

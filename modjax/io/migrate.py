@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from modjax.errors import CheckpointError
-from modjax.paths import get_at, join_path, split_path
 from modjax.io.checkpoints import open_artifact, write_artifact
 from modjax.io.pytree_store import ZERO_HASH
 from modjax.io.reports import LoadReport
 from modjax.io.subtree import COLLECTIONS
+from modjax.paths import get_at, join_path, split_path
 
 __all__ = ["migrate_checkpoint"]
 

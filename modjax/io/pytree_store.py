@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from modjax.errors import CheckpointError
+from modjax.paths import key_name
 
 
 class _Orbax:
@@ -106,7 +107,7 @@ def _describe(node: Any, path: tuple[str, ...], leaves: list[tuple[dict[str, Any
     # A custom pytree node (optax/flax containers): keep its leaves, rebuild needs a target.
     idx = []
     for kp, leaf in flat:
-        names = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in kp]
+        names = [key_name(k) for k in kp]
         rec = _leaf_record(".".join(path + tuple(names)), leaf)
         rec["i"] = len(leaves)
         leaves.append((rec, leaf))

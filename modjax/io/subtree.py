@@ -14,10 +14,10 @@ import jax
 import numpy as np
 
 from modjax.errors import CheckpointError, LabelPathError
-from modjax.paths import get_at, join_path, set_at, split_path
 from modjax.io.checkpoints import Artifact, open_artifact
 from modjax.io.pytree_store import ZERO_HASH, describe_tree
 from modjax.io.reports import LoadReport
+from modjax.paths import get_at, join_path, set_at, split_path
 
 __all__ = ["COLLECTIONS", "extract_subtree", "insert_subtree", "load_subtree"]
 
@@ -144,7 +144,7 @@ def load_subtree(variables: dict[str, Any], at: str | tuple[str, ...] | None,
         for name, old in t_vals.items():
             if name in ok:
                 new = stored_vals[name]
-                sh = getattr(old, "sharding", None)
+                sh = old.sharding if isinstance(old, jax.Array) else None
                 new = jax.device_put(new, sh) if sh is not None and isinstance(
                     new, np.ndarray) else new
                 new_leaves.append(new)

@@ -415,8 +415,8 @@ class Checkpointing:
                 "the Experiment's checkpoint dir (set_checkpoint_dir)")
         path = confined_path(base, name, what="Checkpointing checkpoint")
         try:
-            if self._async and accepts_kwarg(getattr(target, "save_checkpoint", None),
-                                             "blocking"):
+            # a target without save_checkpoint fails here like any other failed write
+            if self._async and accepts_kwarg(target.save_checkpoint, "blocking"):
                 fut = target.save_checkpoint(path, overwrite=self._overwrite, blocking=False)
                 self._futures.append((key, fut))
             else:

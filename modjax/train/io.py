@@ -41,6 +41,7 @@ from modjax.io.checkpoints import open_artifact, write_artifact
 from modjax.io.objects import CONFIG_FILE, config_envelope, object_from_artifact
 from modjax.io.progress import check_progress_args, io_progress, log_event
 from modjax.io.registry import registered_name
+from modjax.protocols import CheckpointOwner, ExperimentHost, HasContext, PhaseContainer
 from modjax.train.history_io import history_from_payload, history_payload
 
 __all__ = [
@@ -58,7 +59,7 @@ __all__ = [
 EXPERIMENT_CHECKPOINT_KINDS = ("experiment_checkpoint", "graph_checkpoint", "graph")
 
 
-def set_checkpoint_dir(exp: Any, path: str | Path, *, create: bool = True) -> None:
+def set_checkpoint_dir(exp: ExperimentHost, path: str | Path, *, create: bool = True) -> None:
     """Set ``exp``'s checkpoint directory (created when ``create``)."""
     path = Path(path)
     if create:
@@ -70,39 +71,41 @@ def set_checkpoint_dir(exp: Any, path: str | Path, *, create: bool = True) -> No
 
 
 @contextlib.contextmanager
-def disable_checkpointing(exp: Any) -> Iterator[None]:
+def disable_checkpointing(exp: ExperimentHost) -> Iterator[None]:
     """Suppress experiment- and phase-level checkpointing inside the block (nestable)."""
-    exp._mj_checkpointing_disabled = getattr(exp, "_mj_checkpointing_disabled", 0) + 1
+    exp._mj_checkpointing_disabled += 1
     try:
         yield
     finally:
         exp._mj_checkpointing_disabled -= 1
 
 
-def _checkpoint_path(exp: Any, name: str | os.PathLike) -> Path:
+def _checkpoint_path(exp: ExperimentHost, name: str | os.PathLike) -> Path:
     """A ``str`` is a name inside the checkpoint directory (confined to it); a
     ``pathlib.Path`` (any ``os.PathLike``) is a location the caller chose."""
     if not isinstance(name, str):
         return Path(name)
-    base = getattr(exp, "_mj_checkpoint_dir", None)
+    base = exp._mj_checkpoint_dir
     if base is None:
         raise CheckpointError(
-            f"Experiment {getattr(exp, 'label', '?')!r} has no checkpoint directory for "
+            f"Experiment {exp.label!r} has no checkpoint directory for "
             f"checkpoint {name!r}: call set_checkpoint_dir(path) or pass a pathlib.Path")
-    return confined_path(base, name, what=f"Experiment {getattr(exp, 'label', '?')!r} "
+    return confined_path(base, name, what=f"Experiment {exp.label!r} "
                                           "checkpoint")
 
 
 HISTORY_FILE = "history.json"
 
 
-def _history_list(exp: Any) -> list[Any] | None:
+def _history_list(exp: ExperimentHost) -> list[Any] | None:
     """The host's list of ExperimentRun (None for hosts that keep history in their state)."""
+    # the Experiment keeps its runs in a private list; other hosts (test doubles) keep
+    # their history inside get_state(), so this stays a probe rather than a contract
     hist = getattr(exp, "_history", None)
     return hist if isinstance(hist, list) else None
 
 
-def _history_files(exp: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _history_files(exp: ExperimentHost) -> tuple[dict[str, Any], dict[str, Any]]:
     hist = _history_list(exp)
     if hist is None:
         return {}, {}
@@ -110,20 +113,20 @@ def _history_files(exp: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return {HISTORY_FILE: runs}, {"history": arrays}
 
 
-def _read_history(exp: Any, art: Any) -> list[Any] | None:
+def _read_history(exp: ExperimentHost, art: Any) -> list[Any] | None:
     """The artifact's history as ExperimentRuns (None if the host or artifact has none)."""
     if _history_list(exp) is None or "history" not in art.items:
         return None
     return history_from_payload(art.read_json(HISTORY_FILE), art.restore("history"),
-                                graph=getattr(exp, "model_graph", None),
+                                graph=exp.model_graph,
                                 where=f"{str(art.path)!r} history")
 
 
-def _label(exp: Any) -> str:
-    return repr(getattr(exp, "label", "?"))
+def _label(exp: ExperimentHost) -> str:
+    return repr(exp.label)
 
 
-def save_experiment_checkpoint(exp: Any, name: str | Path, *, overwrite: bool = False,
+def save_experiment_checkpoint(exp: ExperimentHost, name: str | Path, *, overwrite: bool = False,
                                meta: dict[str, Any] | None = None, blocking: bool = True,
                                show_progress: bool = False,
                                progress_file: Any = None) -> Path | Future:
@@ -136,13 +139,13 @@ def save_experiment_checkpoint(exp: Any, name: str | Path, *, overwrite: bool = 
         return write_artifact(path, "experiment_checkpoint",
                               items={"experiment": exp.get_state(), **hist_items},
                               json_files=json_files, meta=meta,
-                              extra={"experiment_label": getattr(exp, "label", None),
+                              extra={"experiment_label": exp.label,
                                      "class": registered_name(exp),
                                      "frozen_paths": _graph_frozen(exp)},
                               overwrite=overwrite, blocking=blocking)
 
 
-def _set_state_atomically(exp: Any, new_state: Any) -> None:
+def _set_state_atomically(exp: ExperimentHost, new_state: Any) -> None:
     old = exp.get_state()
     try:
         exp.set_state(new_state)
@@ -151,16 +154,16 @@ def _set_state_atomically(exp: Any, new_state: Any) -> None:
         raise
 
 
-def _graph_frozen(exp: Any) -> list[str] | None:
-    graph = getattr(exp, "model_graph", None)
+def _graph_frozen(exp: ExperimentHost) -> list[str] | None:
+    graph = exp.model_graph
     return None if graph is None else frozen_paths_of(graph)
 
 
-def _restore_state(exp: Any, art: Any) -> None:
+def _restore_state(exp: ExperimentHost, art: Any) -> None:
     # Everything is read before anything is set: a bad artifact leaves exp unchanged.
     runs = _read_history(exp, art)
     frozen = art.extra.get("frozen_paths")
-    graph = getattr(exp, "model_graph", None)
+    graph = exp.model_graph
     old_frozen = _graph_frozen(exp)
     _set_state_atomically(exp, art.restore("experiment", template=exp.get_state()))
     if frozen is not None and graph is not None:
@@ -173,7 +176,7 @@ def _restore_state(exp: Any, art: Any) -> None:
         _history_list(exp)[:] = runs
 
 
-def restore_experiment_checkpoint(exp: Any, name_or_path: str | Path, *,
+def restore_experiment_checkpoint(exp: ExperimentHost, name_or_path: str | Path, *,
                                   show_progress: bool = False, progress_file: Any = None) -> None:
     """Restore by checkpoint name (see :func:`available_checkpoints`) or path.
 
@@ -189,7 +192,7 @@ def restore_experiment_checkpoint(exp: Any, name_or_path: str | Path, *,
         path = available[str(name_or_path)]
     else:
         path = Path(name_or_path)
-        base = getattr(exp, "_mj_checkpoint_dir", None)
+        base = exp._mj_checkpoint_dir
         if not path.exists() and base is not None and (base / path).exists():
             path = base / path
         if not path.exists():
@@ -204,10 +207,10 @@ def restore_experiment_checkpoint(exp: Any, name_or_path: str | Path, *,
         log_event("restored experiment %s from checkpoint %r (%s)", _label(exp),
                   str(name_or_path), str(path))
     elif kind in ("graph_checkpoint", "graph"):
-        graph = getattr(exp, "model_graph", None)
+        graph = exp.model_graph
         if graph is None:
             raise CheckpointError(f"{str(path)!r} is a graph checkpoint but Experiment "
-                                  f"{getattr(exp, 'label', '?')!r} has no model graph")
+                                  f"{exp.label!r} has no model graph")
         # the graph's restore advances this bar and logs the event
         with io_progress(show_progress, f"restore graph of experiment {_label(exp)}",
                          file=progress_file):
@@ -217,7 +220,7 @@ def restore_experiment_checkpoint(exp: Any, name_or_path: str | Path, *,
                         "model graph checkpoint")
 
 
-def available_checkpoints(exp: Any) -> dict[str, Path]:
+def available_checkpoints(exp: ExperimentHost) -> dict[str, Path]:
     """Disk checkpoints by name.
 
     Names are paths relative to the checkpoint directory (``"run1"``,
@@ -227,7 +230,7 @@ def available_checkpoints(exp: Any) -> dict[str, Path]:
     """
     async_writer.wait_pending(raise_errors=False)  # list finished checkpoints only
     out: dict[str, Path] = {}
-    base = getattr(exp, "_mj_checkpoint_dir", None)
+    base = exp._mj_checkpoint_dir
     if base is not None and Path(base).is_dir():
         for dirpath, dirs, files in os.walk(base):
             if POINTER_FILE in files:
@@ -243,7 +246,7 @@ def available_checkpoints(exp: Any) -> dict[str, Path]:
             else:
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
     for ck in _checkpointings(exp):
-        if getattr(ck, "mode", None) != "disk":
+        if ck.mode != "disk":
             continue
         for key in ck.saved_keys:
             p = ck.get_path(key)
@@ -273,28 +276,27 @@ def _copy_without_links(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, ignore=skip_links)
 
 
-def _checkpointings(exp: Any) -> list[Any]:
+def _checkpointings(exp: ExperimentHost) -> list[Any]:
     found = []
-    ck = getattr(exp, "checkpointing", None)
-    if ck is not None:
-        found.append(ck)
-    plan = getattr(exp, "execution_plan", None)
-    stack = [plan] if plan is not None else []
+    if exp.checkpointing is not None:
+        found.append(exp.checkpointing)
+    stack = [exp.execution_plan] if exp.execution_plan is not None else []
     while stack:
         node = stack.pop()
-        ck = getattr(node, "checkpointing", None)
+        ck = node.checkpointing if isinstance(node, CheckpointOwner) else None
         if ck is not None and ck not in found:
             found.append(ck)
-        stack.extend(getattr(node, "phases", None) or [])
+        if isinstance(node, PhaseContainer):
+            stack.extend(node.phases or [])
     return found
 
 
-def _experiment_featuresets(exp: Any) -> list[Any]:
-    ctx = getattr(exp, "ctx", None) or ExperimentContext.get_active()
+def _experiment_featuresets(exp: ExperimentHost) -> list[Any]:
+    ctx = (exp.ctx if isinstance(exp, HasContext) else None) or ExperimentContext.get_active()
     return sorted(ctx.available_featuresets.values(), key=lambda fs: fs.label)
 
 
-def save_experiment(exp: Any, path: str | Path, *, overwrite: bool = False,
+def save_experiment(exp: ExperimentHost, path: str | Path, *, overwrite: bool = False,
                     show_progress: bool = False, progress_file: Any = None) -> Path:
     """Atomically write config, state, FeatureSets, history and checkpoints of ``exp``."""
     check_progress_args(show_progress, what="save")
@@ -312,7 +314,7 @@ def save_experiment(exp: Any, path: str | Path, *, overwrite: bool = False,
         items.update(it)
         tables.append((prefix, table))
         fs_ids.append(fs.node_id)
-    ckpt_dir = getattr(exp, "_mj_checkpoint_dir", None)
+    ckpt_dir = exp._mj_checkpoint_dir
     has_ckpts = ckpt_dir is not None and Path(ckpt_dir).is_dir() and any(Path(ckpt_dir).iterdir())
 
     def writer(gen: Path) -> None:
@@ -325,7 +327,7 @@ def save_experiment(exp: Any, path: str | Path, *, overwrite: bool = False,
         return write_artifact(path, "experiment", items=items, json_files=json_files,
                               writer=writer, extra={"featuresets": fs_ids,
                                                     "checkpoints": bool(has_ckpts),
-                                                    "label": getattr(exp, "label", None)},
+                                                    "label": exp.label},
                               overwrite=overwrite)
 
 
@@ -380,7 +382,15 @@ def _experiment_from_artifact(art: Any, cls: type, *, overwrite: bool,
 
 
 class ExperimentPersistence:
-    """Experiment ``save``/``load`` and named checkpoints."""
+    """Experiment ``save``/``load`` and named checkpoints.
+
+    The host must be a :class:`~modjax.protocols.ExperimentHost`.
+    """
+
+    #: set by :meth:`set_checkpoint_dir`
+    _mj_checkpoint_dir: Path | None = None
+    #: depth of nested :meth:`disable_checkpointing` blocks
+    _mj_checkpointing_disabled: int = 0
 
     def save(self, path: str | Path, *, overwrite: bool = False, show_progress: bool = False,
              progress_file: Any = None) -> Path:
@@ -426,12 +436,12 @@ class ExperimentPersistence:
     @property
     def checkpoint_dir(self) -> Path | None:
         """The experiment checkpoint directory, or None."""
-        return getattr(self, "_mj_checkpoint_dir", None)
+        return self._mj_checkpoint_dir
 
     @property
     def checkpointing_enabled(self) -> bool:
         """False inside :meth:`disable_checkpointing`; phases and the experiment check it."""
-        return getattr(self, "_mj_checkpointing_disabled", 0) == 0
+        return self._mj_checkpointing_disabled == 0
 
     def disable_checkpointing(self) -> Any:
         """Context manager suppressing experiment- and phase-level checkpointing."""
