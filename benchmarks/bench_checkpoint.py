@@ -13,8 +13,14 @@ writers, then the three readers, run round-robin so they share the machine's sta
   orbax     ``ocp.PyTreeCheckpointer().save/restore`` of the same {variables, opt_state}
             (no manifest, no fsync, no validation).
   numpy     ``np.savez`` of the flattened leaves + fsync / ``np.load`` of all of them.
+  manager   Orbax's ``CheckpointManager`` (step directories finalized by an atomic rename,
+            ``max_to_keep``), synchronous ``save(step, StandardSave)`` +
+            ``wait_until_finished`` / ``restore(step, StandardRestore(target))``: what
+            replacing modjax's atomic artifacts with it would cost.
   async     how long ``save_checkpoint(blocking=False)`` blocks the caller (snapshot
-            and submission; the write itself overlaps with whatever runs next).
+            and submission; the write itself overlaps with whatever runs next), and the
+            same for an asynchronous ``CheckpointManager.save`` (each once the previous
+            background save has landed).
   digests   the share of the modjax save and restore spent on the per-file sha256
             digests (recorded at save, verified when the checkpoint is opened), timed
             on the same checkpoints right after the runs above.
@@ -36,12 +42,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from modjax import FeatureSet, ModelGraph, ModelNode, Optimizer, SequentialMLP
 from modjax.context import ExperimentContext
-from modjax.data import FeatureSet
-from modjax.graph import ModelGraph, ModelNode, SequentialMLP
 from modjax.io.atomic import resolve_artifact
 from modjax.io.checkpoints import _file_records, open_artifact
-from modjax.train import Optimizer
 
 
 def make_graph(hidden: int, n_layers: int) -> ModelGraph:
@@ -69,6 +73,18 @@ def timed(fn, repeats: int) -> float:
         fn(i)
         jax.block_until_ready(jax.tree.leaves(_last[0])) if _last else None
         times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def timed_after(fn, settle, repeats: int) -> float:
+    """Median time of ``fn``, each call made after ``settle()`` returned (untimed)."""
+    times = []
+    for i in range(repeats):
+        settle()
+        t = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t)
+    settle()
     return statistics.median(times)
 
 
@@ -112,6 +128,20 @@ def bench(name: str, graph: ModelGraph, repeats: int, root: Path) -> None:
         out = ocp.PyTreeCheckpointer().restore((root / f"ocp{i}").absolute())
         _last[:] = [out]
 
+    mgr = _manager(root / "mgr", asynchronous=False)
+    amgr = _manager(root / "amgr", asynchronous=True)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+    def mgr_save(i):
+        mgr.save(i, args=ocp.args.StandardSave(tree))
+        mgr.wait_until_finished()
+
+    def mgr_async(i):
+        amgr.save(i, args=ocp.args.StandardSave(tree))
+
+    def mgr_restore(i):
+        _last[:] = [mgr.restore(i, args=ocp.args.StandardRestore(abstract))]
+
     leaves = jax.tree.leaves(tree)
 
     def np_save(i):
@@ -125,18 +155,25 @@ def bench(name: str, graph: ModelGraph, repeats: int, root: Path) -> None:
             _last[:] = [[z[k] for k in z.files]]
 
     _last.clear()
-    s_mj, s_ocp, s_np = interleaved((mj_save, ocp_save, np_save), repeats)
-    a_mj = timed(mj_async, repeats)
-    for f in pending:
-        f.result()
-    r_mj, r_ocp, r_np = interleaved((mj_restore, ocp_restore, np_restore), repeats)
+    s_mj, s_ocp, s_np, s_mgr = interleaved((mj_save, ocp_save, np_save, mgr_save), repeats)
+    # each background save is timed once the previous one has landed (a save queued
+    # behind another measures the queue, not the save)
+    a_mj = timed_after(mj_async, lambda: [f.result() for f in pending], repeats)
+    a_mgr = timed_after(mgr_async, amgr.wait_until_finished, repeats)
+    r_mj, r_ocp, r_np, r_mgr = interleaved((mj_restore, ocp_restore, np_restore, mgr_restore),
+                                           repeats)
+    mgr.close()
+    amgr.close()
     print(f"\n{name}: {n_params(graph):,} params, checkpoint {nbytes / 2**20:.1f} MiB "
           f"(params + Adam state), median of {repeats}, load average {_load()}")
     print(f"  save     modjax {s_mj * 1e3:9.1f} ms | orbax {s_ocp * 1e3:9.1f} ms | "
           f"numpy {s_np * 1e3:9.1f} ms | modjax/orbax {s_mj / s_ocp:5.2f}x | "
           f"modjax/numpy {s_mj / s_np:5.2f}x")
+    print(f"  manager  save {s_mgr * 1e3:9.1f} ms | restore {r_mgr * 1e3:9.1f} ms | "
+          f"modjax/manager save {s_mj / s_mgr:5.2f}x | restore {r_mj / r_mgr:5.2f}x")
     print(f"  async    modjax save_checkpoint(blocking=False) blocks the caller "
-          f"{a_mj * 1e3:9.1f} ms = {a_mj / s_mj:5.2f}x of a blocking save")
+          f"{a_mj * 1e3:9.1f} ms = {a_mj / s_mj:5.2f}x of a blocking save | async "
+          f"CheckpointManager.save blocks {a_mgr * 1e3:9.1f} ms")
     print(f"  restore  modjax {r_mj * 1e3:9.1f} ms | orbax {r_ocp * 1e3:9.1f} ms | "
           f"numpy {r_np * 1e3:9.1f} ms | modjax/orbax {r_mj / r_ocp:5.2f}x | "
           f"modjax/numpy {r_mj / r_np:5.2f}x")
@@ -147,6 +184,13 @@ def bench(name: str, graph: ModelGraph, repeats: int, root: Path) -> None:
     print(f"  digests  sha256 of every file {d_save * 1e3:9.1f} ms = {d_save / s_mj:5.1%} of the "
           f"modjax save | open_artifact (sizes + digests) {d_open * 1e3:9.1f} ms = "
           f"{d_open / r_mj:5.1%} of the modjax restore")
+
+
+def _manager(directory: Path, *, asynchronous: bool) -> ocp.CheckpointManager:
+    """A CheckpointManager as a replacement would configure it (keep every step here:
+    each repeat restores its own)."""
+    return ocp.CheckpointManager(directory.absolute(), options=ocp.CheckpointManagerOptions(
+        enable_async_checkpointing=asynchronous, create=True))
 
 
 def _time(fn) -> float:
