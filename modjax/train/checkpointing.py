@@ -26,7 +26,7 @@ import numpy as np
 from modjax.errors import CheckpointError, ConfigError
 from modjax.io import async_writer
 from modjax.io.atomic import confined_path, remove_artifact
-from modjax.io.checkpoints import open_artifact
+from modjax.io.graph_store import open_graph_checkpoint
 from modjax.io.objects import accepts_kwarg
 from modjax.io.registry import register
 
@@ -458,13 +458,14 @@ class Checkpointing:
         path = self.get_path(key)
         if path is None:
             return None
-        art = open_artifact(path, kind=("graph_checkpoint", "graph"))
-        snap = {"variables": art.restore("variables", like["variables"])}
+        ck = open_graph_checkpoint(path)
+        variables, _ = ck.variables(like["variables"], where=f"the snapshot of checkpoint {key!r}")
+        snap = {"variables": variables}
         opt = like.get("opt_state")
         # Stage-wise phases carry one state per node optimizer (a dict): the checkpoint
         # holds the graph optimizer's only, so those states are left as they are.
-        if "opt_state" in art.items and opt is not None and not isinstance(opt, dict):
-            snap["opt_state"] = art.restore("opt_state", opt)
+        if ck.has_opt_state and opt is not None and not isinstance(opt, dict):
+            snap["opt_state"] = ck.opt_state(opt)
         return snap
 
     def restore(self, key: int | str, target: Any) -> None:
