@@ -140,8 +140,7 @@ def execute_ensemble(phase: Any, graph: Any, *, experiment: Any = None,
     if why is not None:
         raise ValueError(f"TrainPhase {phase.label!r} with replicas={phase.replicas} cannot run "
                          f"vectorized: {why}")
-    inits = replica_inits(graph, [phase.seed + r for r in range(phase.replicas)])
-    specs = [make_spec(phase, graph, label=f"replica{r}", variables=inits[r],
+    specs = [make_spec(phase, graph, label=f"replica{r}", variables=graph.init(phase.seed + r),
                        opt_state=None, seed=phase.seed + r, sampler_offset=r,
                        experiment=experiment) for r in range(phase.replicas)]
     from modjax.train.replica_loop import group_progress
@@ -164,24 +163,6 @@ def execute_ensemble(phase: Any, graph: Any, *, experiment: Any = None,
     phase.ensemble = ens
     return EnsembleTrainResults(phase.label, [o.results for o in outs], graph=graph,
                                 loss_nodes={al.label: al.node for al in phase.losses})
-
-
-def replica_inits(graph: Any, seeds: Sequence[int]) -> list[Any]:
-    """``[graph.init(s) for s in seeds]`` as one compiled, vmapped call (equal values).
-
-    Args:
-        graph: the built graph.
-        seeds: one int seed per replica.
-
-    Returns:
-        Each replica's fresh variables.
-    """
-    if not all(0 <= s < 2**31 for s in seeds):  # key() of a wider int splits it in two words
-        return [graph.init(s) for s in seeds]
-    fn = program(("replica_inits", graph.definition),
-                 lambda: jax.jit(jax.vmap(lambda s: graph.init(jax.random.key(s)))))
-    stacked = fn(np.asarray(seeds, np.int32))
-    return [take_replica(stacked, r) for r in range(len(seeds))]
 
 
 def _originals(phase: Any, copies: dict[int, Any]) -> list[tuple[Any, Any]]:

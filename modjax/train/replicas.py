@@ -30,7 +30,6 @@ from modjax.train.hooks import Hook, ProgressHook
 from modjax.train.loop import LoopRun, run_loop
 from modjax.train.metrics import check_class_targets
 from modjax.train.phases import ResultRecording
-from modjax.train.programs import program, spec_of
 from modjax.train.progress import EpochProgress
 from modjax.train.replica_loop import (
     ReplicaEpochs,
@@ -214,7 +213,7 @@ def _stores(specs: Sequence[ReplicaSpec]) -> tuple[dict, dict]:
 
 
 def _initial_carry(specs: Sequence[ReplicaSpec], optimizer: Any) -> Any:
-    """The stacked starting carry: one compiled call per part, not K eager inits."""
+    """The stacked starting carry (each part made once for all replicas, not K times)."""
     params = specs[0].variables["params"]
     struct = jax.tree.structure(jax.eval_shape(optimizer.init, params))
     given = [s.opt_state if s.opt_state is not None and jax.tree.structure(s.opt_state) == struct
@@ -223,9 +222,9 @@ def _initial_carry(specs: Sequence[ReplicaSpec], optimizer: Any) -> Any:
     if all(g is not None for g in given):
         opt_state = stack_trees(given)
     else:
-        init = program(("replica_opt_init", spec_of(optimizer), jax.tree.structure(params)),
-                       lambda: jax.jit(jax.vmap(optimizer.init)))
-        opt_state = init(variables["params"])
+        # vmapped but not jitted: one dispatch per op for all replicas, and nothing to
+        # compile (a compiled init costs more on a cold start than it saves warm)
+        opt_state = jax.vmap(optimizer.init)(variables["params"])
         for k, g in enumerate(given):
             if g is not None:
                 opt_state = put_replica(opt_state, k, g)
@@ -244,13 +243,15 @@ def _start_keys(seeds: Any, epochs: Any) -> Any:
     return jax.vmap(lambda s, e: jax.random.fold_in(jax.random.key(s), e))(seeds, epochs)
 
 
-def _place(tree: Any, mesh: Any) -> Any:
+def _place(tree: Any, mesh: Any, *, replicated: bool = False) -> Any:
+    """``tree`` split over the mesh's replica axis (or a copy on every device)."""
     if mesh is None:
         return tree
     from jax.sharding import NamedSharding, PartitionSpec
 
     from modjax.train.vectorized import REPLICA_AXIS
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(REPLICA_AXIS)))
+    spec = PartitionSpec() if replicated else PartitionSpec(REPLICA_AXIS)
+    return jax.device_put(tree, NamedSharding(mesh, spec))
 
 
 def _program(phase: TrainPhase, specs: Sequence[ReplicaSpec], mesh: Any
@@ -267,6 +268,9 @@ def _program(phase: TrainPhase, specs: Sequence[ReplicaSpec], mesh: Any
     record = phase._record_nodes(graph) if phase.result_recording is not ResultRecording.NONE \
         else []
     stores, shared = _stores(specs)
+    if mesh is not None:
+        # placed once: left on one device, every epoch would copy them to the others
+        stores = {k: _place(v, mesh, replicated=shared[k]) for k, v in stores.items()}
     feeds0 = specs[0].feeds
     fn = replica_epoch(graph, phase.losses, optimizer, keys=[f.key for f in feeds0],
                        gathers={f.key: f.store.gather_fn() for f in feeds0}, shared=shared,
