@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from modjax.context import ExperimentNode
 from modjax.data.access import DataAccessMixin, as_key_list
-from modjax.data.io import FeatureSetPersistence
+from modjax.data.persistence import FeatureSetPersistence
 from modjax.data.references import (
     FeatureSetColumnReference,
     FeatureSetReference,
@@ -98,6 +98,19 @@ def _fix_list_columns(table: pa.Table, label: str) -> pa.Table:
     return table
 
 
+class _OutOfCoreConstructor:
+    """``FeatureSet.from_parquet`` / ``from_arrow_ipc``: the constructors of
+    :mod:`modjax.data.out_of_core`, which (with ``pyarrow.ipc``) loads when one is named."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        from modjax.data import out_of_core
+
+        return getattr(out_of_core, self.name)
+
+
 @register("FeatureSet")
 class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, FeatureSetNotebookRepr, ExperimentNode,
                  FeatureSetPersistence):
@@ -147,6 +160,9 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, FeatureSetNotebookRepr
         super().__init__(label, node_id=node_id, register=register)
 
     # ------------------------------------------------------------------ constructors
+    from_parquet = _OutOfCoreConstructor("from_parquet")
+    from_arrow_ipc = _OutOfCoreConstructor("from_arrow_ipc")
+
     @classmethod
     def from_dict(cls, label: str, data: Mapping[str, Any], feature_keys: str | Sequence[str],
                   target_keys: str | Sequence[str] | None,

@@ -1,7 +1,7 @@
 """FeatureSet save/load: the Arrow table as Parquet, the rest as JSON + Orbax.
 
-:class:`FeatureSetPersistence` gives ``FeatureSet`` its ``save``/``load`` methods; the
-artifact itself is written by the store (:mod:`modjax.io.checkpoints`).
+``FeatureSet.save``/``load`` (:mod:`modjax.data.persistence`) call these; the artifact
+itself is written by the store (:mod:`modjax.io.checkpoints`).
 
 Layout of a FeatureSet generation directory::
 
@@ -26,7 +26,7 @@ from modjax.io.objects import CONFIG_FILE, config_envelope, read_envelope, regis
 from modjax.io.progress import check_progress_args, io_progress, log_event
 from modjax.io.registry import get_registered
 
-__all__ = ["FeatureSetPersistence", "save_featureset", "load_featureset", "featureset_payload", "write_table",
+__all__ = ["save_featureset", "load_featureset", "featureset_payload", "write_table",
            "read_featureset_files", "TABLE_FILE"]
 
 TABLE_FILE = "table.parquet"
@@ -113,42 +113,3 @@ def load_featureset(cls: type, path: str | Path, *, overwrite: bool = False,
     log_event("loaded FeatureSet %r from %r (%d samples, splits %s)", fs.label, str(path),
               fs.n_samples, list(fs.available_splits))
     return fs
-
-
-class FeatureSetPersistence:
-    """Parquet/JSON ``save``/``load`` for FeatureSet."""
-
-    def save(self, path: str | Path, *, overwrite: bool = False, show_progress: bool = False,
-             progress_file: Any = None) -> Path:
-        """Write the table (Parquet) and schema/records/splits (JSON) atomically.
-
-        Args:
-            path: artifact directory to create.
-            overwrite: replace an existing FeatureSet artifact at ``path``.
-            show_progress: draw a tqdm bar over the parts written/read (pytree items,
-                files, digests); off by default.
-            progress_file: stream for the bar (default stderr).
-
-        Returns:
-            ``path`` as a Path.
-        """
-        return save_featureset(self, path, overwrite=overwrite, show_progress=show_progress,
-                               progress_file=progress_file)
-
-    @classmethod
-    def load(cls, path: str | Path, *, overwrite: bool = False,
-             allow_packaged_code: bool = False, show_progress: bool = False,
-             progress_file: Any = None) -> Any:
-        """Read a FeatureSet written by :meth:`save` (same uuids, splits and records).
-
-        Args:
-            path: the artifact directory.
-            overwrite: replace colliding labels/ids in the active ExperimentContext.
-            allow_packaged_code: import user classes (scalers) named in the config.
-            show_progress: draw a tqdm bar over the parts written/read (pytree items,
-                files, digests); off by default.
-            progress_file: stream for the bar (default stderr).
-        """
-        return load_featureset(cls, path, overwrite=overwrite,
-                               allow_packaged_code=allow_packaged_code,
-                               show_progress=show_progress, progress_file=progress_file)

@@ -28,7 +28,6 @@ from modjax.errors import (
 )
 from modjax.graph.definition import GraphDef, definition_hash, freeze_value, ident
 from modjax.graph.freezing import FreezeStore
-from modjax.graph.io import GraphPersistence
 from modjax.graph.model_freezing import ModelGraphFreezing
 from modjax.graph.model_init import (
     _as_key,
@@ -38,6 +37,7 @@ from modjax.graph.model_init import (
     _prefix_draws,
 )
 from modjax.graph.nodes import GraphNode, MergeNode, ModelNode, NodeReference, ref_label
+from modjax.graph.persistence import GraphPersistence
 from modjax.graph.sample_forward import is_sample_form, sample_forward
 from modjax.graph.shapes import NodeShapes, infer_shapes, label_seed, model_cache_key
 from modjax.graph.topology import Topology, analyse

@@ -15,8 +15,8 @@ from modjax.io.registry import deserialize, register, serialize
 from modjax.train.callbacks import ExperimentCallback
 from modjax.train.eval_phase import EvalPhase
 from modjax.train.fit_phase import FitPhase
-from modjax.train.io import ExperimentPersistence
 from modjax.train.options import check_options, phase_options
+from modjax.train.persistence import ExperimentPersistence
 from modjax.train.phases import ExperimentPhase, callback_configs
 from modjax.train.results import PhaseGroupResults, PhaseResults
 from modjax.train.train_phase import TrainPhase

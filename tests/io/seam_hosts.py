@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from modjax.graph.io import GraphPersistence
+from modjax.graph.persistence import GraphPersistence
 from modjax.io.registry import register
 from modjax.paths import path_mask
 

@@ -17,7 +17,7 @@ from modjax.context import ExperimentContext
 from modjax.errors import CheckpointError
 from modjax.io.registry import register
 from modjax.train.checkpointing import Checkpointing
-from modjax.train.io import ExperimentPersistence
+from modjax.train.persistence import ExperimentPersistence
 from tests.io.seam_hosts import SeamGraph
 
 

@@ -32,7 +32,7 @@ from modjax.graph.definition import GraphDef, definition_hash
 from modjax.graph.flow.nodes import FlowNode, StepNode, node_from_config
 from modjax.graph.flow.observing import GraphObservation
 from modjax.graph.flow.tree import GraphTree
-from modjax.graph.io import GraphPersistence
+from modjax.graph.persistence import GraphPersistence
 from modjax.io.registry import register
 from modjax.observe.observer import Observer
 from modjax.observe.profiling import ProfileRecorder
