@@ -422,7 +422,7 @@ class MergeNode(GraphNode):
         Raises:
             ShapeMismatchError: the shapes cannot be merged (a ``ValueError``).
         """
-        from modjax.train.backend_note import note_backend
+        from modjax.backend_note import note_backend
 
         note_backend(type(self).__name__, backend)
         shapes = [tuple(int(d) for d in s) for s in self._ordered(input_shapes, "input_shapes")]

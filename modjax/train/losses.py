@@ -176,7 +176,7 @@ class Loss:
                  loss_kwargs: dict[str, Any] | None = None, reduction: str = "mean",
                  factory: Callable[[], Callable[..., Any]] | None = None,
                  backend: Any = None) -> None:
-        from modjax.train.backend_note import note_backend
+        from modjax.backend_note import note_backend
         note_backend("Loss", backend)
         if (loss is None) == (factory is None):
             raise ValueError("Loss needs exactly one of `loss` (a name or callable) or `factory`")

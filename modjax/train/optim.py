@@ -210,7 +210,7 @@ class Optimizer:
                  opt_kwargs: dict[str, Any] | None = None, factory: Callable[[], Any] | None = None,
                  clip_norm: float | None = None, clip_value: float | None = None,
                  backend: Any = None) -> None:
-        from modjax.train.backend_note import note_backend
+        from modjax.backend_note import note_backend
         note_backend("Optimizer", backend)
         from modjax.train.torch_optim import map_torch_optimizer
         torch_spec = map_torch_optimizer(opt, opt_kwargs, factory)

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from modjax import FeatureSet, Loss, Optimizer
+from modjax.backend_note import BackendIgnoredWarning
 from modjax.data.scalers import SegmentedScaler
-from modjax.train.backend_note import BackendIgnoredWarning
 
 
 def test_segmented_scaler_uses_segment_edges_and_classes():
