@@ -239,11 +239,9 @@ class FeatureSetColumnReference:
                                              "key")}, rep=config.get("rep"))
 
 
-def make_reference(fs: FeatureSet, columns: Sequence[str] | None, features: Any, targets: Any,
-                   tags: Any, rep: str | None) -> FeatureSetReference:
-    """Build a FeatureSetReference for :meth:`FeatureSet.reference`."""
-    if rep is not None:
-        check_rep(rep)
+def _domain_selectors(fs: FeatureSet, columns: Sequence[str] | str | None, features: Any,
+                      targets: Any, tags: Any) -> dict[str, list[str] | None]:
+    """``{domain: selectors or None}`` from ``columns=`` (``domain.key...``) and per-domain args."""
     sel: dict[str, list[str] | None] = {DOMAIN_FEATURES: None, DOMAIN_TARGETS: None,
                                         DOMAIN_TAGS: None}
     if columns is not None:
@@ -257,6 +255,15 @@ def make_reference(fs: FeatureSet, columns: Sequence[str] | None, features: Any,
                        (DOMAIN_TAGS, tags)):
         if given is not None:
             sel[dom] = (sel[dom] or []) + ([given] if isinstance(given, str) else list(given))
+    return sel
+
+
+def make_reference(fs: FeatureSet, columns: Sequence[str] | None, features: Any, targets: Any,
+                   tags: Any, rep: str | None) -> FeatureSetReference:
+    """Build a FeatureSetReference for :meth:`FeatureSet.reference`."""
+    if rep is not None:
+        check_rep(rep)
+    sel = _domain_selectors(fs, columns, features, targets, tags)
     out: dict[str, tuple[str, ...]] = {}
     reps: set[str] = set()
     for dom, s in sel.items():

@@ -190,17 +190,7 @@ def to_arrow_array(values: Any, *, name: str) -> pa.Array:
     if not isinstance(values, np.ndarray) and hasattr(values, "__array__"):
         values = np.asarray(values)  # jax arrays, pandas Series, ... without a Python loop
     if isinstance(values, np.ndarray) and values.dtype != object:
-        if values.ndim == 0:
-            raise ValueError(f"column {name!r}: expected one value per sample, got a scalar")
-        if values.dtype.kind == "c":
-            raise TypeError(f"column {name!r}: complex values ({values.dtype}) cannot be stored; "
-                            "give the real and imaginary parts as two columns")
-        if values.dtype.kind in "US":
-            if values.ndim != 1:
-                raise ValueError(f"column {name!r}: string columns hold one string per sample, "
-                                 f"got shape {values.shape}")
-            return pa.array(values.astype(str), type=pa.string())
-        return _numpy_to_arrow(values)
+        return _ndarray_to_arrow(values, name)
     if isinstance(values, str) or not isinstance(values, Sequence | np.ndarray):
         try:
             values = list(values)
@@ -217,7 +207,26 @@ def to_arrow_array(values: Any, *, name: str) -> pa.Array:
         arr = None
     if arr is not None and arr.dtype != object:
         return to_arrow_array(arr, name=name)
-    # diagnose: strings, mixed types or ragged samples
+    return _objects_to_arrow(seq, name)
+
+
+def _ndarray_to_arrow(values: np.ndarray, name: str) -> pa.Array:
+    """A numeric or string (non-object) numpy column -> Arrow."""
+    if values.ndim == 0:
+        raise ValueError(f"column {name!r}: expected one value per sample, got a scalar")
+    if values.dtype.kind == "c":
+        raise TypeError(f"column {name!r}: complex values ({values.dtype}) cannot be stored; "
+                        "give the real and imaginary parts as two columns")
+    if values.dtype.kind in "US":
+        if values.ndim != 1:
+            raise ValueError(f"column {name!r}: string columns hold one string per sample, "
+                             f"got shape {values.shape}")
+        return pa.array(values.astype(str), type=pa.string())
+    return _numpy_to_arrow(values)
+
+
+def _objects_to_arrow(seq: list[Any], name: str) -> pa.Array:
+    """Samples numpy could not stack: strings, or the error naming mixed types / ragged shapes."""
     if all(isinstance(v, str) for v in seq):
         return pa.array(seq, type=pa.string())
     if any(isinstance(v, str) for v in seq):

@@ -61,6 +61,37 @@ def analyse(nodes: list[GraphNode], refs: Mapping[str, list[Any]], *,
             an upstream that is not in the graph, a merge strategy naming a node that
             is not one of its inputs, or a cycle (the message lists the cycle).
     """
+    by_id, by_label = _index_nodes(nodes, graph_label)
+    inputs: dict[str, tuple[Any, ...]] = {}
+    downstream: dict[str, list[str]] = {nid: [] for nid in by_id}
+    for n in nodes:
+        node_refs = refs[n.node_id]
+        _check_ref_count(n, node_refs)
+        items = []
+        for r in node_refs:
+            if isinstance(r, NodeReference):
+                uid = _resolve(r, n, by_id, by_label, graph_label)
+                if uid == n.node_id:
+                    raise GraphStructureError(f"node {n.label!r} lists itself as its upstream")
+                items.append(uid)
+                if n.node_id not in downstream[uid]:
+                    downstream[uid].append(n.node_id)
+            else:
+                items.append(r)
+        inputs[n.node_id] = tuple(items)
+        if isinstance(n, MergeNode):
+            _check_merge_strategies(n, node_refs)
+    order = _topological_order(nodes, inputs, downstream)
+    if len(order) != len(nodes):
+        cycle = _find_cycle({nid for nid in by_id if nid not in order}, inputs)
+        names = " -> ".join(by_id[c].label for c in cycle)
+        raise GraphStructureError(f"graph {graph_label!r} has a cycle: {names}")
+    return Topology(tuple(order), inputs, {k: tuple(v) for k, v in downstream.items()})
+
+
+def _index_nodes(nodes: list[GraphNode], graph_label: str
+                 ) -> tuple[dict[str, GraphNode], dict[str, str]]:
+    """``({node_id: node}, {label: node_id})``, refusing non-nodes and duplicate ids/labels."""
     by_id: dict[str, GraphNode] = {}
     by_label: dict[str, str] = {}
     for n in nodes:
@@ -76,41 +107,34 @@ def analyse(nodes: list[GraphNode], refs: Mapping[str, list[Any]], *,
                 "unique because they key the variables")
         by_id[n.node_id] = n
         by_label[n.label] = n.node_id
+    return by_id, by_label
 
-    inputs: dict[str, tuple[Any, ...]] = {}
-    downstream: dict[str, list[str]] = {nid: [] for nid in by_id}
-    for n in nodes:
-        node_refs = refs[n.node_id]
-        if not node_refs:
-            raise GraphStructureError(f"node {n.label!r} has no upstream reference")
-        if n.max_upstream_refs is not None and len(node_refs) > n.max_upstream_refs:
-            raise GraphStructureError(
-                f"node {n.label!r} is a {type(n).__name__} and accepts {n.max_upstream_refs} "
-                f"upstream input(s), but would receive {len(node_refs)}: "
-                f"{[ref_label(r) for r in node_refs]}; merge them with a ConcatNode first")
-        items = []
-        for r in node_refs:
-            if isinstance(r, NodeReference):
-                uid = _resolve(r, n, by_id, by_label, graph_label)
-                if uid == n.node_id:
-                    raise GraphStructureError(f"node {n.label!r} lists itself as its upstream")
-                items.append(uid)
-                if n.node_id not in downstream[uid]:
-                    downstream[uid].append(n.node_id)
-            else:
-                items.append(r)
-        inputs[n.node_id] = tuple(items)
-        if isinstance(n, MergeNode):
-            saved = n._upstream_refs
-            n._upstream_refs = list(node_refs)
-            try:
-                n._check_strategies()
-            finally:
-                n._upstream_refs = saved
 
-    # Kahn's algorithm; ties broken by the given node order for a stable layout.
+def _check_ref_count(n: GraphNode, node_refs: list[Any]) -> None:
+    if not node_refs:
+        raise GraphStructureError(f"node {n.label!r} has no upstream reference")
+    if n.max_upstream_refs is not None and len(node_refs) > n.max_upstream_refs:
+        raise GraphStructureError(
+            f"node {n.label!r} is a {type(n).__name__} and accepts {n.max_upstream_refs} "
+            f"upstream input(s), but would receive {len(node_refs)}: "
+            f"{[ref_label(r) for r in node_refs]}; merge them with a ConcatNode first")
+
+
+def _check_merge_strategies(n: MergeNode, node_refs: list[Any]) -> None:
+    # checked against the wiring being tried, which the node itself does not hold yet
+    saved = n._upstream_refs
+    n._upstream_refs = list(node_refs)
+    try:
+        n._check_strategies()
+    finally:
+        n._upstream_refs = saved
+
+
+def _topological_order(nodes: list[GraphNode], inputs: Mapping[str, tuple[Any, ...]],
+                       downstream: Mapping[str, list[str]]) -> list[str]:
+    """Kahn's algorithm; ties broken by the given node order for a stable layout."""
     position = {n.node_id: i for i, n in enumerate(nodes)}
-    indeg = {nid: len({u for u in inputs[nid] if isinstance(u, str)}) for nid in by_id}
+    indeg = {nid: len({u for u in inputs[nid] if isinstance(u, str)}) for nid in position}
     ready = sorted((nid for nid, d in indeg.items() if d == 0), key=position.__getitem__)
     order: list[str] = []
     while ready:
@@ -121,11 +145,7 @@ def analyse(nodes: list[GraphNode], refs: Mapping[str, list[Any]], *,
             if indeg[d] == 0:
                 ready.append(d)
                 ready.sort(key=position.__getitem__)
-    if len(order) != len(nodes):
-        cycle = _find_cycle({nid for nid in by_id if nid not in order}, inputs)
-        names = " -> ".join(by_id[c].label for c in cycle)
-        raise GraphStructureError(f"graph {graph_label!r} has a cycle: {names}")
-    return Topology(tuple(order), inputs, {k: tuple(v) for k, v in downstream.items()})
+    return order
 
 
 def _find_cycle(remaining: set[str], inputs: Mapping[str, tuple[Any, ...]]) -> list[str]:
