@@ -139,3 +139,21 @@ def test_names_load_on_first_use():
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['modjax', 'modjax._lazy']"
+
+
+OUT_OF_CORE = """
+import sys
+from modjax import FeatureSet
+assert "modjax.data.out_of_core" not in sys.modules
+from modjax.data.out_of_core import from_arrow_ipc, from_parquet
+assert FeatureSet.from_parquet is from_parquet and FeatureSet.from_arrow_ipc is from_arrow_ipc
+print("ok")
+"""
+
+
+def test_out_of_core_constructors_are_there_before_their_module_loads():
+    # they used to appear only once modjax.data's package import had loaded out_of_core
+    out = subprocess.run([sys.executable, "-c", OUT_OF_CORE], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
