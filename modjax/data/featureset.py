@@ -111,19 +111,6 @@ class _OutOfCoreConstructor:
         return getattr(out_of_core, self.name)
 
 
-class _OutOfCoreConstructor:
-    """``FeatureSet.from_parquet`` / ``from_arrow_ipc``: the constructors of
-    :mod:`modjax.data.out_of_core`, which (with ``pyarrow.ipc``) loads when one is named."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        from modjax.data import out_of_core
-
-        return getattr(out_of_core, self.name)
-
-
 @register("FeatureSet")
 class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, FeatureSetNotebookRepr, ExperimentNode,
                  FeatureSetPersistence):
@@ -173,9 +160,6 @@ class FeatureSet(DataAccessMixin, SplitMixin, ScaleMixin, FeatureSetNotebookRepr
         super().__init__(label, node_id=node_id, register=register)
 
     # ------------------------------------------------------------------ constructors
-    from_parquet = _OutOfCoreConstructor("from_parquet")
-    from_arrow_ipc = _OutOfCoreConstructor("from_arrow_ipc")
-
     from_parquet = _OutOfCoreConstructor("from_parquet")
     from_arrow_ipc = _OutOfCoreConstructor("from_arrow_ipc")
 
