@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from modjax.io.registry import deserialize, register, serialize
 from modjax.logger import get_logger
+from modjax.protocols import CheckpointOwner
 from modjax.train.losses import AppliedLoss
 
 _log = get_logger("train")
@@ -232,7 +233,7 @@ class EarlyStopping(Callback):
 
     def on_phase_end(self, *, phase: Any, results: Any, **kw: Any) -> None:
         if self.restore_best and self.best_epoch is not None:
-            ck = getattr(phase, "checkpointing", None)
+            ck = phase.checkpointing if isinstance(phase, CheckpointOwner) else None
             snap = None
             if ck is not None:
                 # the phase's memory snapshots or disk checkpoints of the best epoch

@@ -11,7 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from modjax.data.plan import IndexPlan
+from modjax.graph.models.protocol import Fittable
 from modjax.io.registry import register
+from modjax.protocols import HoldsModel
 from modjax.train.callbacks import Callback
 from modjax.train.feeds import Feed, InputBinding, single_pass_record
 from modjax.train.hooks import CallbackHook
@@ -51,7 +53,8 @@ class FitPhase(ExperimentPhase):
     def _fittable(self, graph: Any) -> list[Any]:
         active = self._active_closure(graph)
         nodes = [n for n in graph.nodes.values()
-                 if n.label in active and callable(getattr(getattr(n, "model", None), "fit", None))]
+                 if n.label in active and isinstance(n, HoldsModel)
+                 and isinstance(n.model, Fittable)]
         if self.active_nodes is not None:
             nodes = [n for n in nodes if n.label in self.active_nodes]
         if not nodes:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modjax.protocols import CheckpointDirHost
 from modjax.train.callbacks import Callback
 from modjax.train.phases import NanPolicy
 from modjax.train.results import EpochRecord
@@ -118,15 +119,17 @@ class CheckpointHook(Hook):
     """
 
     def __init__(self, checkpointing: Any, phase: Any, experiment: Any) -> None:
-        self.checkpointing, self.phase, self.experiment = checkpointing, phase, experiment
+        self.checkpointing, self.phase = checkpointing, phase
+        # an experiment that is no CheckpointDirHost (or none) gives no directory and no switch
+        self.experiment = experiment if isinstance(experiment, CheckpointDirHost) else None
         self.needs_batches = any(h.startswith("batch") for h in checkpointing.save_on)
 
     def _save(self, hook: str, **placeholders: Any) -> None:
         exp = self.experiment
         # read at every hook: an experiment may switch checkpointing off for a phase
-        if exp is not None and not getattr(exp, "checkpointing_enabled", True):
+        if exp is not None and not exp.checkpointing_enabled:
             return
-        root = None if exp is None else getattr(exp, "checkpoint_dir", None)
+        root = None if exp is None else exp.checkpoint_dir
         directory = None if root is None else root / self.phase.label
         key = placeholders.get("epoch") if hook == "epoch_end" else None
         self.checkpointing.maybe_save(hook, self.phase, key=key, directory=directory,

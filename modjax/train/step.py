@@ -27,6 +27,7 @@ import optax
 from modjax.errors import LabelPathError, closest_names
 from modjax.graph.definition import GraphDef
 from modjax.paths import split_path
+from modjax.protocols import HasOptimizer, NodeGraph
 from modjax.train.losses import AppliedLoss, LossRef
 from modjax.train.metrics import AppliedMetric
 from modjax.train.optim import Optimizer, frozen_mask
@@ -88,7 +89,10 @@ def graph_optimizers(graph: Any, optimizer: Any = None) -> Optimizer | dict[str,
     A plain optax transformation (``optax.adam(1e-3)``, a chain, ...) is accepted
     wherever an :class:`Optimizer` is, and freezes the same way.
     """
-    opt = optimizer if optimizer is not None else getattr(graph, "optimizer", None)
+    if optimizer is not None:
+        opt = optimizer
+    else:
+        opt = graph.optimizer if isinstance(graph, HasOptimizer) else None
     if opt is not None:
         return as_optimizer(opt)
     out = {}
@@ -100,21 +104,10 @@ def graph_optimizers(graph: Any, optimizer: Any = None) -> Optimizer | dict[str,
 
 
 def _upstream_heads(graph: Any, label: str, heads: Sequence[str]) -> list[str]:
-    """Heads whose data reaches ``label`` (all heads when the graph cannot tell)."""
-    for name in ("upstream_heads", "head_ancestors"):
-        fn = getattr(graph, name, None)
-        if callable(fn):
-            got = [h for h in fn(label) if h in heads]
-            if got:
-                return got
-    anc = getattr(graph, "ancestors", None)
-    if callable(anc):
-        found = {getattr(a, "label", a) for a in anc(label)} | {label}
-        got = [h for h in heads if h in found]
-        if got:
-            return got
-    up = getattr(graph, "upstream_of", None)
-    if callable(up):
+    """Heads whose data reaches ``label`` (all heads when the graph cannot tell: a graph
+    that is not a :class:`~modjax.protocols.NodeGraph` has no wiring to walk)."""
+    if isinstance(graph, NodeGraph):
+        up = graph.upstream_of
         # walk the graph upwards: only the heads feeding this node weigh its loss (heads
         # of independent branches may even have other batch sizes)
         labels = set(node_labels(graph))
