@@ -9,16 +9,28 @@ batch 32, reshuffled every epoch, 20 epochs.
    validation rows. Per-fold metrics of the two runs are compared.
 2. 8 seeds: ``TrainPhase(replicas=8)`` vs 8 TrainPhases run one after another (seed s:
    graph key s, sampler seed s).
-3. Compile time of the vmapped epoch vs a single run's epoch (XLA backend compile
+3. The floor: the 8-seed comparison written by hand (jax + optax, one jitted scan per
+   epoch, vmapped or called 8 times), i.e. what this CPU allows at best, with the
+   arithmetic rate it reaches and the share of a core the process got (CPU/wall).
+4. The vmapped epoch program of modjax vs the hand-written vmapped epoch (same data,
+   same plans shape): the overhead of masks, loss weights and the carry.
+5. Compile time of the vmapped epoch vs a single run's epoch (XLA backend compile
    seconds reported by ``jax.monitoring``).
-4. The floor: the same 8-seed comparison written by hand (jax + optax, one jitted scan
-   per epoch, vmapped or called 8 times), i.e. what this CPU allows at best.
+
+With two or more devices (on a CPU: ``XLA_FLAGS=--xla_force_host_platform_device_count=2``
+set before the process starts) the vectorized runs are repeated on a ``("replica",)``
+mesh of two devices, so each core trains half the replicas; those rows are compared with
+the sequential runs on one device, as a user would run them. Both ratios are printed,
+labelled.
 
 "cold" = the first run in the process after the program cache is cleared (compilation
 included); "warm" = a repeat with the compiled programs reused (repeated experiments,
-a notebook re-run). Medians over ``--repeats``, the two variants interleaved.
+a notebook re-run). Medians over ``--repeats``, the variants interleaved; the load
+average is printed with each section (the machine may be shared).
 
 Run:  .venv/bin/python benchmarks/bench_vectorized.py [--repeats 3]
+      XLA_FLAGS=--xla_force_host_platform_device_count=2 \\
+          .venv/bin/python benchmarks/bench_vectorized.py
 """
 
 from __future__ import annotations
@@ -91,32 +103,55 @@ def train(mse, seed: int = 0, replicas: int = 1) -> TrainPhase:
                                  result_recording="none")
 
 
-def cv_run(parallel: bool, cold: bool):
+def _mesh():
+    """A ``("replica",)`` mesh of two devices, or None with fewer."""
+    if len(jax.devices()) < 2:
+        return None
+    from jax.sharding import Mesh
+    return Mesh(np.array(jax.devices()[:2]), ("replica",))
+
+
+def load() -> str:
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def timed(fn):
+    """(wall seconds, CPU seconds of this process, result)."""
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t, time.process_time() - c, out
+
+
+def cv_run(parallel: bool, cold: bool, mesh=None):
     exp, fs, graph, mse = build("cv")
     group = PhaseGroup("fold", [train(mse), EvalPhase.from_split("val", split="val",
                                                                  losses=[mse])])
     cv = CrossValidation(label="cv", bindings=CVBinding(fs, ["train"]), n_folds=FOLDS,
-                         phase=group, experiment=exp, parallel=parallel)
+                         phase=group, experiment=exp, parallel=parallel, mesh=mesh)
     if cold:
         clear_program_cache()
-    t = time.perf_counter()
-    res = cv.run(show_fold_progress=False)
-    return time.perf_counter() - t, res.fold_metrics()
+    wall, cpu, res = timed(lambda: cv.run(show_fold_progress=False))
+    return wall, cpu, res.fold_metrics()
 
 
-def seeds_run(vmapped: bool, cold: bool) -> float:
+def seeds_run(vmapped: bool, cold: bool, mesh=None):
     exp, fs, graph, mse = build("seeds")
     if cold:
         clear_program_cache()
-    t = time.perf_counter()
-    if vmapped:
-        train(mse, replicas=SEEDS).execute(graph)
-    else:
+
+    def go():
+        if vmapped:
+            ph = train(mse, replicas=SEEDS)
+            ph.mesh = mesh
+            ph.execute(graph, show_training_progress=False)
+            return
         for s in range(SEEDS):
             graph.set_variables(graph.init(s))
             graph.set_opt_state(None)
             train(mse, seed=s).execute(graph, show_training_progress=False)
-    return time.perf_counter() - t
+
+    wall, cpu, _ = timed(go)
+    return wall, cpu, None
 
 
 def compile_seconds(replicas: int) -> float:
@@ -127,8 +162,8 @@ def compile_seconds(replicas: int) -> float:
     return clock.seconds
 
 
-def floor_ratio(repeats: int) -> tuple[float, float]:
-    """Hand-written 8 seeds x 20 epochs: (sequential seconds, vmapped seconds)."""
+# --------------------------------------------------------------------------- the floor
+def _floor_parts():
     import jax.numpy as jnp
     import optax
 
@@ -150,69 +185,178 @@ def floor_ratio(repeats: int) -> tuple[float, float]:
             return (optax.apply_updates(p, u), s), loss
         return jax.lax.scan(body, (p, s), idx)
 
+    return tx, init, epoch
+
+
+ROWS = 4000  # the training rows of the 8-seed comparison
+
+
+def floor_variants():
+    """The hand-written 8 seeds x 20 epochs: {name: zero-argument run}."""
+    tx, init, epoch = _floor_parts()
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(4000, 10)).astype(np.float32))
-    y = jnp.asarray(rng.normal(size=(4000, 1)).astype(np.float32))
-    one, many = jax.jit(epoch), jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, None, 0)))
+    x = jax.numpy.asarray(rng.normal(size=(ROWS, 10)).astype(np.float32))
+    y = jax.numpy.asarray(rng.normal(size=(ROWS, 1)).astype(np.float32))
+    one = jax.jit(epoch)
+    many = jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, None, 0)))
     p = init(jax.random.key(0))
     pk = jax.vmap(init)(jax.random.split(jax.random.key(0), SEEDS))
-    plans = [rng.permutation(4000)[:3968].reshape(-1, BATCH).astype(np.int32)
-             for _ in range(EPOCHS)]
-    out = []
-    for f, args, calls in ((one, (p, tx.init(p)), SEEDS), (many, (pk, jax.vmap(tx.init)(pk)), 1)):
-        jax.block_until_ready(f(*args, x, y, np.stack([plans[0]] * (SEEDS // calls))
-                                if calls == 1 else plans[0]))
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            for _ in range(calls):
-                for e in range(EPOCHS):
-                    idx = plans[e] if calls > 1 else np.stack([plans[e]] * SEEDS)
-                    r = f(*args, x, y, idx)
-            jax.block_until_ready(r)
-            ts.append(time.perf_counter() - t)
-        out.append(statistics.median(ts))
-    return out[0], out[1]
+    plans = [rng.permutation(ROWS).reshape(-1, BATCH).astype(np.int32) for _ in range(EPOCHS)]
+    stacked = [np.stack([pl] * SEEDS) for pl in plans]
+
+    def sequential():
+        for _ in range(SEEDS):
+            c = (p, tx.init(p))
+            for e in range(EPOCHS):
+                c, _ = one(*c, x, y, plans[e])
+        jax.block_until_ready(c)
+
+    start = (pk, jax.vmap(tx.init)(pk), x, y)
+
+    def vmapped(args=start, plans=stacked):
+        c = args[:2]
+        for e in range(EPOCHS):
+            c, _ = many(*c, *args[2:], plans[e])
+        jax.block_until_ready(c)
+
+    out = {"sequential": sequential, "vmapped": vmapped}
+    mesh = _mesh()
+    if mesh is not None:
+        from jax.sharding import NamedSharding, PartitionSpec
+        split = NamedSharding(mesh, PartitionSpec("replica"))
+        rep = NamedSharding(mesh, PartitionSpec())
+        args = (*jax.device_put((pk, jax.vmap(tx.init)(pk)), split), *jax.device_put((x, y), rep))
+        placed = [jax.device_put(a, split) for a in stacked]
+        out["vmapped, 2 devices"] = lambda: vmapped(args, placed)
+    out["_epoch"] = (many, (*start, stacked[0]))
+    return out
+
+
+def step_flops() -> float:
+    """Multiply-adds x 2 of one training step of one run (forward, backward, Adam)."""
+    fwd = 2 * BATCH * (10 * HIDDEN + HIDDEN)
+    n_params = 10 * HIDDEN + HIDDEN + HIDDEN + 1
+    # backward: weight gradients of both layers and the hidden layer's input gradient
+    return fwd + 2 * BATCH * (10 * HIDDEN + 2 * HIDDEN) + 12 * n_params
+
+
+def modjax_epoch_program():
+    """(the vmapped epoch of ``TrainPhase(replicas=8)``, its arguments), caught from a run."""
+    from modjax.train import replica_loop
+
+    caught = {}
+    dispatch = replica_loop.ReplicaEpochs._dispatch
+
+    def spy(self, a):
+        frozen, stores, weights = self.args
+        caught.setdefault("call", (self.fn, (self.carry, frozen, stores, a.plans,
+                                             np.asarray(self.active), weights)))
+        return dispatch(self, a)
+
+    replica_loop.ReplicaEpochs._dispatch = spy
+    try:
+        seeds_run(True, False)
+    finally:
+        replica_loop.ReplicaEpochs._dispatch = dispatch
+    return caught["call"]
+
+
+def epochs_of(fn, args, carry_first: bool):
+    """A run of 20 epochs of ``fn`` (each from the previous carry)."""
+    def run():
+        if carry_first:
+            c = args[0]
+            for _ in range(EPOCHS):
+                c, _ = fn(c, *args[1:])
+        else:
+            c = args[:2]
+            for _ in range(EPOCHS):
+                c, _ = fn(*c, *args[2:])
+        jax.block_until_ready(c)
+    return run
+
+
+# --------------------------------------------------------------------------- main
+def interleaved(variants: dict, repeats: int) -> dict:
+    """{name: (median wall, median CPU, last result)} over interleaved repeats."""
+    walls: dict = {k: [] for k in variants}
+    cpus: dict = {k: [] for k in variants}
+    last = {}
+    for _ in range(repeats):
+        for k, fn in variants.items():
+            w, c, last[k] = fn()
+            walls[k].append(w)
+            cpus[k].append(c)
+    return {k: (statistics.median(walls[k]), statistics.median(cpus[k]), last[k]) for k in walls}
+
+
+def report(title: str, med: dict, base: str) -> None:
+    print(f"\n{title}   (load {load()})")
+    for k, (w, c, _) in med.items():
+        print(f"  {k:34s} {w:7.3f} s  cpu/wall {c / w:4.2f}  {med[base][0] / w:5.2f}x vs {base}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    mesh = _mesh()
     print(f"devices: {jax.devices()}  workload: {N}x10, MLP 10-{HIDDEN}-1, adam, batch {BATCH}, "
-          f"{EPOCHS} epochs")
-
-    times: dict[str, list[float]] = {}
-    metrics = {}
-    for _ in range(args.repeats):
-        for par in (True, False):
-            for cold in (True, False):
-                t, m = cv_run(par, cold)
-                times.setdefault(f"cv {'parallel' if par else 'sequential'} "
-                                 f"{'cold' if cold else 'warm'}", []).append(t)
-                metrics[par] = m
-    diff = max(abs(a[k] - b[k]) for a, b in zip(metrics[True], metrics[False]) for k in a)
-    for _ in range(args.repeats):
-        for vm in (True, False):
-            for cold in (True, False):
-                times.setdefault(f"seeds {'vmapped' if vm else 'sequential'} "
-                                 f"{'cold' if cold else 'warm'}", []).append(seeds_run(vm, cold))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    for k, v in med.items():
-        print(f"{k:28s} {v:7.3f} s")
-    for what, a, b in (("cv", "parallel", "sequential"), ("seeds", "vmapped", "sequential")):
+          f"{EPOCHS} epochs; load {load()}")
+    ratios = []
+    for what, fn, a, b in (("cv", cv_run, "parallel", "sequential"),
+                           ("seeds", seeds_run, "vmapped", "sequential")):
+        # each warm run right after its cold one (a cold run clears every program)
+        variants = {}
+        for name, flag, m in ((b, False, None), (a, True, None), (f"{a}, 2 devices", True, mesh)):
+            if name.endswith("devices") and mesh is None:
+                continue
+            for c in ("cold", "warm"):
+                variants[f"{what} {name} {c}"] = \
+                    lambda fn=fn, c=c, flag=flag, m=m: fn(flag, c == "cold", m)
+        for v in variants.values():  # compile everything once before timing
+            v()
+        med = interleaved(variants, args.repeats)
+        report(f"{what}: {a} vs {b} (sequential on one device)", med, f"{what} {b} warm")
         for c in ("cold", "warm"):
-            print(f"{what} {c}: {a} is {med[f'{what} {b} {c}'] / med[f'{what} {a} {c}']:.2f}x "
-                  f"faster than {b}")
-    print(f"cv per-fold metrics, parallel vs sequential: max |diff| = {diff:.2e} over "
-          f"{len(metrics[True][0])} metrics x {FOLDS} folds")
-    fs_, fv = floor_ratio(args.repeats)
-    print(f"floor (hand-written jax+optax, 8 seeds x {EPOCHS} epochs): sequential {fs_:.3f} s, "
-          f"vmapped {fv:.3f} s: {fs_ / fv:.2f}x")
+            ref = med[f"{what} {b} {c}"][0]
+            ratios.append(f"{what} {c}: {a} on 1 device is {ref / med[f'{what} {a} {c}'][0]:.2f}x "
+                          f"faster than {b} on 1 device")
+            if mesh is not None:
+                ratios.append(f"{what} {c}: {a} on 2 devices is "
+                              f"{ref / med[f'{what} {a}, 2 devices {c}'][0]:.2f}x faster than "
+                              f"{b} on 1 device")
+        if what == "cv":
+            par, seq = med[f"cv {a} warm"][2], med[f"cv {b} warm"][2]
+            diff = max(abs(x[k] - y[k]) for x, y in zip(par, seq) for k in x)
+            ratios.append(f"cv per-fold metrics, parallel vs sequential: max |diff| = {diff:.2e} "
+                          f"over {len(par[0])} metrics x {FOLDS} folds")
+    print()
+    for r in ratios:
+        print(r)
+
+    floors = floor_variants()
+    many, margs = floors.pop("_epoch")
+    fn, fargs = modjax_epoch_program()
+    floors["modjax vmapped epoch program"] = epochs_of(fn, fargs, True)
+    floors["hand-written vmapped epoch program"] = epochs_of(many, margs, False)
+    for f in floors.values():
+        f()
+    med = interleaved({k: (lambda f=f: timed(f)) for k, f in floors.items()}, max(args.repeats, 5))
+    report(f"floor: hand-written jax+optax, {SEEDS} seeds x {EPOCHS} epochs", med, "sequential")
+    steps = SEEDS * EPOCHS * (ROWS // BATCH)
+    gf = {k: steps * step_flops() / med[k][0] / 1e9 for k in ("sequential", "vmapped")}
+    print(f"  arithmetic: {step_flops() / 1e3:.0f} kflop per run-step; sequential "
+          f"{gf['sequential']:.1f} GFLOP/s, vmapped {gf['vmapped']:.1f} GFLOP/s with "
+          f"cpu/wall {med['vmapped'][1] / med['vmapped'][0]:.2f}; a 4x gain over the sequential "
+          f"floor needs {4 * gf['sequential']:.1f} GFLOP/s")
+    mod, hand = med["modjax vmapped epoch program"][0], med["hand-written vmapped epoch program"][0]
+    print(f"  modjax vmapped epoch program / hand-written vmapped epoch program: {mod / hand:.2f}x")
+
     single = statistics.median(compile_seconds(1) for _ in range(args.repeats))
     vmapped = statistics.median(compile_seconds(SEEDS) for _ in range(args.repeats))
-    print(f"compile (XLA backend seconds, whole phase): single run {single:.2f} s, "
-          f"vmapped x{SEEDS} {vmapped:.2f} s ({vmapped / single:.2f}x)")
+    print(f"\ncompile (XLA backend seconds, whole phase): single run {single:.2f} s, "
+          f"vmapped x{SEEDS} {vmapped:.2f} s ({vmapped / single:.2f}x)   (load {load()})")
 
 
 if __name__ == "__main__":

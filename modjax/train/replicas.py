@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax
@@ -300,6 +300,8 @@ def run_replicas(phase: TrainPhase, specs: Sequence[ReplicaSpec], *, mesh: Any =
         ValueError: the replicas do not share a structure (the replica is named).
         FloatingPointError: a replica's loss is not finite under ``nan_policy="raise"``.
     """
+    n_real = len(specs)
+    specs = list(specs) + _mesh_padding(specs, mesh)
     optimizer, fn, record, stores = _program(phase, specs, mesh)
     graph = specs[0].graph
     frozen = None
@@ -310,14 +312,30 @@ def run_replicas(phase: TrainPhase, specs: Sequence[ReplicaSpec], *, mesh: Any =
     body = ReplicaEpochs(phase, specs, fn, _place(_initial_carry(specs, optimizer), mesh),
                          (frozen, stores, weights), record=record,
                          place=lambda t: _place(t, mesh), progress=progress)
-    runs = replica_runs(body, replica_observers(phase, specs))
+    body.active[n_real:] = [False] * (len(specs) - n_real)   # padding never trains
+    runs = replica_runs(body, replica_observers(phase, specs[:n_real]) +
+                        [None] * (len(specs) - n_real))
     hooks: list[Hook] = [ReplicaHooks(body, runs, means=progress is not None and progress.visible)]
     if progress is not None:
         hooks.append(ProgressHook(progress))
     group = TrainResults(phase.label, graph=graph)
     run_loop(body, LoopRun(phase, specs[0].experiment, group, hooks))
     carry = body.carry
+    stacked = carry["variables"] if n_real == len(specs) else \
+        jax.tree.map(lambda a: a[:n_real], carry["variables"])
     return [ReplicaOutcome(body.results[k], take_replica(carry["variables"], k),
                            take_replica(carry["opt_state"], k), body.epochs[k], s.samplers,
-                           carry["variables"])
-            for k, s in enumerate(specs)]
+                           stacked)
+            for k, s in enumerate(specs[:n_real])]
+
+
+def _mesh_padding(specs: Sequence[ReplicaSpec], mesh: Any) -> list[ReplicaSpec]:
+    """Inactive copies of the first replica that make the replica count a multiple of the
+    mesh's replica axis (5 folds on 2 devices train as 6, the sixth never updated)."""
+    if mesh is None:
+        return []
+    from modjax.train.vectorized import REPLICA_AXIS
+
+    extra = -len(specs) % int(dict(mesh.shape).get(REPLICA_AXIS, 1))
+    return [replace(specs[0], label=f"{specs[0].label}_padding{i}", callbacks=[],
+                    experiment=None, scope=contextlib.nullcontext) for i in range(extra)]

@@ -37,7 +37,18 @@ with ExperimentContext(registration_policy="overwrite").activate():
                                   n_epochs=2, replicas=4).execute(g)
     mean_plain = float(EvalPhase.from_split("val", split="val", losses=[mse])
                        .execute(g).metrics.last(mse.label))
-print(json.dumps({"spec": [str(a) for a in spec],
+    # 3 replicas on a replica axis of 4: padded with an inactive copy, same numbers
+    g.set_variables(g.init(0))
+    odd = TrainPhase.from_split("ens", split="train", sampler=SimpleSampler(16), losses=[mse],
+                                n_epochs=2, replicas=3, mesh=mesh).execute(g)
+    g.set_variables(g.init(0))
+    odd_plain = TrainPhase.from_split("ens", split="train", sampler=SimpleSampler(16),
+                                      losses=[mse], n_epochs=2, replicas=3).execute(g)
+    pad_diff = float(np.max(np.abs(np.array([r.train_loss for r in odd.replicas]) -
+                                   np.array([r.train_loss for r in odd_plain.replicas]))))
+    n_odd = len(odd.replicas)
+print(json.dumps({"pad_diff": pad_diff, "n_odd": n_odd,
+                  "spec": [str(a) for a in spec],
                   "loss_diff": float(np.max(np.abs(np.array(loss_sharded) -
                                                    np.array([r.train_loss for r in plain.replicas])))),
                   "mean_diff": abs(mean_sharded - mean_plain),

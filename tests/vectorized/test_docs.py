@@ -7,4 +7,4 @@ from tests.doc_blocks import run_doc_page
 
 def test_experiments_page_runs_as_written():
     n_blocks, checked = run_doc_page("experiments.md")
-    assert n_blocks == 6 and len(checked) >= 12
+    assert n_blocks == 8 and len(checked) >= 15

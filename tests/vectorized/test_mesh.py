@@ -24,3 +24,5 @@ def test_replicas_shard_over_the_replica_axis():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["spec"][0] == "replica"  # stacked variables: leading axis on "replica"
     assert out["loss_diff"] < 1e-6 and out["mean_diff"] < 1e-6  # same numbers as unsharded
+    # a replica count that does not divide the replica axis is padded, not an error
+    assert out["n_odd"] == 3 and out["pad_diff"] < 1e-6
