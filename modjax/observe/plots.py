@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,33 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return [f for f in fine if lo - 1e-9 <= f <= hi + 1e-9]
 
 
+def _series_svg(k: int, tr: Trend, sx: Callable[[float], float], sy: Callable[[float], float],
+                log: bool) -> list[str]:
+    """One trend as SVG: polylines through its finite runs, and dots when it is short."""
+    color = _PALETTE[k % len(_PALETTE)]
+    xs, ys = tr.epochs().tolist(), _y_values(tr, log).tolist()
+    segs, cur = [], []
+    for x, y in zip(xs, ys):
+        if math.isfinite(y):
+            cur.append(f"{sx(x):.2f},{sy(y):.2f}")
+        elif cur:  # a non-finite value breaks the line
+            segs.append(cur)
+            cur = []
+    if cur:
+        segs.append(cur)
+    g = [f'<g class="series" data-series="{k}">']
+    for seg in segs:
+        if len(seg) > 1:
+            g.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" '
+                     f'stroke-linejoin="round" points="{" ".join(seg)}"/>')
+    if len(xs) <= 80:
+        for x, y in zip(xs, ys):
+            if math.isfinite(y):
+                g.append(f'<circle cx="{sx(x):.2f}" cy="{sy(y):.2f}" r="2.6" fill="{color}"/>')
+    g.append("</g>")
+    return g
+
+
 def _panel_svg(idx: int, name: str, trends: Sequence[Trend], unit: str,
                log: bool = False) -> str:
     epochs = np.concatenate([t.epochs() for t in trends]) if trends else np.zeros(0, np.int64)
@@ -164,28 +191,7 @@ def _panel_svg(idx: int, name: str, trends: Sequence[Trend], unit: str,
         parts.append(f'<text x="12" y="{_MT + ph / 2:.1f}" text-anchor="middle" class="axis" '
                      f'transform="rotate(-90 12 {_MT + ph / 2:.1f})">{e(unit)}</text>')
     for k, tr in enumerate(trends):
-        color = _PALETTE[k % len(_PALETTE)]
-        xs, ys = tr.epochs().tolist(), _y_values(tr, log).tolist()
-        segs, cur = [], []
-        for x, y in zip(xs, ys):
-            if math.isfinite(y):
-                cur.append(f"{sx(x):.2f},{sy(y):.2f}")
-            elif cur:
-                segs.append(cur)
-                cur = []
-        if cur:
-            segs.append(cur)
-        g = [f'<g class="series" data-series="{k}">']
-        for seg in segs:
-            if len(seg) > 1:
-                g.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" '
-                         f'stroke-linejoin="round" points="{" ".join(seg)}"/>')
-        if len(xs) <= 80:
-            for x, y in zip(xs, ys):
-                if math.isfinite(y):
-                    g.append(f'<circle cx="{sx(x):.2f}" cy="{sy(y):.2f}" r="2.6" fill="{color}"/>')
-        g.append("</g>")
-        parts.extend(g)
+        parts.extend(_series_svg(k, tr, sx, sy, log))
     parts.append(f'<line class="cursor" x1="0" x2="0" y1="{_MT}" y2="{_MT + ph}" '
                  f'stroke="#555" stroke-dasharray="3,3" visibility="hidden"/>')
     parts.append("</svg>")

@@ -418,20 +418,7 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         level_ctx = None
         for e in order:
             ins = tuple(values[s] for s in e.inputs)
-            refs = []
-            for tag, pid, fwd in e.refs:
-                if fwd:
-                    r = old_refs[tag]
-                    if r.shape[0] not in (batch, 1):
-                        raise ShapeMismatchError(
-                            f"graph {self._name!r} node {e.id!r}: forward reference {tag!r} "
-                            f"holds a batch of {r.shape[0]} from the previous call but this "
-                            f"call has {batch}; call reset_state() (a new sequence) or keep "
-                            "the batch size fixed")
-                    refs.append(r if r.shape[0] == batch else jnp.broadcast_to(
-                        r, (batch, *r.shape[1:])))
-                else:
-                    refs.append(values[pid])
+            refs = self._entry_refs(e, values, old_refs, batch)
             idx = self._index[e.id]
             p = params[self._tied.get(e.id, e.id)]
             k = None if key is None else jax.random.fold_in(key, idx)
@@ -464,6 +451,25 @@ class Graph(GraphTree, GraphObservation, GraphPersistence):
         for t in own:
             captured[t] = values[self._tags[t]]
         return values[self._output], new_state, captured
+
+    def _entry_refs(self, e: Entry, values: Mapping[str, Any], old_refs: Mapping[str, Any],
+                    batch: int) -> list[Any]:
+        """The values of an entry's references: this call's tags, or the previous call's
+        (forward references, broadcast from a batch of 1)."""
+        refs = []
+        for tag, pid, fwd in e.refs:
+            if not fwd:
+                refs.append(values[pid])
+                continue
+            r = old_refs[tag]
+            if r.shape[0] not in (batch, 1):
+                raise ShapeMismatchError(
+                    f"graph {self._name!r} node {e.id!r}: forward reference {tag!r} "
+                    f"holds a batch of {r.shape[0]} from the previous call but this "
+                    f"call has {batch}; call reset_state() (a new sequence) or keep "
+                    "the batch size fixed")
+            refs.append(r if r.shape[0] == batch else jnp.broadcast_to(r, (batch, *r.shape[1:])))
+        return refs
 
     def _node_fn(self, e: Entry, train: bool, sub: tuple[str, ...]) -> Any:
         """Per-node jitted function for profiled forwards (compiled once per node)."""
