@@ -13,7 +13,30 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["lazy_namespace"]
+__all__ = ["lazy_namespace", "REGISTERING_MODULES", "import_registering_modules"]
+
+#: modjax's modules whose classes register a config name (``@register``), except the
+#: optional bridges; ``import modjax`` imports none of them, so a config that names a class
+#: without its module (written by hand) finds it once these are imported
+REGISTERING_MODULES = (
+    "modjax.data.featureset", "modjax.data.references", "modjax.data.samplers",
+    "modjax.data.scaling", "modjax.data.similarity", "modjax.data.splitters", "modjax.data.view",
+    "modjax.observe.observer",
+    "modjax.graph.models.adapters", "modjax.graph.models.cnn", "modjax.graph.models.layers",
+    "modjax.graph.models.mlp", "modjax.graph.models.norm", "modjax.graph.models.ridge",
+    "modjax.graph.nodes", "modjax.graph.model_graph", "modjax.graph.flow.graph",
+    "modjax.graph.flow.modules", "modjax.graph.flow.routers",
+    "modjax.train.callbacks", "modjax.train.checkpointing", "modjax.train.cv",
+    "modjax.train.eval_phase", "modjax.train.experiment", "modjax.train.feeds",
+    "modjax.train.fit_phase", "modjax.train.hyperparams", "modjax.train.losses",
+    "modjax.train.metrics", "modjax.train.optim", "modjax.train.train_phase",
+)
+
+
+def import_registering_modules() -> None:
+    """Import every module of :data:`REGISTERING_MODULES` (their classes register)."""
+    for module in REGISTERING_MODULES:
+        importlib.import_module(module)
 
 
 def lazy_namespace(namespace: str, where: Mapping[str, str], submodules: Iterable[str] = ()

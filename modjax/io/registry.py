@@ -110,6 +110,12 @@ def get_registered(name: str, *, module: str | None = None,
             raise ConfigError(f"cannot import module {module!r} for class {name!r}: {e}") from e
         if name in _REGISTRY:
             return _REGISTRY[name]
+    if not module:  # a hand-written config: modjax's classes register when their module loads
+        from modjax._lazy import import_registering_modules
+
+        import_registering_modules()
+        if name in _REGISTRY:
+            return _REGISTRY[name]
     hint = closest_names(name, _REGISTRY)
     extra = "" if allow_packaged_code or not module else (
         f" (it was defined in module {module!r}; pass allow_packaged_code=True to import it)")

@@ -157,3 +157,31 @@ def test_out_of_core_constructors_are_there_before_their_module_loads():
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_the_registering_modules_list_is_complete():
+    from modjax._lazy import REGISTERING_MODULES
+
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if "@register(" in path.read_text() and not name.startswith(("modjax.bridge.",
+                                                                      "modjax.io.")):
+            found.add(name)
+    assert set(REGISTERING_MODULES) == found
+
+
+BY_NAME = """
+import modjax
+from modjax.io import deserialize
+mlp = deserialize({"class": "SequentialMLP", "config": {"output_shape": [1, 2], "n_layers": 1}})
+print(type(mlp).__name__, mlp.output_shape)
+"""
+
+
+def test_a_config_without_its_module_finds_modjax_classes_after_a_bare_import():
+    # import modjax loads no layer, so no class has registered yet when the config is read
+    out = subprocess.run([sys.executable, "-c", BY_NAME], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "SequentialMLP (1, 2)"
