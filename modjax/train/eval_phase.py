@@ -19,7 +19,7 @@ from modjax.data.plan import IndexPlan
 from modjax.distributed import spans_processes, to_host
 from modjax.io.registry import register, serialize
 from modjax.train.callbacks import Callback
-from modjax.train.feeds import Feed, InputBinding, single_pass_record, stack_feeds
+from modjax.train.feeds import Feed, InputBinding, binding_records, stack_feeds
 from modjax.train.hooks import CallbackHook
 from modjax.train.loop import LoopRun, OnePass, run_loop
 from modjax.train.losses import AppliedLoss
@@ -58,7 +58,7 @@ def eval_segments(fn: Any, phase: Any, feeds: Sequence[Feed], plans: Sequence[In
             stores, dplans = stack_feeds(feeds, part)
             with counting_traces(phase):
                 o, st = fn(variables, stores, dplans)
-            jax.block_until_ready(o["loss"])  # the bar reports finished chunks
+            jax.block_until_ready(o["loss_table"])  # the bar reports finished chunks
             outs.append(o)
             stats.append(st)
             bar.update(min(seg, n - start))
@@ -88,6 +88,7 @@ class _EvalMemo:
                  feeds: list[Feed], plans: list[IndexPlan], fn: Any,
                  stacked: tuple[dict, dict] | None) -> None:
         self.feeds, self.plans, self.fn, self.stacked = feeds, plans, fn, stacked
+        self.bridged = False  # whether the graph has bridged nodes (checked every execute)
         self.equal = self._equal_part(phase, graph, bindings)
         self.same = self._same_part(phase, graph, bindings)
         self.data = [_data_token(f) for f in feeds]
@@ -174,13 +175,16 @@ class EvalPhase(ExperimentPhase):
         gathers = {f.key: slice_plan if _contiguous(feeds) else f.store.gather_fn()
                    for f in feeds}  # row-sharded stores gather locally
         keys = [f.key for f in feeds]
+        labels = [al.label for al in self.losses]
 
         def run(variables, stores, plans):
             note_trace()
 
             def body(_, xs):
                 m = ev(variables, {k: gathers[k](stores[k], xs[k]) for k in keys})
-                return None, {"loss": m["loss"], "losses": m["losses"], "records": m["records"],
+                # total and per-label losses in one row: the pass's one loss transfer
+                row = jnp.stack([m["loss"]] + [m["losses"][lbl] for lbl in labels])
+                return None, {"loss_table": row, "records": m["records"],
                               "metric_stats": m["metric_stats"]}
 
             if jax.tree.leaves(plans)[0].shape[0] == 1:  # one batch: no loop around it
@@ -230,10 +234,14 @@ class EvalPhase(ExperimentPhase):
     def _resolved(self, graph: Any) -> _EvalMemo:
         """The feeds, plans, program and stacked device inputs of an execute on ``graph``,
         reused while nothing they were made from has changed (see :class:`_EvalMemo`)."""
-        bindings = self._bindings(graph)
+        bindings = self._bindings(graph, check_bridges=False)
         memo = self._memo
         if memo is not None and memo.matches(self, graph, bindings):
+            # the same graph object with an equal definition has the same bridged nodes
+            # (their fitted state may have changed: the check itself runs again)
+            self._check_bridges(graph, memo.bridged)
             return memo
+        bridged = self._check_bridges(graph)
         owner = f"EvalPhase {self.label!r}"
         feeds = [Feed(b, graph, owner=owner, mesh=self.mesh, tags=self._loss_tags())
                  for b in bindings]
@@ -254,6 +262,7 @@ class EvalPhase(ExperimentPhase):
             stacked = stack_feeds(feeds, plans)
         self._memo = _EvalMemo(self, graph, bindings, feeds, plans, self._fn(graph, feeds),
                                stacked)
+        self._memo.bridged = bridged
         return self._memo
 
     def _own_config(self) -> dict[str, Any]:
@@ -285,7 +294,10 @@ class _EvalPass(OnePass):
                                         stacked=memo.stacked)
         if spans_processes(phase.mesh):  # sharded over other processes' devices: gather
             out, self.stats = to_host(out), to_host(self.stats)
-        return single_pass_record(out, memo.feeds, memo.plans)
+        table = np.asarray(out["loss_table"])
+        losses = {al.label: table[:, i + 1] for i, al in enumerate(phase.losses)}
+        return EpochRecord(0, table[:, 0], losses, out["records"],
+                           binding_records(memo.feeds, memo.plans))
 
     def record(self, run: LoopRun, epoch: int, rec: EpochRecord) -> None:
         results = run.results

@@ -86,11 +86,20 @@ class ExperimentPhase:
     def _sorted_callbacks(self) -> list[Callback]:
         return sorted(self.callbacks, key=lambda c: c.execution_order)
 
-    def _bindings(self, graph: Any) -> list[InputBinding]:
+    def _check_bridges(self, graph: Any, bridged: bool | None = None) -> bool:
+        """Refuse what bridged nodes cannot do in this phase; returns whether ``graph``
+        has bridged nodes (pass a known answer as ``bridged`` to skip the walk)."""
         from modjax.bridge.hooks import check_phase, has_bridges  # imports no torch/sklearn
 
-        if has_bridges(graph):
+        if bridged is None:
+            bridged = has_bridges(graph)
+        if bridged:
             check_phase(self, graph)
+        return bridged
+
+    def _bindings(self, graph: Any, *, check_bridges: bool = True) -> list[InputBinding]:
+        if check_bridges:
+            self._check_bridges(graph)
         if self.input_sources:
             return self.input_sources
         if self._split is None:
