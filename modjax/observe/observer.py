@@ -27,7 +27,6 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -35,8 +34,9 @@ import numpy as np
 from modjax.errors import LabelPathError, closest_names
 from modjax.io.registry import register
 from modjax.notebook import ObserverNotebookRepr
-from modjax.observe.logs import format_duration
+from modjax.observe.observer_timing import ObserverTimingMixin
 from modjax.observe.profiling import Profile, ProfileHook
+from modjax.observe.series import Series, scalar_value, to_host
 from modjax.observe.trends import Trend, TrendGroup
 
 __all__ = ["Observer", "LogHook", "FlushHook"]
@@ -47,157 +47,8 @@ LogHook = Callable[[dict[str, Any]], None]
 FlushHook = Callable[[dict[str, float]], None]
 
 
-def _scalar(owner: str, tag: str, value: Any) -> float:
-    arr = np.asarray(value)
-    if arr.size != 1:
-        raise ValueError(
-            f"{owner}: tag {tag!r} holds an array of shape {arr.shape}; collect/record take "
-            f"scalars (tag a reduced value such as a loss, or record(tag, float(x.mean())))"
-        )
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{owner}: tag {tag!r} value has dtype {arr.dtype}; expected a number")
-    return float(arr.reshape(()))
-
-
-def _to_host(tree: Any, extra: Any) -> tuple[Any, Any]:
-    """``jax.device_get((tree, extra))``: one transfer for all device arrays, if any.
-
-    Host-only input (what a phase passes) skips JAX's tree walk, a fair share of the
-    per-epoch cost.
-    """
-    import jax
-
-    leaves = jax.tree_util.tree_leaves((tree, extra))
-    if any(isinstance(x, jax.Array) for x in leaves):
-        return jax.device_get((tree, extra))
-    return tree, extra
-
-
-class _Column:
-    """An append-only numeric column with amortised O(1) appends and O(1) array views."""
-
-    __slots__ = ("_buf", "_n")
-
-    def __init__(self, dtype: Any, values: Any = ()) -> None:
-        init = np.asarray(values, dtype=dtype).reshape(-1)
-        self._buf = np.empty(max(16, 2 * init.size), dtype=dtype)
-        self._buf[: init.size] = init
-        self._n = init.size
-
-    def append(self, v: Any) -> None:
-        if self._n == self._buf.size:
-            self._buf = np.concatenate([self._buf, np.empty_like(self._buf)])
-        self._buf[self._n] = v
-        self._n += 1
-
-    def view(self) -> np.ndarray:
-        return self._buf[: self._n]
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i: int) -> Any:
-        return self.view()[i].item()
-
-    def __iter__(self):  # noqa: ANN204
-        return iter(self.view().tolist())
-
-
-class _Series:
-    """Buffers and epoch history of one kind of metric (values, or timings).
-
-    Buffers hold float64 chunks (one per ``push``) so a scanned epoch's per-batch array
-    goes in without a Python loop; ``flush`` concatenates once.
-    """
-
-    def __init__(self) -> None:
-        self.buffers: dict[str, list[np.ndarray]] = {}
-        self.weights: dict[str, list[np.ndarray]] = {}
-        self.history: dict[str, _Column] = {}
-        self.epochs: dict[str, _Column] = {}
-        # Trends are immutable: one per tag is built after each flush, then shared
-        self._trends: dict[str, Trend] = {}
-
-    def push(self, tag: str, values: Any, weights: Any | None) -> None:
-        v = np.asarray(values, dtype=np.float64).reshape(-1)
-        if v.size == 0:
-            return
-        w = np.ones_like(v) if weights is None else np.asarray(weights, np.float64).reshape(-1)
-        self.buffers.setdefault(tag, []).append(v)
-        self.weights.setdefault(tag, []).append(w)
-
-    def buffered(self, tag: str) -> np.ndarray | None:
-        chunks = self.buffers.get(tag)
-        return np.concatenate(chunks) if chunks else None
-
-    def pending(self, tags: Sequence[str]) -> list[str]:
-        keys = tags if tags else list(self.buffers)
-        return [t for t in keys if self.buffers.get(t)]
-
-    def flush(self, tags: Sequence[str], epoch: int) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for t in self.pending(tags):
-            v = np.concatenate(self.buffers.pop(t))
-            w = np.concatenate(self.weights.pop(t))
-            total = w.sum()
-            mean = float(np.dot(v, w) / total) if total > 0 else float("nan")
-            if t not in self.history:
-                self.history[t] = _Column(np.float64)
-                self.epochs[t] = _Column(np.int64)
-            self.history[t].append(mean)
-            self.epochs[t].append(epoch)
-            self._trends.pop(t, None)
-            out[t] = mean
-        return out
-
-    def reset(self, tags: Sequence[str]) -> None:
-        for t in tags if tags else list(self.history):
-            self.history.pop(t, None)
-            self.epochs.pop(t, None)
-            self._trends.pop(t, None)
-
-    def trend(self, tag: str) -> Trend:
-        t = self._trends.get(tag)
-        if t is None:
-            if tag not in self.history:
-                return Trend((), tag=tag)
-            t = Trend(self.history[tag].view(), tag=tag, epochs=self.epochs[tag].view())
-            self._trends[tag] = t
-        return t
-
-    def get_state(self) -> dict[str, Any]:
-        def cat(d):
-            return {k: np.concatenate(v) for k, v in d.items() if v}
-
-        return {"history": {k: c.view().copy() for k, c in self.history.items()},
-                "epochs": {k: c.view().copy() for k, c in self.epochs.items()},
-                "buffers": cat(self.buffers), "buffer_weights": cat(self.weights)}
-
-    @classmethod
-    def from_state(cls, owner: str, state: Mapping[str, Any]) -> _Series:
-        s = cls()
-        try:
-            s.history = {k: _Column(np.float64, v) for k, v in state["history"].items()}
-            s.epochs = {k: _Column(np.int64, v) for k, v in state["epochs"].items()}
-            s.buffers = {k: [np.array(v, dtype=np.float64).reshape(-1)]
-                         for k, v in state["buffers"].items()}
-            s.weights = {k: [np.array(v, dtype=np.float64).reshape(-1)]
-                         for k, v in state["buffer_weights"].items()}
-        except (KeyError, AttributeError, TypeError, ValueError) as e:
-            raise ValueError(f"{owner}: malformed observer state ({e!r}); expected keys "
-                             f"history/epochs/buffers/buffer_weights of {{tag: array}}") from e
-        for k in s.history:
-            if len(s.epochs.get(k, ())) != len(s.history[k]):
-                raise ValueError(f"{owner}: state for tag {k!r} has {len(s.history[k])} values "
-                                 f"but {len(s.epochs.get(k, ()))} epoch numbers")
-        for k in s.buffers:
-            if k not in s.weights or s.weights[k][0].shape != s.buffers[k][0].shape:
-                raise ValueError(f"{owner}: buffer state for tag {k!r} has mismatched weights")
-        return s
-
-
 @register("Observer")
-class Observer(ObserverNotebookRepr):
+class Observer(ObserverTimingMixin, ObserverNotebookRepr):
     """Observation state of one graph (or one training loop): buffers, history, hooks.
 
     Args:
@@ -235,8 +86,8 @@ class Observer(ObserverNotebookRepr):
         self._tag_groups: dict[str, tuple[str, ...]] = {}
         for g, members in (tag_groups or {}).items():
             self.add_tag_group(g, members)
-        self._values = _Series()
-        self._timings = _Series()
+        self._values = Series()
+        self._timings = Series()
         self._flush_times: list[float] = []
         self._timing_flush_count = 0
         self._start: float | None = None
@@ -488,7 +339,7 @@ class Observer(ObserverNotebookRepr):
         Nothing is appended unless every requested tag is valid.
         """
         found = self._resolve(tags, values, "collect")
-        scalars = [(node, local, _scalar(node._owner, local, v)) for node, local, _, v in found]
+        scalars = [(node, local, scalar_value(node._owner, local, v)) for node, local, _, v in found]
         self.mark_start()
         for node, local, v in scalars:
             node.mark_start()
@@ -506,7 +357,7 @@ class Observer(ObserverNotebookRepr):
         node, local = self._route(tag)
         if not values:
             raise ValueError(f"{self._owner}: record({tag!r}) needs at least one value")
-        scalars = [_scalar(node._owner, local, v) for v in values]
+        scalars = [scalar_value(node._owner, local, v) for v in values]
         self.mark_start()
         node.mark_start()
         node._values.push(local, scalars, None)
@@ -586,7 +437,7 @@ class Observer(ObserverNotebookRepr):
             >>> obs.flush()
             {'loss': 2.5}
         """
-        metrics, weights = _to_host(dict(metrics), weights)
+        metrics, weights = to_host(dict(metrics), weights)
         arrays = {tag: self._batch_array(v) for tag, v in metrics.items()}
         for tag, a in arrays.items():  # validate everything before pushing anything
             if a.ndim != 1:
@@ -630,7 +481,7 @@ class Observer(ObserverNotebookRepr):
             >>> obs.collected("hidden"), obs.flush()
             ([4.0, 2.0], {'hidden': 3.3333333333333335})
         """
-        tensors, mask = _to_host(dict(tensors), mask)
+        tensors, mask = to_host(dict(tensors), mask)
         arrays = {}
         for tag, v in tensors.items():
             if isinstance(v, Mapping):
@@ -784,227 +635,6 @@ class Observer(ObserverNotebookRepr):
             out.update(child.latest_metrics(f"{p}{label}"))
         return out
 
-    # ----------------------------------------------------------- wall clock
-    def flush_count(self) -> int:
-        """Number of flushes that produced data (epochs)."""
-        return len(self._flush_times)
-
-    def flush_times(self) -> list[float]:
-        """Wall-clock stamp (``clock()`` seconds) of each flush that produced data."""
-        return list(self._flush_times)
-
-    def start_time(self) -> float | None:
-        """When training started (first forward/record, or :meth:`mark_start`)."""
-        return self._start
-
-    def elapsed(self) -> float:
-        """Seconds since training started; ``0.0`` before."""
-        return 0.0 if self._start is None else max(0.0, self._clock() - self._start)
-
-    def epoch_durations(self) -> list[float]:
-        """Duration of each flushed epoch; the first runs from the start stamp."""
-        if not self._flush_times:
-            return []
-        stamps = [self._start if self._start is not None else self._flush_times[0]]
-        stamps += self._flush_times
-        return [b - a for a, b in zip(stamps[:-1], stamps[1:])]
-
-    def last_flush_duration(self) -> float:
-        """Seconds between the two most recent flushes; ``0.0`` with fewer than two."""
-        if len(self._flush_times) < 2:
-            return 0.0
-        return self._flush_times[-1] - self._flush_times[-2]
-
-    def eta(self, total_epochs: int, window: int = 0) -> float:
-        """Estimated seconds left: mean epoch time times the epochs remaining.
-
-        Args:
-            total_epochs: the planned number of epochs (flushes).
-            window: average the last ``window`` epochs only (``0``: all, counting epoch 1
-                in full from the start stamp, as goDl does). Epoch 1 of a jitted run
-                includes compilation, so a small window gives a steadier estimate.
-
-        Returns:
-            Seconds; ``0.0`` before the first flush or once ``total_epochs`` flushes happened.
-        """
-        n = len(self._flush_times)
-        if n == 0 or total_epochs <= n:
-            return 0.0
-        durations = self.epoch_durations()
-        if window > 0:
-            durations = durations[-window:]
-        return sum(durations) / len(durations) * (total_epochs - n)
-
-    @staticmethod
-    def format_duration(seconds: float) -> str:
-        """Same as :func:`modjax.observe.format_duration`."""
-        return format_duration(seconds)
-
-    # --------------------------------------------------------------- timings
-    def enable_profiling(self) -> None:
-        """Ask the owning graph to run profiled forwards (see ``profiling``)."""
-        self._profiling = True
-
-    def disable_profiling(self) -> None:
-        """Back to plain forwards: no timing calls at all."""
-        self._profiling = False
-
-    @property
-    def profiling(self) -> bool:
-        """Whether profiling is enabled; the graph checks this one bool per forward."""
-        return self._profiling
-
-    def set_profile(self, profile: Profile) -> None:
-        """Store the Profile of the forward that just ran and call ``on_profile``."""
-        if not isinstance(profile, Profile):
-            raise TypeError(f"{self._owner}: set_profile takes a Profile, got "
-                            f"{type(profile).__name__}")
-        self._profile = profile
-        if self._on_profile is not None:
-            self._on_profile(profile)
-
-    def profile(self) -> Profile | None:
-        """The Profile of the most recent profiled forward, or ``None``."""
-        return self._profile
-
-    def timing(self, tag: str) -> float:
-        """Seconds the node tagged ``tag`` took in the last profiled forward (0.0 if none)."""
-        node, local = self._route(tag)
-        return node._profile.timing(local) if node._profile is not None else 0.0
-
-    def collect_timings(self, *tags: str) -> None:
-        """Append tagged node durations of the last profile to the timing buffers.
-
-        With no tags every tagged node of the profile is collected.
-
-        Raises:
-            RuntimeError: no profile yet (profiling disabled, or no forward ran).
-            LabelPathError: a tag is not in the profile.
-        """
-        if self._profile is None:
-            raise RuntimeError(f"{self._owner}: collect_timings needs a profiled forward; "
-                               f"call enable_profiling() and run a forward first")
-        src = self._profile.tag_timings()
-        picked = self._pick(tags, src, "collect timings of")
-        for t, v in picked.items():
-            self._timings.push(t, [float(v)], None)
-
-    def record_timing(self, tag: str, *seconds: float) -> None:
-        """Inject durations measured elsewhere into ``tag``'s timing buffer."""
-        node, local = self._route(tag)
-        if not seconds:
-            raise ValueError(f"{self._owner}: record_timing({tag!r}) needs at least one value")
-        node._timings.push(local, [_scalar(node._owner, local, s) for s in seconds], None)
-
-    def collected_timings(self, tag: str) -> list[float] | None:
-        """The raw timing buffer of ``tag`` since the last timing flush, or ``None``."""
-        node, local = self._route(tag)
-        buf = node._timings.buffered(local)
-        return None if buf is None else buf.tolist()
-
-    def flush_timings(self, *tags: str) -> dict[str, float]:
-        """Promote timing batch means to the timing history (all buffered when no tags)."""
-        wanted = self.expand_tags(*tags)
-        if not self._timings.pending(wanted):
-            return {}
-        self._timing_flush_count += 1
-        return self._timings.flush(wanted, self._timing_flush_count)
-
-    def timing_trend(self, tag: str) -> Trend:
-        """Epoch history of mean node time (seconds) for ``tag``."""
-        node, local = self._route(tag)
-        return node._timings.trend(local)
-
-    def timing_trends(self, *tags: str) -> TrendGroup:
-        """Timing trends of the given tags (groups expanded; all when none)."""
-        wanted = self.expand_tags(*tags) if tags else list(self._timings.history)
-        return TrendGroup(self.timing_trend(t) for t in wanted)
-
-    def reset_timing_trend(self, *tags: str) -> None:
-        """Clear timing history of the given tags (all when none)."""
-        self._timings.reset(self.expand_tags(*tags))
-
-    # ------------------------------------------------------------ outputs
-    def _trends_for_output(self, tags: Sequence[str], timings: bool) -> list[Trend]:
-        store = self._timings if timings else self._values
-        wanted = self.expand_tags(*tags) if tags else list(store.history)
-        get = self.timing_trend if timings else self.trend
-        trends = [get(t) for t in wanted]
-        empty = [t.tag for t in trends if len(t) == 0]
-        kind = "timing history" if timings else "epoch history"
-        if not trends:
-            raise ValueError(f"{self._owner}: no {kind} to write (flush first)")
-        if empty:
-            have = list(store.history)
-            raise LabelPathError(f"{self._owner}: no {kind} for {empty}; tags with history: "
-                                 f"{have}; did you mean {closest_names(empty[0], have)}?")
-        return trends
-
-    def _panels(self, tags: Sequence[str], timings: bool) -> list[tuple[str, list[Trend]]]:
-        if not tags:
-            return [(t.tag, [t]) for t in self._trends_for_output((), timings)]
-        panels = []
-        for t in tags:
-            members = self._trend_members(t)
-            panels.append((t, self._trends_for_output(members, timings)))
-        return panels
-
-    def _trend_members(self, tag: str) -> list[str]:
-        return list(self._tag_groups.get(tag, (tag,)))
-
-    def plot_html(self, path: str | PathLike, *tags: str, title: str | None = None,
-                  log_y: bool | Sequence[str] = False) -> None:
-        """Write one self-contained HTML page of training curves (inline SVG + JS, no CDN).
-
-        Each argument is one chart: a tag group overlays its members, a tag stands
-        alone; with no tags every tag with history gets a chart. ``log_y`` (``True`` or
-        chart names) draws charts on a log10 axis.
-
-        Raises:
-            LabelPathError: a tag has no epoch history.
-            FileNotFoundError: the parent directory does not exist.
-        """
-        from modjax.observe.plots import plot_html
-
-        plot_html(path, self._panels(tags, False), title=title or self._title("training curves"),
-                  durations=self.epoch_durations(), log_y=log_y)
-
-    def plot_timings_html(self, path: str | PathLike, *tags: str, title: str | None = None,
-                          log_y: bool | Sequence[str] = False) -> None:
-        """Like :meth:`plot_html` for the timing history (seconds per node per epoch)."""
-        from modjax.observe.plots import plot_html
-
-        plot_html(path, self._panels(tags, True), title=title or self._title("node timings"),
-                  unit="s", log_y=log_y)
-
-    def _title(self, what: str) -> str:
-        return f"{self.name}: {what}" if self.name else f"modjax {what}"
-
-    def export_trends(self, path: str | PathLike, *tags: str) -> None:
-        """Write epoch history to CSV: ``epoch,<tag>...`` (groups expanded; all when none)."""
-        from modjax.observe.logs import export_trends
-
-        export_trends(path, self._trends_for_output(tags, False))
-
-    def export_timing_trends(self, path: str | PathLike, *tags: str) -> None:
-        """Write timing history to CSV in the format of :meth:`export_trends`."""
-        from modjax.observe.logs import export_trends
-
-        export_trends(path, self._trends_for_output(tags, True))
-
-    def write_log(self, path: str | PathLike, total_epochs: int = 0, *tags: str) -> None:
-        """Write a text log: one line per epoch with values, duration and ETA.
-
-        Args:
-            path: output file.
-            total_epochs: expected epochs for the ETA column (0 leaves ETA out).
-            *tags: tags or groups to include (all with history when none).
-        """
-        from modjax.observe.logs import write_log
-
-        write_log(path, self._trends_for_output(tags, False), total_epochs=total_epochs,
-                  epoch_durations=self.epoch_durations(), title=self.name)
-
     # ------------------------------------------------------- config / state
     def get_config(self) -> dict[str, Any]:
         """JSON config: tag groups and name."""
@@ -1037,8 +667,8 @@ class Observer(ObserverNotebookRepr):
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`get_state` output; on error the observer is left unchanged."""
         try:
-            values = _Series.from_state(self._owner, state["values"])
-            timings = _Series.from_state(self._owner, state["timings"])
+            values = Series.from_state(self._owner, state["values"])
+            timings = Series.from_state(self._owner, state["timings"])
             flush_times = [float(x) for x in np.ravel(state["flush_times"])]
             tcount = int(np.asarray(state["timing_flush_count"]))
             start = float(np.asarray(state["start_time"]))
@@ -1055,6 +685,6 @@ class Observer(ObserverNotebookRepr):
 
     def reset(self) -> None:
         """Forget all buffers, history, stamps and the last profile (config and hooks stay)."""
-        self._values, self._timings = _Series(), _Series()
+        self._values, self._timings = Series(), Series()
         self._flush_times, self._timing_flush_count = [], 0
         self._start, self._profile, self._last_tagged = None, None, {}
