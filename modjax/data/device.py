@@ -27,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from modjax.data.host_gather import (  # noqa: F401 - re-exported: the store's host side
     GATHER_BLOCK_ROWS,
     HOST_ALIGNMENT,
+    ChunkRelease,
     aligned_empty,
     gather_domain,
 )
@@ -450,7 +451,9 @@ class DeviceStore:
                 yield self.epoch_arrays(plan.batches(start, start + k).pad_batches_to(k))
             return
         capacity = k * plan.batch_size * len(plan.roles)
+        release = ChunkRelease()
         for start in range(0, plan.n_batches, k):
+            release.wait()  # the previous chunk's buffer is gone before this one is read
             chunk = plan.batches(start, start + k).pad_batches_to(k)
             flat = np.concatenate([np.asarray(chunk.indices[r]).ravel() for r in chunk.roles])
             uniq, inv = np.unique(flat, return_inverse=True)
@@ -463,6 +466,7 @@ class DeviceStore:
             remapped = IndexPlan(local, dict(chunk.mask), dict(chunk.weights))
             host = self._host_arrays(self.view.take(rows))
             placed = jax.device_put(host, self._store_sharding())
+            release.track(host["features"])
             # the generator is suspended while the chunk trains: hold no host copy meanwhile
             del host, rows, uniq
             _release_arrow_pool()

@@ -8,6 +8,8 @@ per-column arrays, no stacked copy, and JAX's CPU backend adopts the aligned buf
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +17,8 @@ import numpy as np
 
 from modjax.data.schema import column_name
 
-__all__ = ["GATHER_BLOCK_ROWS", "HOST_ALIGNMENT", "aligned_empty", "gather_domain"]
+__all__ = ["GATHER_BLOCK_ROWS", "HOST_ALIGNMENT", "ChunkRelease", "aligned_empty",
+           "aligned_buffer", "gather_domain"]
 
 
 def _target_dtype(src: np.dtype, dtype: np.dtype) -> np.dtype:
@@ -56,6 +59,20 @@ def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     raw = np.empty(nbytes + HOST_ALIGNMENT, dtype=np.uint8)
     start = (-raw.ctypes.data) % HOST_ALIGNMENT
     return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_buffer(a: np.ndarray) -> np.ndarray | None:
+    """The byte buffer behind an array made by :func:`aligned_empty` (None for others).
+
+    Example:
+        >>> aligned_buffer(aligned_empty((2, 2), np.float32)).dtype, aligned_buffer(np.zeros(2))
+        (dtype('uint8'), None)
+    """
+    base = a.base
+    if isinstance(base, np.ndarray) and base.base is None and base.ndim == 1 \
+            and base.dtype == np.uint8 and a.dtype != np.uint8:
+        return base
+    return None
 
 
 #: rows copied per step when a chunk is gathered: bounds the temporaries of a gather
@@ -121,3 +138,34 @@ def gather_domain(view: Any, domain: str, keys: Sequence[str], rep: str | None,
             part = col[rows[lo:hi]] if base is None else col[base + lo:base + hi]
             slot[lo:hi] = part if part.dtype == common else part.astype(common)
     return out
+
+
+class ChunkRelease:
+    """Frees the previous streamed chunk's host buffer before the next one is gathered.
+
+    A host buffer that JAX's CPU backend adopted (zero copy) is released only when
+    Python's cyclic garbage collector runs, not when the last array using it is dropped;
+    left to chance, several chunks' buffers pile up. So before each chunk a young
+    collection runs if the previous buffer is still alive, a full one if that did not
+    free it, and none again for this epoch if even that did not (a caller still holds
+    the chunk: collecting again would only cost time).
+    """
+
+    def __init__(self) -> None:
+        self._ref: Any = None
+        self._full = True
+
+    def track(self, host_array: np.ndarray) -> None:
+        # the byte buffer is what the backend keeps; a slice of a resident column is
+        # not ours to free
+        buf = aligned_buffer(host_array)
+        self._ref = None if buf is None else weakref.ref(buf)
+
+    def wait(self) -> None:
+        if self._ref is None or self._ref() is None:
+            return
+        gc.collect(1)
+        if self._ref() is not None and self._full:
+            gc.collect()
+            self._full = self._ref() is None
+        self._ref = None

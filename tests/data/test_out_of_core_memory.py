@@ -105,3 +105,50 @@ def test_uuid_lookups_on_an_out_of_core_featureset(tmp_path, monkeypatch):
     monkeypatch.setattr(ChunkedColumn, "__array__", lambda *a, **k: pytest.fail("whole column"))
     got = DeviceStore(fs).uuids_for([199, 0, 120])
     assert got.tolist() == uuids[[199, 0, 120]].tolist() and reads == [3]
+
+
+def test_each_streamed_chunk_is_freed_before_the_next_is_gathered(tmp_path, monkeypatch):
+    """An adopted host buffer is freed only by the cyclic collector: the store collects
+    before each chunk, so at most one chunk's buffer exists even with automatic
+    collection off."""
+    import gc
+    import weakref
+
+    import pyarrow as pa
+
+    from modjax.data import host_gather
+    from modjax.data.device import DeviceStore
+    from modjax.data.out_of_core import write_arrow_ipc
+
+    n = 400_000  # chunks of 50000 rows: large enough for the backend to adopt them
+    rng = np.random.default_rng(0)
+    batch = pa.record_batch({"a": rng.standard_normal(n), "b": rng.standard_normal(n),
+                             "y": np.zeros(n, np.float32)})
+    path = write_arrow_ipc([batch], tmp_path / "f.arrow", feature_keys=["a", "b"],
+                           target_keys="y")
+    fs = FeatureSet.from_arrow_ipc("free", path, register=False)
+    plan = SimpleSampler(5000, seed=0, source=fs).plan()
+    store = DeviceStore(fs, byte_budget=DeviceStore(fs).nbytes // 8)
+    buffers: list = []
+    alive_at_alloc: list = []
+    real = host_gather.aligned_empty
+
+    def spy(shape, dtype):
+        out = real(shape, dtype)
+        if shape[1:] == (2,):  # the features array of a chunk
+            alive_at_alloc.append(sum(r() is not None for r in buffers))
+            buffers.append(weakref.ref(out.base))  # the buffer the backend keeps
+        return out
+
+    monkeypatch.setattr(host_gather, "aligned_empty", spy)
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        total = 0.0
+        for arrays, _ in store.epoch_chunks(plan):
+            total += float(arrays["features"].sum())
+            del arrays
+    finally:
+        if was:
+            gc.enable()
+    assert len(buffers) >= 8 and alive_at_alloc == [0] * len(buffers)
