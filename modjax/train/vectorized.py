@@ -190,8 +190,13 @@ def pad_rows(trees: Sequence[Any]) -> Any:
     n = max(int(np.shape(jax.tree.leaves(t)[0])[0]) for t in trees)
 
     def pad(*xs: Any) -> Any:
-        return jnp.stack([jnp.pad(jnp.asarray(x), [(0, n - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
-                          for x in xs])
+        # filled on the host and uploaded once (a device pad and stack per replica is a
+        # few eager dispatches each)
+        first = np.asarray(xs[0])
+        out = np.zeros((len(xs), n, *first.shape[1:]), first.dtype)
+        for i, x in enumerate(xs):
+            out[i, :np.shape(x)[0]] = np.asarray(x)
+        return jnp.asarray(out)
 
     return jax.tree.map(pad, *trees)
 
