@@ -41,7 +41,7 @@ UPWARD = {
     # ModelGraph.to_mermaid() / summary() and Graph.dot() / svg() render through viz
     ("modjax.graph.model_graph", "modjax.viz.mermaid"),
     ("modjax.graph.model_graph", "modjax.viz.summary"),
-    ("modjax.graph.flow.graph", "modjax.viz.dot"),
+    ("modjax.graph.flow.shell", "modjax.viz.dot"),
     # ExperimentPhase.to_mermaid() renders through viz
     ("modjax.train.phases", "modjax.viz.phase"),
     # the notebook display mixins (base, so every layer can use them) render through viz
