@@ -109,7 +109,6 @@ class BlockRunner:
         self.next: Block | None = None
         self.records: list[EpochRecord] = []
         self.kept = 0  # epochs of the current block the loop recorded
-        self._filler: Any = None
 
     # ----------------------------------------------------------------- make / dispatch
     def _key(self, s: Any) -> tuple:
@@ -124,14 +123,26 @@ class BlockRunner:
         for ps in plans:
             stores, dp = stack_feeds(self.feeds, ps)
             device.append(dp)
-        if n < BLOCK:  # inactive slots read one device copy of a real plan: no upload
-            if self._filler is None:
-                self._filler = jax.device_put(device[0])
-            device += [self._filler] * (BLOCK - n)
+        if n < BLOCK:
+            device += [self._filler_like(device[0])] * (BLOCK - n)
         block = Block(start, n, bases, tuple(self._key(s) for s in self.samplers), carry,
                       plans, device, stores)
         block.carry_out, block.out = self._run(block, n)
         return block
+
+    def _filler_like(self, plan: dict) -> dict:
+        """A plan for the inactive slots of a block: never read, so its indices are zeros
+        kept on the device by the phase (made once, ready: uploading or creating them per
+        block would make the block's dispatch wait for them)."""
+        cache = self.phase.__dict__.setdefault("_block_fillers", {})
+
+        def zeros(a: Any) -> Any:
+            key = (a.shape, str(a.dtype))
+            if key not in cache:
+                cache[key] = jax.block_until_ready(jax.device_put(np.zeros(a.shape, a.dtype)))
+            return cache[key]
+
+        return jax.tree.map(zeros, plan)
 
     def _run(self, block: Block, n: int) -> tuple[Any, Any]:
         active = np.arange(BLOCK) < n
