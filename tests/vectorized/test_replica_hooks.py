@@ -105,3 +105,24 @@ def test_a_stopped_replica_keeps_the_sampler_state_of_a_run_of_its_own():
     assert outs[1].results.n_epochs == 3
     assert [s.epoch for s in outs[1].samplers.values()] == [3]
     assert [s.epoch for s in outs[0].samplers.values()] == [outs[0].results.n_epochs]
+
+
+def test_a_replica_stopped_by_nan_keeps_its_last_finite_state_and_the_others_go_on():
+    import jax
+
+    from .helpers import max_diff
+
+    _, fs, g, mse = task(experiment=False)
+    ph = train_phase(mse, epochs=3, nan_policy="stop")
+    bad = g.init(0)
+    bad["params"] = jax.tree.map(lambda a: a * np.nan, bad["params"])
+    outs = run_replicas(ph, [make_spec(ph, g, label="ok", variables=g.init(0)),
+                             make_spec(ph, g, label="nan", variables=bad)])
+    ok, nan = outs
+    assert nan.results.nan_stop == (0, 0) and nan.results.stopped_early
+    assert nan.results.n_epochs == 0 and nan.epochs_run == 0
+    # one plan drawn (epoch 0), as a run of its own leaves it: the look-ahead plan went back
+    assert [s.epoch for s in nan.samplers.values()] == [1]
+    assert all(np.isnan(np.asarray(a)).all() for a in jax.tree.leaves(nan.variables["params"]))
+    ref, _ = _solo_observer(g, mse, 0)
+    assert ok.results.n_epochs == 3 and max_diff(ok.variables, g.variables) < 1e-6
