@@ -20,6 +20,10 @@ they do the same work. A second table shows what the padded last batch costs whe
 ``drop_last=False``. Compilations are counted with ``jax.monitoring`` (backend compiles):
 runs after the first must compile nothing.
 
+A last table splits the cost of one ``execute`` into a fixed part and a per-epoch part
+(1- and 41-epoch runs at 3 steps per epoch): the per-epoch difference to floor/end is
+modjax's host work per epoch.
+
 Run:  .venv/bin/python benchmarks/bench_train_loop.py [--repeats 5] [--sizes 5000 20000 100000]
       [--batches 32 256 1024] [--per-step]
 """
@@ -142,7 +146,7 @@ def floor_epoch(p, s, x, y, idx):
     return p, s, losses
 
 
-def run_floor(xd, yd, n_train, batch, read_each: bool):
+def run_floor(xd, yd, n_train, batch, read_each: bool, epochs: int = EPOCHS):
     """(whole-loop seconds, per-epoch mean loss); parameters are made before timing."""
     p = init_mlp(jax.random.key(0))
     s = TX.init(p)
@@ -151,7 +155,7 @@ def run_floor(xd, yd, n_train, batch, read_each: bool):
     nb = n_train // batch
     t = time.perf_counter()
     kept = []
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         idx = rng.permutation(n_train)[: nb * batch].reshape(nb, batch).astype(np.int32)
         p, s, losses = floor_epoch(p, s, xd, yd, idx)
         kept.append(float(losses.mean()) if read_each else losses)
@@ -225,6 +229,32 @@ def bench_padding(n: int, batch: int, repeats: int) -> dict:
             "drop_ms": med[True], "pad_ms": med[False], "ratio": med[False] / med[True]}
 
 
+def bench_fixed_costs(repeats: int, n: int = 5000, batch: int = 1024) -> dict:
+    """Per-execute and per-epoch fixed costs on a workload whose epochs are tiny (3 steps).
+
+    Whole-execute time at 1 and 41 epochs, interleaved with floor/end at 1 and 41 epochs:
+    the slope is the cost of one more epoch, the intercept the cost of one more execute.
+    The device work per epoch is the same for both, so the difference of the slopes is
+    modjax's host work per epoch.
+    """
+    n_train = int(n * 0.8)
+    x, y = make_data(n)
+    xd, yd = jax.device_put(x[:n_train]), jax.device_put(y[:n_train, None])
+    ctx, graph, phase = build_modjax(x, y, n_train, batch)
+    v0 = graph.variables
+    times = {k: [] for k in ("m1", "m41", "f1", "f41")}
+    for _ in range(max(repeats, 5) + 1):
+        for e in (1, 41):
+            phase.n_epochs = e
+            graph.set_variables(v0)
+            times[f"m{e}"].append(run_modjax(ctx, graph, phase)[0])
+            times[f"f{e}"].append(run_floor(xd, yd, n_train, batch, False, epochs=e)[0])
+    med = {k: statistics.median(v[1:]) * 1e3 for k, v in times.items()}  # first: warm-up
+    slope_m, slope_f = (med["m41"] - med["m1"]) / 40, (med["f41"] - med["f1"]) / 40
+    return {"slope_m": slope_m, "slope_f": slope_f, "host": slope_m - slope_f,
+            "setup_m": med["m1"] - slope_m, "setup_f": med["f1"] - slope_f}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -259,6 +289,12 @@ def main() -> None:
         p = bench_padding(n, b, args.repeats)
         print(f"  {n} rows, batch {b}: {p['full']} full batches + {p['rows_last']} rows; "
               f"drop_last {p['drop_ms']:.3f} ms, padded {p['pad_ms']:.3f} ms -> {p['ratio']:.3f}x")
+    if 5000 in args.sizes:
+        f = bench_fixed_costs(args.repeats)
+        print("\nfixed costs (5000 rows, batch 1024: 3 steps per epoch), from 1- and 41-epoch runs:")
+        print(f"  per epoch: modjax {f['slope_m']:.3f} ms, floor/end {f['slope_f']:.3f} ms -> "
+              f"modjax host work {f['host']:.3f} ms/epoch (goal < 0.1 ms)")
+        print(f"  per execute: modjax {f['setup_m']:.3f} ms, floor/end {f['setup_f']:.3f} ms")
     if args.per_step:
         n_train = 4000
         x, y = make_data(5000)

@@ -15,6 +15,7 @@ import numpy as np
 
 from modjax.data.device import shared_store
 from modjax.data.plan import IndexPlan
+from modjax.data.references import FeatureSetReference
 from modjax.errors import GraphStructureError, closest_names
 from modjax.io.registry import register, serialize
 from modjax.train.results import BindingRecord, EpochRecord
@@ -33,8 +34,8 @@ def _graph_node(graph: Any, node: Any) -> Any:
 
 
 def _fs_refs(node: Any) -> list[Any]:
-    return [r for r in node.get_upstream_refs()
-            if hasattr(r, "featureset_label") and hasattr(r, "feature_shape")]
+    # by class: probing ``feature_shape`` would compute it (it resolves the FeatureSet)
+    return [r for r in node.get_upstream_refs() if isinstance(r, FeatureSetReference)]
 
 
 @register("InputBinding")

@@ -310,13 +310,20 @@ class TrainPhase(ExperimentPhase):
             graph.build()
         feeds, streaming = self._feeds(graph, experiment)
         optimizer = graph_optimizers(graph)
-        fn = epoch_program(self, graph, feeds, optimizer, chunked=False, skip_empty=streaming)
         progress = EpochProgress(self.label, self.n_epochs, enabled=show_training_progress,
                                  persist=persist_progress, val_metric=val_loss_metric,
                                  show_batches=show_sampler_progress, file=progress_file)
-        hooks = self._hooks(experiment, progress)
-        step_fn = (epoch_program(self, graph, feeds, optimizer, chunked=True)
-                   if needs_batches(hooks) else None)
+        try:
+            hooks = self._hooks(experiment, progress)
+            blocks = self._blocks(graph, feeds, optimizer, hooks, streaming)
+            # a phase running in blocks never calls the one-epoch programs
+            fn = None if blocks is not None else epoch_program(
+                self, graph, feeds, optimizer, chunked=False, skip_empty=streaming)
+            step_fn = (epoch_program(self, graph, feeds, optimizer, chunked=True)
+                       if needs_batches(hooks) else None)
+        except BaseException:
+            progress.close()
+            raise
         results = TrainResults(self.label, graph=graph,
                                loss_nodes={al.label: al.node for al in self.losses})
         carry = self._start_carry(graph, optimizer)
@@ -324,8 +331,7 @@ class TrainPhase(ExperimentPhase):
         counters = self.get_state() if self._carry is None else None
         self._graph, self._carry, self._stop = graph, carry, False
         body = TrainEpochs(self, graph, optimizer, feeds, (fn, step_fn), streaming=streaming,
-                           progress=progress, counters=counters,
-                           blocks=self._blocks(graph, feeds, optimizer, hooks, streaming))
+                           progress=progress, counters=counters, blocks=blocks)
         return run_loop(body, LoopRun(self, experiment, results, hooks),
                         guard=NanGuard(self.nan_policy, f"TrainPhase {self.label!r}"))
 
