@@ -8,7 +8,8 @@ the usual :class:`~modjax.train.results.TrainResults` and its own callbacks. A c
 sees a per-replica view of the phase (:class:`ReplicaPhase`): ``request_stop()`` stops
 that replica only (its updates are masked from then on; the program does not change),
 ``snapshot``/``restore_snapshot`` act on its slice, so ``EarlyStopping(restore_best=True)``
-works per replica.
+works per replica. The epochs run through the one epoch loop (:mod:`modjax.train.loop`);
+the loop body and the per-replica hooks are in :mod:`modjax.train.replica_loop`.
 """
 
 from __future__ import annotations
