@@ -126,3 +126,23 @@ def test_a_replica_stopped_by_nan_keeps_its_last_finite_state_and_the_others_go_
     assert all(np.isnan(np.asarray(a)).all() for a in jax.tree.leaves(nan.variables["params"]))
     ref, _ = _solo_observer(g, mse, 0)
     assert ok.results.n_epochs == 3 and max_diff(ok.variables, g.variables) < 1e-6
+
+
+def test_phases_run_member_by_member_feed_the_members_children_too():
+    from modjax.train.callbacks import Callback
+
+    class BatchCounter(Callback):  # batch hooks: the phase cannot run vectorized
+        def on_batch_end(self, **kw):
+            pass
+
+    exp, fs, g, mse = task("alone")
+    exp.observer = Observer()
+    exp.execution_plan.add_phase(train_phase(mse, epochs=2, callbacks=[BatchCounter()]))
+    coll = ExperimentCollection(template=exp, members={"a": {"seed": 1}, "b": {"seed": 2}})
+    coll.run()
+    assert coll["a"].vectorized == [] and sorted(exp.observer.children) == ["a", "b"]
+    assert exp.observer.flush_count() == 0
+    for lab in ("a", "b"):
+        tr = coll[lab].results.get_train_result("train")
+        np.testing.assert_allclose(exp.observer.child(lab).trend("train_loss").values(),
+                                   tr.train_loss, atol=1e-6)
