@@ -339,6 +339,9 @@ class TrainPhase(ExperimentPhase):
                 streaming: bool) -> BlockRunner | None:
         """A BlockRunner when the epochs may run several per dispatch, else None."""
         samplers = distinct_samplers(feeds)
+        # "last" keeps one epoch's recorded tensors: a block would hold up to two blocks' worth
+        if self.result_recording is ResultRecording.LAST:
+            return None
         if not self._pipeline or not blockable(feeds, samplers, hooks, mesh=self.mesh,
                                                streaming=streaming,
                                                batch_hooks=needs_batches(hooks)):

@@ -129,3 +129,17 @@ def test_a_callback_reading_the_state_gets_every_epoch_on_its_own(fresh_context)
         _run(b, n_epochs=BLOCK + 1, callbacks=[cbs[b]])
     assert len(cbs[True].seen) == BLOCK + 1
     _same(cbs[True].seen, cbs[False].seen)  # no block: each epoch's own state
+
+
+def test_recording_only_the_last_epoch_runs_epoch_by_epoch(fresh_context, monkeypatch):
+    # "last" keeps one epoch's recorded tensors alive; a block would hold several
+    from modjax.train.epoch_blocks import BlockRunner
+
+    calls = []
+    run = BlockRunner._run
+    monkeypatch.setattr(BlockRunner, "_run", lambda self, b, n: calls.append(n) or run(self, b, n))
+    (g1, _, r1, _, l1), (g0, _, _, _, l0) = (_run(b, n_epochs=BLOCK + 1, result_recording="last")
+                                             for b in (True, False))
+    assert calls == [] and l1 == l0
+    assert [e for e, rec in r1.epochs.items() if rec.records is not None] == [BLOCK]
+    _same(g1.variables, g0.variables)
