@@ -401,7 +401,8 @@ class PhaseResults(ResultsNotebookRepr):
         rows, mask = self._rows(rec, label, role)
         if domain == "sample_uuids":
             b = self._binding_for(rec, label)
-            return np.asarray(b.view.source.get_column("sample_uuids"))[rows[mask]]
+            # only the asked rows: an out-of-core uuid column is never read whole
+            return np.asarray(b.view.source._numpy_column("sample_uuids")[rows[mask]])
         if domain not in ("outputs", "targets", "tags"):
             raise ValueError(f"domain must be outputs, targets, tags or sample_uuids, got {domain!r}")
         if rec.records is None:

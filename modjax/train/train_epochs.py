@@ -191,6 +191,8 @@ class TrainEpochs:
                 outs.append(o)
                 self.progress.advance_batches(1)
                 run.batch_end(epoch, start + j)
+            if self.streaming:  # the chunk's scan finishes before the next chunk is gathered
+                jax.block_until_ready(carry)
         return carry, jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 
     def _fetch(self, epoch: int, out: Any, bindings: dict) -> EpochRecord:

@@ -305,7 +305,11 @@ class TrainPhase(ExperimentPhase):
         """
         if self.replicas > 1:
             from modjax.train.ensemble import execute_ensemble
-            return execute_ensemble(self, graph, experiment=experiment)
+            return execute_ensemble(self, graph, experiment=experiment,
+                                    show_training_progress=show_training_progress,
+                                    show_sampler_progress=show_sampler_progress,
+                                    persist_progress=persist_progress,
+                                    val_loss_metric=val_loss_metric, progress_file=progress_file)
         if not graph.is_built:
             graph.build()
         feeds, streaming = self._feeds(graph, experiment)

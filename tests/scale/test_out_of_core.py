@@ -176,3 +176,19 @@ def test_chunk_builder_allocates_the_chunk_once(tmp_path, out_of_core):
     # the chunked column's per-block bookkeeping), whatever the column count: per-column
     # arrays plus a stack would add more than the whole features array (2.56 MB) here
     assert peak <= chunk + 64 * device.GATHER_BLOCK_ROWS, (peak, chunk)
+
+
+def test_result_uuids_of_an_out_of_core_featureset_read_only_the_asked_rows(parquet_fs,
+                                                                            monkeypatch):
+    # results used to read the whole uuid column (get_column) to look up one epoch's rows
+    fs, data = parquet_fs
+    fs.add_split(fs.take(np.arange(180), label="train"), "train")
+    g = make_mlp_graph(fs)
+    res = train_phase(n_epochs=1, batch_size=30, byte_budget=DeviceStore(fs)._row_bytes() * 60
+                      ).execute(g, show_training_progress=False)
+    rows, mask = res._rows(res._epoch(None), "mlp", "default")
+    expected = np.asarray(fs.sample_uuids)[rows[mask]]
+    monkeypatch.setattr(OutOfCoreFeatureSet, "get_column", lambda *a, **k: pytest.fail(
+        "the whole uuid column was read"))
+    got = res.stacked_tensors("mlp", "sample_uuids")
+    assert got.shape == (180,) and list(got) == list(expected)

@@ -146,3 +146,15 @@ def test_phases_run_member_by_member_feed_the_members_children_too():
         tr = coll[lab].results.get_train_result("train")
         np.testing.assert_allclose(exp.observer.child(lab).trend("train_loss").values(),
                                    tr.train_loss, atol=1e-6)
+
+
+def test_train_phase_execute_forwards_its_bar_options_to_the_ensemble():
+    # TrainPhase(replicas=K).execute used to drop show_training_progress/progress_file
+    _, fs, g, mse = task(experiment=False)
+    buf = io.StringIO()
+    train_phase(mse, replicas=2).execute(g, show_training_progress=True, persist_progress=True,
+                                         progress_file=buf)
+    assert "train x2" in buf.getvalue() and "3/3" in buf.getvalue()
+    quiet = io.StringIO()
+    train_phase(mse, replicas=2).execute(g, show_training_progress=False, progress_file=quiet)
+    assert quiet.getvalue() == ""
