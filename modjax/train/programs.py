@@ -28,6 +28,7 @@ _PROGRAMS: dict[Any, Any] = {}
 _SINKS: list[Any] = []
 #: attributes that describe a host-side object but not what it computes
 _IGNORED = frozenset({"allowed_keywords", "state", "_transform"})
+_PLAIN = frozenset({type(None), bool, int, float, str})
 
 
 def spec_of(obj: Any, _depth: int = 0) -> Any:
@@ -49,6 +50,8 @@ def spec_of(obj: Any, _depth: int = 0) -> Any:
         >>> spec_of(AppliedLoss("mse", on="head")) == spec_of(AppliedLoss("mse", on="head"))
         True
     """
+    if type(obj) in _PLAIN:  # the common leaves, before the attribute probes below
+        return freeze_value(obj)
     if _depth > 16:
         return ident(obj)
     spec = getattr(type(obj), "spec", None)

@@ -476,7 +476,7 @@ def init_train_carry(variables: dict, optimizer: Optimizer | dict[str, Optimizer
         frozen_paths: label paths whose parameters stay fixed (none: ``frozen`` is None
             and the step skips the mask entirely).
         opt_state: existing optimizer state to resume from (default: fresh).
-        step: the step counter to start from.
+        step: the step counter to start from (an int, or an int32 scalar array used as is).
 
     Returns:
         ``{"variables", "opt_state", "key", "step", "frozen"}``.
@@ -489,10 +489,14 @@ def init_train_carry(variables: dict, optimizer: Optimizer | dict[str, Optimizer
         else:
             opt_state = optimizer.init(params)
     return {"variables": variables, "opt_state": opt_state, "key": key,
-            "step": jnp.asarray(step, jnp.int32),
+            "step": step if _is_step_array(step) else jnp.asarray(step, jnp.int32),
             # nothing frozen: no mask, so the step has no per-leaf selects. Freezing adds the
             # mask (one retrace); changing *which* paths are frozen then retraces nothing.
             "frozen": frozen_mask(params, frozen_paths) if frozen_paths else None}
+
+
+def _is_step_array(step: Any) -> bool:
+    return isinstance(step, jax.Array) and step.dtype == jnp.int32 and step.shape == ()
 
 
 # --------------------------------------------------------------------------- eval step

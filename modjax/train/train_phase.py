@@ -10,6 +10,7 @@ is its body. The graph's variables are written back only when the phase complete
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,6 +64,13 @@ def _train_metrics(label: str, metrics: Sequence[AppliedMetric] | None, replicas
                          "EvalPhase(metrics=...) instead")
     logged_names(out, "train_", owner=f"TrainPhase {label!r}")
     return out
+
+
+@functools.cache
+def _zero_step() -> jax.Array:
+    # an immutable device scalar made once (on the host: execute is never traced);
+    # making it per execute is a fixed cost larger than the rest of the carry's
+    return jnp.asarray(0, jnp.int32)
 
 
 def _specs_from_config(rules: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -396,7 +404,7 @@ class TrainPhase(ExperimentPhase):
                 opt_state = None
         key = start_key(self.seed, self.epochs_run)
         carry = init_train_carry(variables, optimizer, key, frozen_paths=sorted(graph.frozen_paths),
-                                 opt_state=opt_state)
+                                 opt_state=opt_state, step=_zero_step())
         if self.mesh is not None:
             from modjax.train.sharding import carry_shardings
             carry = put_global(carry, carry_shardings(carry, self.shard_params, self.mesh))
