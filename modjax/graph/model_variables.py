@@ -22,6 +22,14 @@ from modjax.paths import flatten_paths, get_at
 __all__ = ["ModelGraphVariables"]
 
 
+def _as_array(value: Any) -> Any:
+    # a concrete jax.Array is kept as is (what jnp.asarray returns for it, minus its
+    # fixed cost: a phase writes back every leaf of the graph once per execute)
+    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+        return value
+    return jnp.asarray(value)
+
+
 class ModelGraphVariables:
     """Variables mixin of ModelGraph (``variables``, ``set_variables``, ``opt_state``)."""
 
@@ -73,7 +81,7 @@ class ModelGraphVariables:
                     f"{self.label!r} expects {tuple(want.shape)} {want.dtype}")
         shapes = self._ensure_shapes()
         new = {"params": dict(variables["params"]), "state": dict(variables["state"])}
-        self._variables = jax.tree.map(jnp.asarray, new)
+        self._variables = jax.tree.map(_as_array, new)
         self._shapes = shapes
         self._var_meta = {nid: (n.label, id(n.model), shapes[nid].input_shapes[0],
                                 shapes[nid].output_shape)

@@ -80,7 +80,8 @@ def _data_token(feed: Feed) -> tuple[Any, ...]:
 class _EvalMemo:
     """An EvalPhase's resolved inputs, reused by the next execute when they would come out
     the same: same graph object with an equal definition, bindings naming the same nodes,
-    splits and upstreams, the same losses, metrics, active nodes, batch size and mesh, and
+    splits and upstreams, the same losses and metrics configured alike, the same active
+    nodes, batch size and mesh, and
     every binding's FeatureSet, table and split view the same objects. The program itself
     is still looked up structurally; this only skips re-deriving the lookup's key."""
 
@@ -95,8 +96,12 @@ class _EvalMemo:
 
     @staticmethod
     def _equal_part(phase: EvalPhase, graph: Any, bindings: Sequence[InputBinding]) -> tuple:
+        # the specs too: a loss or metric changed in place (its Loss, weight, inputs) is
+        # the same object but must not reuse the program made for what it was
         return (graph.definition, phase.batch_size, phase.active_nodes,
-                tuple((b.node, b.split, b.stream) for b in bindings))
+                tuple((b.node, b.split, b.stream) for b in bindings),
+                tuple(spec_of(al) for al in phase.losses),
+                tuple(spec_of(m) for m in phase.metrics))
 
     @staticmethod
     def _same_part(phase: EvalPhase, graph: Any, bindings: Sequence[InputBinding]) -> list:
