@@ -29,11 +29,6 @@ def _barriers(graph: Any) -> dict[str, Any]:
             if isinstance(n.model, GradientBarrierModel) and n.model.gradient_barrier}
 
 
-#: has_bridges per graph definition: the walk's Protocol checks cost more than the rest
-#: of a warm execute's bookkeeping, and a mutated graph has a new definition (a new key)
-_BRIDGED: dict[Any, bool] = {}
-
-
 def has_bridges(graph: Any) -> bool:
     """Whether any node of ``graph`` has a bridged model.
 
@@ -43,16 +38,6 @@ def has_bridges(graph: Any) -> bool:
     Returns:
         True when a node's model wraps torch or scikit-learn.
     """
-    from modjax.graph.definition import GraphDef, cached_on
-
-    # no NodeGraph isinstance here: that Protocol check is the cost being saved
-    definition = getattr(graph, "definition", None)
-    if not isinstance(definition, GraphDef):
-        return _walk_bridges(graph)
-    return cached_on(_BRIDGED, (type(graph), definition), lambda: _walk_bridges(graph))
-
-
-def _walk_bridges(graph: Any) -> bool:
     return any(isinstance(n.model, BridgedModel) and n.model.bridged
                for n in _model_nodes(graph).values())
 

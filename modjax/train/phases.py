@@ -89,10 +89,10 @@ class ExperimentPhase:
     def _check_bridges(self, graph: Any, bridged: bool | None = None) -> bool:
         """Refuse what bridged nodes cannot do in this phase; returns whether ``graph``
         has bridged nodes (pass a known answer as ``bridged`` to skip the walk)."""
-        from modjax.bridge.hooks import check_phase, has_bridges  # imports no torch/sklearn
+        from modjax.bridge.hooks import check_phase  # imports no torch/sklearn
 
         if bridged is None:
-            bridged = has_bridges(graph)
+            bridged = graph_has_bridges(graph)
         if bridged:
             check_phase(self, graph)
         return bridged
@@ -207,3 +207,34 @@ def callback_configs(callbacks: Sequence[Callback], where: str) -> list[dict[str
             continue
         out.append(serialize(cb))
     return out
+
+
+#: graph_has_bridges per graph definition: the walk's Protocol checks cost more than the
+#: rest of a warm execute's setup, and a mutated graph gets a new definition
+_BRIDGED: dict[Any, bool] = {}
+
+
+def graph_has_bridges(graph: Any) -> bool:
+    """Whether a node of ``graph`` wraps torch or scikit-learn, cached per definition.
+
+    Args:
+        graph: a ModelGraph or flow Graph (anything without a definition is walked).
+
+    Returns:
+        True when a node's model is bridged.
+
+    Example:
+        >>> import numpy as np
+        >>> from modjax import FeatureSet, Linear, ModelGraph, ModelNode
+        >>> fs = FeatureSet.from_dict("hb", {"x": np.ones((4, 3)), "y": np.ones(4)}, "x", "y")
+        >>> g = ModelGraph([ModelNode("m", Linear(1), upstream_ref=fs.reference())])
+        >>> graph_has_bridges(g.build(key=0))
+        False
+    """
+    from modjax.bridge.hooks import has_bridges
+    from modjax.graph.definition import GraphDef, cached_on
+
+    definition = getattr(graph, "definition", None)
+    if not isinstance(definition, GraphDef):
+        return has_bridges(graph)
+    return cached_on(_BRIDGED, (type(graph), definition), lambda: has_bridges(graph))

@@ -1,4 +1,4 @@
-"""has_bridges is cached per graph definition: a mutated graph is walked again."""
+"""graph_has_bridges is cached per graph definition: a mutated graph is walked again."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.linear_model import Ridge  # noqa: E402
 
 from modjax import Linear, ModelGraph, ModelNode  # noqa: E402
 from modjax.bridge import ScikitModelWrapper  # noqa: E402
-from modjax.bridge.hooks import has_bridges  # noqa: E402
+from modjax.train.phases import graph_has_bridges as has_bridges  # noqa: E402
 
 
 def test_replacing_a_node_by_a_bridged_one_changes_the_answer_both_ways():
