@@ -226,8 +226,10 @@ def graph_has_bridges(graph: Any) -> bool:
     Example:
         >>> import numpy as np
         >>> from modjax import FeatureSet, Linear, ModelGraph, ModelNode
-        >>> fs = FeatureSet.from_dict("hb", {"x": np.ones((4, 3)), "y": np.ones(4)}, "x", "y")
-        >>> g = ModelGraph([ModelNode("m", Linear(1), upstream_ref=fs.reference())])
+        >>> fs = FeatureSet.from_dict("hb", {"x": np.ones((4, 3)), "y": np.ones(4)}, "x", "y",
+        ...                           register=False)
+        >>> g = ModelGraph([ModelNode("hb_m", Linear(1), upstream_ref=fs.reference(),
+        ...                           register=False)], register=False)
         >>> graph_has_bridges(g.build(key=0))
         False
     """
