@@ -408,7 +408,3 @@ def _chunk_2d(view: Any, domain: str, key: str, rep: str | None, start: int,
     x = part.get_domain(domain, key, rep=rep, fmt="dict")[key]
     return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
 
-
-# the FeatureSet constructors of this module: FeatureSet.from_parquet(label, path, ...)
-FeatureSet.from_parquet = staticmethod(from_parquet)  # type: ignore[attr-defined]
-FeatureSet.from_arrow_ipc = staticmethod(from_arrow_ipc)  # type: ignore[attr-defined]
